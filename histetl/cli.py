@@ -1,0 +1,130 @@
+"""The `histetl` command line: thin commands over the library.
+
+Each command parses its options, calls one library function and prints its report. A
+`HistetlError` becomes a one-line message (no traceback) and its exit code:
+0 ok, 1 failed, 2 usage or configuration error, 3 finished with quarantined rows when
+--fail-on-quarantine is set.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from loguru import logger
+
+from histetl import __version__
+from histetl.config import DB_ENV_VAR, default_db
+from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, HistetlError
+from histetl.logs import configure
+from histetl.pipeline import ReplayOptions, Replayer, expand_paths
+from histetl.report import FileReport, RunReport
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(func: F) -> F:
+    """Turn library errors into a message on stderr and the error's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except HistetlError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="histetl")
+@click.option("-v", "--verbose", is_flag=True, help="Debug detail on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--log-json", is_flag=True, help="Logs as JSON lines (for log shippers).")
+def main(verbose: bool, quiet: bool, log_json: bool) -> None:
+    """histetl: load Databento historical data into DuckDB or TimescaleDB, validated and
+    deduplicated."""
+    configure(verbose=verbose, quiet=quiet, json_logs=log_json)
+
+
+def _db_option(func: F) -> F:
+    return click.option(
+        "--db", default=None, metavar="URI",
+        help=f"Target: duckdb:///path.duckdb or postgresql://user@host/db "
+             f"(default: ${DB_ENV_VAR}, else duckdb:///./histetl.duckdb).")(func)
+
+
+def _print_file(report: FileReport) -> None:
+    if report.status == "failed":
+        logger.error("{} failed: {}", report.path, report.error)
+    elif report.status == "skipped":
+        logger.info("{}: already loaded ({} records), skipped", report.path, report.skipped)
+    else:
+        logger.info("{}: {} records, {} loaded, {} duplicates, {} quarantined ({:.2f}s)",
+                    report.path, report.records, report.loaded, report.duplicates,
+                    report.quarantined, report.seconds)
+
+
+def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: bool) -> None:
+    click.echo(report.table())
+    if report_path is not None:
+        report.write_json(report_path)
+        click.echo(f"report: {report_path}")
+    quarantined = [f for f in report.files if f.quarantine_file]
+    for f in quarantined:
+        click.echo(f"quarantined {f.quarantined} rows of {Path(f.path).name}: "
+                   f"{f.quarantine_file}")
+    if report.failed:
+        click.echo(f"{len(report.failed)} file(s) failed; see the messages above", err=True)
+        sys.exit(EXIT_FAILED)
+    if fail_on_quarantine and report.totals["quarantined"]:
+        sys.exit(EXIT_QUARANTINED)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@_db_option
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the run report as JSON to this file.")
+@click.option("--validate-only", is_flag=True,
+              help="Decode, map and validate without loading anything.")
+@click.option("--force", is_flag=True, help="Reprocess files the ledger says are loaded.")
+@click.option("--rules", "rules_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Extra rules YAML (add, disable or re-grade rules); repeatable.")
+@click.option("--mapping", "mapping_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Column mapping YAML (rename, cast, derive, drop).")
+@click.option("--on-invalid", type=click.Choice(["quarantine", "fail"]), default="quarantine",
+              show_default=True, help="Quarantine invalid rows, or reject the whole file.")
+@click.option("--quarantine-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("quarantine"), show_default=True,
+              help="Where quarantine Parquet files go.")
+@click.option("--fail-on-quarantine", is_flag=True,
+              help="Exit 3 when any row was quarantined (for cron alerts).")
+@click.option("--batch-size", type=int, default=ReplayOptions.batch_size, show_default=True,
+              help="Records per batch; memory follows this, not the file size.")
+@handle_errors
+def replay(paths: tuple[str, ...], db: str | None, report_path: Path | None,
+           validate_only: bool, force: bool, rules_files: tuple[Path, ...],
+           mapping_file: Path | None, on_invalid: str, quarantine_dir: Path,
+           fail_on_quarantine: bool, batch_size: int) -> None:
+    """Reprocess DBN files (paths, directories or globs) offline, exactly as a run would."""
+    options = ReplayOptions(
+        db=db or default_db(), batch_size=batch_size, force=force, validate_only=validate_only,
+        on_invalid="fail" if on_invalid == "fail" else "quarantine",
+        quarantine_dir=quarantine_dir, rules_files=rules_files, mapping_file=mapping_file)
+    replayer = Replayer(options)
+    files = expand_paths(paths)
+    report = replayer.run(files, on_file=_print_file)
+    _finish(report, report_path, fail_on_quarantine)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+

@@ -1,0 +1,65 @@
+"""Loading YAML into pydantic models, with errors that name the file and the key path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from histetl.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_DB = "duckdb:///./histetl.duckdb"
+DB_ENV_VAR = "HISTETL_DB"
+
+
+def default_db() -> str:
+    """The target database: env HISTETL_DB, else ./histetl.duckdb."""
+    return os.environ.get(DB_ENV_VAR) or DEFAULT_DB
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", where=str(path),
+                          hint="check the path") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where,
+                          hint="fix the YAML syntax at that line") from exc
+
+
+def yaml_path(loc: tuple[int | str, ...]) -> str:
+    """('jobs', 0, 'schema') -> 'jobs[0].schema'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def validate_model(model: type[M], data: Any, source: str) -> M:
+    """Validate `data` against `model`; the error names the YAML path of each bad key."""
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            problems.append(f"{yaml_path(loc)}: {message}")
+        raise ConfigError("; ".join(problems), where=source,
+                          hint="see the configuration reference in README.md") from None
+
+
+def load_model(model: type[M], path: Path) -> M:
+    return validate_model(model, read_yaml(path), str(path))

@@ -1,0 +1,285 @@
+"""Decode DBN files (v1, v2, v3; plain or zstd) straight into bounded Arrow record batches.
+
+No per-record Python objects: a batch is one `numpy.frombuffer` over the raw record bytes with the
+record layout of `databento_dbn`, then one contiguous copy per column wrapped into Arrow buffers.
+Sentinels (UNDEF_PRICE, UNDEF_TIMESTAMP, definition fields at their type's maximum,
+UNDEF_STAT_QUANTITY) become NULL. Memory is bounded by `batch_size` records, not the file size.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import databento_dbn
+import numpy as np
+import pyarrow as pa
+import zstandard
+
+from histetl.errors import DecodeError, UnsupportedSchemaError
+from histetl.schemas import (
+    DBN_VERSIONS,
+    HASH_COLUMN,
+    PRICE_TYPE,
+    SUPPORTED_SCHEMAS,
+    SYMBOL_COLUMN,
+    Column,
+    ColumnKind,
+    TableSpec,
+    table_spec,
+)
+
+DEFAULT_BATCH_SIZE = 100_000
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_PRELUDE = struct.Struct("<3sBI")  # b"DBN", version, metadata length
+_UNDEF_PRICE = np.int64(databento_dbn.UNDEF_PRICE)
+_TS_LIMIT = np.uint64(2**63)  # UNDEF_TIMESTAMP and anything pandas could not represent -> NULL
+# Integer fields whose maximum value is a sentinel. Definitions: every integer field, as
+# databento's own decoder treats them; statistics: the quantity (UNDEF_STAT_QUANTITY).
+_SENTINEL_INTS: dict[str, frozenset[str] | None] = {"definition": None, "statistics": frozenset({"quantity"})}
+
+
+def _null_bitmap(valid: np.ndarray) -> pa.Buffer | None:
+    if valid.all():
+        return None
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _price_array(raw: np.ndarray) -> pa.Array:
+    values = np.ascontiguousarray(raw, dtype=np.int64)
+    wide = np.empty((values.size, 2), dtype=np.int64)
+    wide[:, 0] = values
+    wide[:, 1] = values >> 63  # two's-complement sign extension to 128 bits
+    bitmap = _null_bitmap(values != _UNDEF_PRICE)
+    return pa.Array.from_buffers(PRICE_TYPE, values.size, [bitmap, pa.py_buffer(wide)])
+
+
+def _timestamp_array(raw: np.ndarray, type_: pa.DataType) -> pa.Array:
+    values = np.ascontiguousarray(raw, dtype=np.uint64)
+    bitmap = _null_bitmap(values < _TS_LIMIT)
+    return pa.Array.from_buffers(type_, values.size, [bitmap, pa.py_buffer(values.view(np.int64))])
+
+
+def _string_array(raw: np.ndarray) -> pa.Array:
+    """Fixed-width NUL-padded byte fields to a string array, trimmed at the first NUL."""
+    n = raw.size
+    width = raw.dtype.itemsize
+    chars = np.ascontiguousarray(raw).view(np.uint8).reshape(n, width)
+    nul = chars == 0
+    lengths = np.where(nul.any(axis=1), nul.argmax(axis=1), width).astype(np.int32)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    data = chars[np.arange(width, dtype=np.int32)[None, :] < lengths[:, None]]
+    array = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    array.validate(full=True)  # raises on invalid UTF-8
+    return array
+
+
+def _integer_array(raw: np.ndarray, column: Column, sentinel: bool) -> pa.Array:
+    target = np.dtype(column.type.to_pandas_dtype())
+    values = np.ascontiguousarray(raw, dtype=target)
+    if not sentinel:
+        return pa.array(values, type=column.type)
+    limit = np.iinfo(raw.dtype).max if column.name == "quantity" else np.iinfo(target).max
+    return pa.array(values, type=column.type, mask=raw == limit)
+
+
+def record_hash(records: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each record's bytes (records are multiples of 8 bytes)."""
+    words = records.view(np.uint64).reshape(records.size, records.dtype.itemsize // 8)
+    h = np.full(records.size, 0x9E3779B97F4A7C15, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i in range(words.shape[1]):
+            h ^= words[:, i]
+            h *= np.uint64(0xFF51AFD7ED558CCD)
+            h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(29)
+    return h.view(np.int64)
+
+
+class DbnFile:
+    """One DBN file: its header, and its records as Arrow batches of the canonical table.
+
+    Use as a context manager. `batches()` yields the canonical columns except `symbol`
+    (symbology is the map stage's job) and raises `DecodeError` naming the file and byte offset
+    on a truncated or corrupt record.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self._raw: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise DecodeError(self.path, f"cannot open: {exc.strerror}",
+                              hint="check the path and its permissions") from exc
+        try:
+            self._stream, self.compressed = self._open_stream()
+            self._offset = 0
+            self.version, self.metadata = self._read_header()
+            self.spec = self._check_schema()
+        except BaseException:
+            self.close()
+            raise
+        self.header_length = self._offset
+        record = self.spec.record_class(self.version)
+        self.record_dtype = np.dtype(record._dtypes)
+        self._record = record
+
+    # -- header --------------------------------------------------------------------------------
+    def _open_stream(self) -> tuple[IO[bytes], bool]:
+        magic = self._raw.read(4)
+        self._raw.seek(0)
+        if magic == _ZSTD_MAGIC:
+            reader = zstandard.ZstdDecompressor().stream_reader(self._raw, read_across_frames=True)
+            return reader, True
+        return self._raw, False
+
+    def _read(self, size: int) -> bytes:
+        """Read up to `size` bytes of the (decompressed) DBN stream; short only at EOF."""
+        chunks = []
+        remaining = size
+        try:
+            while remaining:
+                chunk = self._stream.read(remaining)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        except zstandard.ZstdError as exc:
+            raise DecodeError(self.path, f"zstd decompression failed: {exc}",
+                              offset=self._offset + size - remaining) from exc
+        data = b"".join(chunks)
+        self._offset += len(data)
+        return data
+
+    def _read_header(self) -> tuple[int, Any]:
+        prelude = self._read(_PRELUDE.size)
+        if len(prelude) < _PRELUDE.size or prelude[:3] != b"DBN":
+            raise DecodeError(self.path, f"not a DBN file (starts with {prelude[:8]!r})", offset=0,
+                              hint="histetl reads DBN files (.dbn or .dbn.zst) as Databento "
+                                   "delivers them")
+        _, version, length = _PRELUDE.unpack(prelude)
+        if version not in DBN_VERSIONS:
+            raise DecodeError(self.path, f"DBN version {version} is not supported "
+                              f"(supported: {', '.join(map(str, DBN_VERSIONS))})", offset=3,
+                              hint="upgrade histetl, or convert the file with the dbn CLI")
+        body = self._read(length)
+        if len(body) < length:
+            raise DecodeError(self.path, f"file ends inside the metadata header "
+                              f"({len(body)} of {length} bytes)", offset=self._offset)
+        try:
+            metadata = databento_dbn.Metadata.decode(prelude + body)
+        except Exception as exc:  # databento_dbn raises its own DBNError or ValueError
+            raise DecodeError(self.path, f"corrupt metadata header: {exc}", offset=8) from exc
+        return version, metadata
+
+    def _check_schema(self) -> TableSpec:
+        schema = self.metadata.schema
+        if schema is None:
+            raise UnsupportedSchemaError(
+                self.path, "mixed-schema DBN stream (live data) is not supported",
+                hint="replay historical files with one schema each")
+        schema = str(schema)
+        if schema not in SUPPORTED_SCHEMAS:
+            raise UnsupportedSchemaError(
+                self.path, f"unsupported schema {schema}; supported: "
+                f"{', '.join(SUPPORTED_SCHEMAS)}",
+                hint="request one of the supported schemas, or leave this file out")
+        if self.metadata.ts_out:
+            raise UnsupportedSchemaError(
+                self.path, "records carry ts_out (live gateway send time); not supported",
+                hint="replay historical files")
+        return table_spec(schema)
+
+    @property
+    def schema(self) -> str:
+        return self.spec.schema
+
+    @property
+    def dataset(self) -> str:
+        return str(self.metadata.dataset)
+
+    # -- records -------------------------------------------------------------------------------
+    def record_arrays(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[np.ndarray]:
+        """Structured numpy arrays of at most `batch_size` records, checked for rtype/length."""
+        size = self.record_dtype.itemsize
+        while True:
+            start = self._offset
+            data = self._read(batch_size * size)
+            if not data:
+                return
+            count, loose = divmod(len(data), size)
+            if loose:
+                raise DecodeError(
+                    self.path, f"file ends inside a record: {loose} trailing bytes, records of "
+                    f"schema {self.schema} are {size} bytes (truncated download?)",
+                    offset=start + count * size)
+            records = np.frombuffer(data, dtype=self.record_dtype, count=count)
+            self._check_records(records, start)
+            yield records
+
+    def _check_records(self, records: np.ndarray, start: int) -> None:
+        size = self.record_dtype.itemsize
+        bad = ~np.isin(records["rtype"], self.spec.rtypes) | (records["length"] != size // 4)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DecodeError(
+                self.path, f"record with rtype {records['rtype'][i]} and length "
+                f"{int(records['length'][i]) * 4} where schema {self.schema} needs rtype "
+                f"{'/'.join(map(str, self.spec.rtypes))} and length {size} (corrupt file?)",
+                offset=start + i * size)
+
+    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
+        """Canonical record batches (every column but `symbol`)."""
+        schema = decoded_schema(self.spec)
+        columns = [self.spec.column(name) for name in schema.names]
+        for records in self.record_arrays(batch_size):
+            arrays = [self._column(records, c) for c in columns]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    def _column(self, records: np.ndarray, column: Column) -> pa.Array:
+        if column.name == HASH_COLUMN:
+            return pa.array(record_hash(records), type=pa.int64())
+        names = records.dtype.names or ()
+        if column.name not in names:
+            return pa.nulls(records.size, column.type)  # a field this DBN version lacks
+        raw = records[column.name]
+        if column.kind == ColumnKind.PRICE:
+            return _price_array(raw)
+        if column.kind == ColumnKind.TIMESTAMP:
+            return _timestamp_array(raw, column.type)
+        if column.kind == ColumnKind.STRING:
+            return _string_array(raw)
+        sentinels = _SENTINEL_INTS.get(self.schema, frozenset())
+        return _integer_array(raw, column, sentinels is None or column.name in sentinels)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        stream = getattr(self, "_stream", None)
+        if stream is not None and stream is not self._raw:
+            stream.close()
+        self._raw.close()
+
+    def __enter__(self) -> DbnFile:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def read_table(path: Path | str, batch_size: int = DEFAULT_BATCH_SIZE) -> pa.Table:
+    """Decode a whole file into one table (for tests and small files)."""
+    with DbnFile(path) as dbn:
+        return pa.Table.from_batches(list(dbn.batches(batch_size)),
+                                     schema=decoded_schema(dbn.spec))
+
+
+def decoded_schema(spec: TableSpec) -> pa.Schema:
+    """The schema of decoded batches: the canonical table without `symbol`."""
+    return pa.schema([pa.field(c.name, c.type) for c in spec.columns if c.name != SYMBOL_COLUMN])
+

@@ -1,0 +1,214 @@
+"""The pipeline: source files -> decode -> symbology -> validate -> map -> load.
+
+The one module that wires the stages. Each stage passes tables (Arrow at the edges, Polars in
+the middle) in bounded batches, so memory follows the batch size, not the file size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import pyarrow as pa
+
+from histetl.config import default_db
+from histetl.decode import DEFAULT_BATCH_SIZE, DbnFile
+from histetl.errors import ConfigError, HistetlError
+from histetl.mapping import Mapping, TableMapping, to_arrow
+from histetl.quarantine import QuarantineWriter, quarantine_path
+from histetl.report import FileReport, RunReport, new_run_id
+from histetl.schemas import SYMBOL_COLUMN
+from histetl.sinks import FileLoad, LedgerEntry, Sink, TableTarget, open_sink, redact
+from histetl.symbology import SymbolMap
+from histetl.validate import RuleBook, RuleSet
+
+DBN_SUFFIXES = (".dbn", ".dbn.zst")
+
+
+@dataclass
+class ReplayOptions:
+    db: str = field(default_factory=default_db)
+    batch_size: int = DEFAULT_BATCH_SIZE
+    force: bool = False
+    validate_only: bool = False
+    on_invalid: Literal["quarantine", "fail"] = "quarantine"
+    quarantine_dir: Path = Path("quarantine")
+    rules_files: tuple[Path, ...] = ()
+    mapping_file: Path | None = None
+
+
+def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
+    """Files, directories (searched recursively for .dbn/.dbn.zst) and glob patterns."""
+    found: list[Path] = []
+    for pattern in patterns:
+        text = str(pattern)
+        path = Path(text)
+        if path.is_dir():
+            matches = [p for p in path.rglob("*") if p.is_file() and _is_dbn(p)]
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+        if not matches:
+            raise ConfigError(f"no DBN files match {text!r}", where="PATH",
+                              hint="give files, directories or globs of .dbn / .dbn.zst files")
+        found.extend(sorted(matches))
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique
+
+
+def _is_dbn(path: Path) -> bool:
+    return path.name.endswith(DBN_SUFFIXES)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _ns_or_none(value: int) -> int | None:
+    return None if value >= 2**63 else value
+
+
+class Replayer:
+    """Runs files through the pipeline into one sink (or none, with validate_only)."""
+
+    def __init__(self, options: ReplayOptions, run_id: str | None = None) -> None:
+        self.options = options
+        self.run_id = run_id or new_run_id()
+        # Configuration errors surface here, before any file is touched.
+        self.rules = RuleBook.load(options.rules_files)
+        self.mapping = Mapping.load(options.mapping_file)
+        if options.batch_size < 1:
+            raise ConfigError("batch size must be at least 1", where="--batch-size")
+
+    def run(self, paths: Sequence[Path],
+            on_file: Callable[[FileReport], None] | None = None) -> RunReport:
+        mode = "validate-only" if self.options.validate_only else "load"
+        sink = None if self.options.validate_only else open_sink(self.options.db)
+        report = RunReport(self.run_id, sink.display if sink else redact(self.options.db), mode)
+        try:
+            for path in paths:
+                file_report = self.process(path, sink)
+                report.files.append(file_report)
+                if on_file is not None:
+                    on_file(file_report)
+        finally:
+            if sink is not None:
+                sink.close()
+        report.finished_at = dt.datetime.now(dt.UTC).isoformat()
+        return report
+
+    def process(self, path: Path, sink: Sink | None) -> FileReport:
+        report = FileReport(path=str(path))
+        started = time.perf_counter()
+        try:
+            with DbnFile(path) as dbn:
+                self._process(dbn, sink, report)
+        except HistetlError as exc:
+            # Rolled back: nothing from this file is loaded. The other counts say what was
+            # seen before the failure.
+            report.status = "failed"
+            report.error = exc.message
+            report.loaded = report.duplicates = 0
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _process(self, dbn: DbnFile, sink: Sink | None, report: FileReport) -> None:
+        spec = dbn.spec
+        table = self.mapping.for_spec(spec)
+        report.dataset, report.schema, report.table = dbn.dataset, spec.schema, table.table
+        report.sha256 = sha256_file(dbn.path)
+        if sink is not None and not self.options.force:
+            entry = sink.ledger_entry(report.sha256, table.table)
+            if entry is not None:
+                report.status = "skipped"
+                report.skipped = entry.records
+                return
+        meta = dbn.metadata
+        rules = self.rules.for_file(spec, dbn.dataset, _ns_or_none(meta.start),
+                                    _ns_or_none(meta.end))
+        writer = QuarantineWriter(
+            quarantine_path(self.options.quarantine_dir, self.run_id, dbn.dataset, spec.schema,
+                            dbn.path), dbn.path)
+        target = TableTarget(table.table, table.arrow_schema, table.key, table.key[0])
+        load = sink.begin(target) if sink is not None else None
+        rejected = False
+        try:
+            self._batches(dbn, rules, table, writer, load, report)
+            rejected = self.options.on_invalid == "fail" and report.quarantined > 0
+            if rejected:
+                raise HistetlError(
+                    f"{report.quarantined} invalid records ({_rule_summary(report.rules)}); "
+                    "on_invalid is fail, so nothing from this file was loaded",
+                    where=str(dbn.path), hint="inspect them with `histetl quarantine`, or "
+                    "replay with on_invalid: quarantine to load the valid rows")
+            report.reconcile()
+            if load is not None:
+                load.commit(LedgerEntry(
+                    report.sha256, table.table, str(dbn.path), dbn.dataset, spec.schema,
+                    report.records, report.loaded, report.duplicates, report.quarantined,
+                    self.run_id, dt.datetime.now(dt.UTC)))
+        except BaseException:
+            if load is not None:
+                load.rollback()
+            if rejected:  # keep the evidence of why the file was rejected
+                report.quarantine_file = _str_or_none(writer.close())
+            else:
+                writer.discard()
+            raise
+        report.quarantine_file = _str_or_none(writer.close())
+        report.status = "loaded" if load is not None else "validated"
+
+    def _batches(self, dbn: DbnFile, rules: RuleSet, table: TableMapping,
+                 writer: QuarantineWriter, load: FileLoad | None, report: FileReport) -> None:
+        symbols = SymbolMap.from_metadata(dbn.metadata, str(dbn.path))
+        index_ts = dbn.spec.index_ts
+        for batch in dbn.batches(self.options.batch_size):
+            symbol = symbols.resolve(batch.column("instrument_id"), batch.column(index_ts))
+            frame = pl.from_arrow(batch.append_column(SYMBOL_COLUMN, symbol))
+            assert isinstance(frame, pl.DataFrame)
+            split = rules.split(frame, first_ordinal=report.records)
+            report.records += batch.num_rows
+            report.add_rules(split.counts)
+            report.quarantined += split.invalid.height
+            writer.write(split.invalid)
+            if report.quarantined and self.options.on_invalid == "fail":
+                load = None  # the file will be rejected; keep counting its rules
+            if load is None:
+                report.valid += split.valid.height
+                continue
+            rows = _to_target(table.apply(split.valid), table.arrow_schema)
+            inserted = load.write(rows)
+            report.loaded += inserted
+            report.duplicates += rows.num_rows - inserted
+
+
+def _to_target(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
+    return to_arrow(frame).cast(schema)
+
+
+def _rule_summary(rules: dict[str, int]) -> str:
+    return ", ".join(f"{name}: {n}" for name, n in sorted(rules.items(), key=lambda x: -x[1]))
+
+
+def _str_or_none(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+def replay(paths: Iterable[str | Path], options: ReplayOptions | None = None,
+           on_file: Callable[[FileReport], None] | None = None) -> RunReport:
+    """Replay DBN files into the target database; the library form of `histetl replay`."""
+    options = options or ReplayOptions()
+    replayer = Replayer(options)
+    return replayer.run(expand_paths(paths), on_file)

@@ -1,0 +1,117 @@
+"""The run report: per-file counts that reconcile, totals, JSON and a terminal table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from histetl.errors import ReconciliationError
+
+COUNTS = ("records", "loaded", "duplicates", "quarantined", "skipped")
+
+
+def new_run_id() -> str:
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{now}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class FileReport:
+    """One input file. `records` counts records decoded in this run, so for every file
+    `records == loaded + duplicates + quarantined` (+ `valid` with --validate-only). A file the
+    ledger says is already loaded is not decoded: records 0, `skipped` = its record count."""
+
+    path: str
+    dataset: str = ""
+    schema: str = ""
+    table: str = ""
+    records: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    valid: int = 0  # rows that passed validation but were not loaded (--validate-only)
+    rules: dict[str, int] = field(default_factory=dict)
+    quarantine_file: str | None = None
+    status: str = "pending"  # loaded | skipped | validated | failed
+    error: str | None = None
+    sha256: str | None = None
+    seconds: float = 0.0
+
+    def add_rules(self, counts: dict[str, int]) -> None:
+        for name, n in counts.items():
+            self.rules[name] = self.rules.get(name, 0) + n
+
+    def reconcile(self) -> None:
+        accounted = self.loaded + self.duplicates + self.quarantined + self.valid
+        if self.records != accounted:
+            raise ReconciliationError(
+                f"records {self.records} != loaded {self.loaded} + duplicates "
+                f"{self.duplicates} + quarantined {self.quarantined} + valid {self.valid}",
+                where=self.path, hint="this is a histetl bug; please report it with the file")
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    db: str
+    mode: str = "load"  # load | validate-only
+    files: list[FileReport] = field(default_factory=list)
+    started_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    finished_at: str | None = None
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {name: sum(getattr(f, name) for f in self.files) for name in COUNTS}
+
+    @property
+    def failed(self) -> list[FileReport]:
+        return [f for f in self.files if f.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "db": self.db,
+            "mode": self.mode,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "files": [asdict(f) for f in self.files],
+            "totals": self.totals,
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    def table(self) -> str:
+        """A plain-text summary table, one row per file plus totals."""
+        header = ("file", "schema", "records", "loaded", "dup", "quar", "skipped", "s",
+                  "rows/s", "status")
+        rows = [header]
+        for f in self.files:
+            rows.append((Path(f.path).name, f.schema, *(str(getattr(f, c)) for c in COUNTS),
+                         f"{f.seconds:.2f}", f"{f.rows_per_second:,.0f}", f.status))
+        t = self.totals
+        seconds = sum(f.seconds for f in self.files)
+        rate = t["records"] / seconds if seconds > 0 else 0.0
+        rows.append(("TOTAL", "", *(str(t[c]) for c in COUNTS), f"{seconds:.2f}",
+                     f"{rate:,.0f}", ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        lines = []
+        for n, row in enumerate(rows):
+            cells = [c.ljust(w) if i in (0, 1, 9) else c.rjust(w)
+                     for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+            lines.append("  ".join(cells).rstrip())
+            if n == 0 or n == len(rows) - 2:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Load targets. A sink creates tables on first use, loads one file per transaction with an
+idempotent merge (a record already present is a duplicate, never a second row), and keeps a
+load ledger of the files it loaded."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
+
+from histetl.errors import ConfigError
+
+LEDGER_TABLE = "histetl_ledger"
+
+
+@dataclass(frozen=True)
+class TableTarget:
+    """What a sink needs to know about a target table."""
+
+    name: str
+    schema: pa.Schema
+    key: tuple[str, ...]
+    time_column: str
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    sha256: str
+    table: str
+    path: str
+    dataset: str
+    schema: str
+    records: int
+    loaded: int
+    duplicates: int
+    quarantined: int
+    run_id: str
+    loaded_at: dt.datetime
+
+
+class FileLoad(Protocol):
+    """One file's load: a transaction that either commits with its ledger row or leaves
+    nothing behind."""
+
+    def write(self, batch: pa.Table) -> int:
+        """Merge rows; returns how many were new (the rest were duplicates)."""
+
+    def commit(self, entry: LedgerEntry) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class Sink(Protocol):
+    display: str  # the target without secrets, for logs and reports
+
+    def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None: ...
+
+    def ledger(self) -> list[LedgerEntry]: ...
+
+    def begin(self, target: TableTarget) -> FileLoad: ...
+
+    def close(self) -> None: ...
+
+
+def redact(uri: str) -> str:
+    """The URI with any password replaced by ***."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+
+
+def open_sink(uri: str) -> Sink:
+    scheme = uri.split(":", 1)[0].lower()
+    if scheme == "duckdb":
+        from histetl.sinks.duckdb import DuckDBSink
+
+        return DuckDBSink(uri)
+    if scheme in ("postgresql", "postgres"):
+        from histetl.sinks.postgres import PostgresSink
+
+        return PostgresSink(uri)
+    raise ConfigError(f"unsupported database URI scheme {scheme!r} in {redact(uri)}",
+                      where="--db", hint="use duckdb:///path.duckdb or postgresql://user@host/db")

@@ -1,0 +1,171 @@
+"""The embedded default target: a DuckDB file, through DuckDB's ADBC driver.
+
+Each file loads in one transaction: batches are ingested into a temporary staging table and
+merged with `INSERT ... ON CONFLICT DO NOTHING` on the primary key, then the ledger row is
+written and the transaction commits. A crash at any point leaves the file either fully loaded
+with its ledger row or not at all. DuckDB allows one writing process per file: a second histetl
+waits for the lock (up to `lock_timeout_s`) and then exits with a clear message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+import adbc_driver_duckdb.dbapi as duckdb_dbapi
+import pyarrow as pa
+
+from histetl.errors import ConfigError, LoadError
+from histetl.sinks import LEDGER_TABLE, LedgerEntry, TableTarget
+
+_STAGE = "histetl_stage"
+_LEDGER_COLUMNS = ("sha256", "target_table", "path", "dataset", "schema", "records", "loaded",
+                   "duplicates", "quarantined", "run_id", "loaded_at")
+_LEDGER_DDL = f"""
+CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+    sha256 VARCHAR NOT NULL,
+    target_table VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    dataset VARCHAR NOT NULL,
+    schema VARCHAR NOT NULL,
+    records BIGINT NOT NULL,
+    loaded BIGINT NOT NULL,
+    duplicates BIGINT NOT NULL,
+    quarantined BIGINT NOT NULL,
+    run_id VARCHAR NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (sha256, target_table)
+)"""
+
+
+def duckdb_type(type_: pa.DataType) -> str:
+    if pa.types.is_timestamp(type_):
+        return "TIMESTAMPTZ_NS" if type_.tz else "TIMESTAMP_NS"
+    if pa.types.is_decimal(type_):
+        return f"DECIMAL({type_.precision},{type_.scale})"
+    simple = {
+        pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT", pa.uint8(): "UTINYINT", pa.uint16(): "USMALLINT",
+        pa.uint32(): "UINTEGER", pa.uint64(): "UBIGINT", pa.float32(): "FLOAT",
+        pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN", pa.string(): "VARCHAR",
+        pa.large_string(): "VARCHAR",
+    }  # fmt: skip
+    if type_ in simple:
+        return simple[type_]
+    raise ConfigError(f"no DuckDB column type for Arrow type {type_}",
+                      hint="cast the column to a supported type in the mapping")
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def create_table_sql(target: TableTarget) -> str:
+    columns = [f"{quote(f.name)} {duckdb_type(f.type)}" + ("" if f.nullable else " NOT NULL")
+               for f in target.schema]
+    key = ", ".join(quote(c) for c in target.key)
+    return (f"CREATE TABLE IF NOT EXISTS {quote(target.name)} (\n    "
+            + ",\n    ".join(columns) + f",\n    PRIMARY KEY ({key})\n)")
+
+
+def duckdb_path(uri: str) -> str:
+    """duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb, duckdb:///:memory:"""
+    rest = uri.split(":", 1)[1]
+    if not rest.startswith("///"):
+        raise ConfigError(f"bad DuckDB URI {uri!r}", where="--db",
+                          hint="use duckdb:///relative.duckdb or duckdb:////absolute.duckdb")
+    return rest[3:]
+
+
+class DuckDBSink:
+    def __init__(self, uri: str, lock_timeout_s: float = 60.0) -> None:
+        self.path = duckdb_path(uri)
+        self.display = f"duckdb:///{self.path}"
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = self._connect(lock_timeout_s)
+        self._created: set[str] = set()
+        with self._conn.cursor() as cur:
+            cur.execute(_LEDGER_DDL)
+        self._conn.commit()
+
+    def _connect(self, timeout_s: float) -> Any:
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        while True:
+            try:
+                return duckdb_dbapi.connect(self.path)
+            except Exception as exc:  # the ADBC driver raises its own error classes
+                locked = "lock" in str(exc).lower()
+                if not locked or time.monotonic() >= deadline:
+                    hint = ("another histetl process is writing to it; wait for it to finish"
+                            if locked else "check the path and that it is a DuckDB file")
+                    raise LoadError(f"cannot open DuckDB database: {str(exc).splitlines()[0]}",
+                                    where=self.path, hint=hint) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None:
+        with self._conn.cursor() as cur:
+            cur.execute(f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM {LEDGER_TABLE} "
+                        "WHERE sha256 = ? AND target_table = ?", (sha256, table))
+            row = cur.fetchone()
+        self._conn.commit()
+        return LedgerEntry(*row) if row else None
+
+    def ledger(self) -> list[LedgerEntry]:
+        with self._conn.cursor() as cur:
+            cur.execute(f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM {LEDGER_TABLE} "
+                        "ORDER BY loaded_at, path")
+            rows = cur.fetchall()
+        self._conn.commit()
+        return [LedgerEntry(*row) for row in rows]
+
+    def begin(self, target: TableTarget) -> DuckDBFileLoad:
+        if target.name not in self._created:
+            with self._conn.cursor() as cur:
+                cur.execute(create_table_sql(target))
+            self._conn.commit()
+            self._created.add(target.name)
+        return DuckDBFileLoad(self._conn, target)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class DuckDBFileLoad:
+    def __init__(self, conn: Any, target: TableTarget) -> None:
+        self._conn = conn
+        self._target = target
+        columns = ", ".join(quote(f.name) for f in target.schema)
+        self._merge = (f"INSERT INTO {quote(target.name)} ({columns}) SELECT {columns} "
+                       f"FROM {_STAGE} ON CONFLICT DO NOTHING")
+
+    def write(self, batch: pa.Table) -> int:
+        if batch.num_rows == 0:
+            return 0
+        with self._conn.cursor() as cur:
+            cur.adbc_ingest(_STAGE, batch, mode="replace", temporary=True)
+            cur.execute(self._merge)
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def commit(self, entry: LedgerEntry) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute(
+                f"INSERT INTO {LEDGER_TABLE} ({', '.join(_LEDGER_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _LEDGER_COLUMNS)}) "
+                "ON CONFLICT (sha256, target_table) DO UPDATE SET path = excluded.path, "
+                "records = excluded.records, loaded = excluded.loaded, "
+                "duplicates = excluded.duplicates, quarantined = excluded.quarantined, "
+                "run_id = excluded.run_id, loaded_at = excluded.loaded_at",
+                (entry.sha256, entry.table, entry.path, entry.dataset, entry.schema,
+                 entry.records, entry.loaded, entry.duplicates, entry.quarantined, entry.run_id,
+                 entry.loaded_at.astimezone(dt.UTC)),
+            )
+        self._conn.commit()
+
+    def rollback(self) -> None:
+        self._conn.rollback()
