@@ -21,7 +21,7 @@ from histetl import __version__
 from histetl.config import DB_ENV_VAR, default_db
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, HistetlError
 from histetl.logs import configure
-from histetl.pipeline import ReplayOptions, Replayer, expand_paths
+from histetl.pipeline import Replayer, ReplayOptions, expand_paths
 from histetl.report import FileReport, RunReport
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,9 +54,12 @@ def main(verbose: bool, quiet: bool, log_json: bool) -> None:
 
 def _db_option(func: F) -> F:
     return click.option(
-        "--db", default=None, metavar="URI",
+        "--db",
+        default=None,
+        metavar="URI",
         help=f"Target: duckdb:///path.duckdb or postgresql://user@host/db "
-             f"(default: ${DB_ENV_VAR}, else duckdb:///./histetl.duckdb).")(func)
+        f"(default: ${DB_ENV_VAR}, else duckdb:///./histetl.duckdb).",
+    )(func)
 
 
 def _print_file(report: FileReport) -> None:
@@ -65,9 +68,15 @@ def _print_file(report: FileReport) -> None:
     elif report.status == "skipped":
         logger.info("{}: already loaded ({} records), skipped", report.path, report.skipped)
     else:
-        logger.info("{}: {} records, {} loaded, {} duplicates, {} quarantined ({:.2f}s)",
-                    report.path, report.records, report.loaded, report.duplicates,
-                    report.quarantined, report.seconds)
+        logger.info(
+            "{}: {} records, {} loaded, {} duplicates, {} quarantined ({:.2f}s)",
+            report.path,
+            report.records,
+            report.loaded,
+            report.duplicates,
+            report.quarantined,
+            report.seconds,
+        )
 
 
 def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: bool) -> None:
@@ -77,8 +86,7 @@ def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: boo
         click.echo(f"report: {report_path}")
     quarantined = [f for f in report.files if f.quarantine_file]
     for f in quarantined:
-        click.echo(f"quarantined {f.quarantined} rows of {Path(f.path).name}: "
-                   f"{f.quarantine_file}")
+        click.echo(f"quarantined {f.quarantined} rows of {Path(f.path).name}: {f.quarantine_file}")
     if report.failed:
         click.echo(f"{len(report.failed)} file(s) failed; see the messages above", err=True)
         sys.exit(EXIT_FAILED)
@@ -89,36 +97,80 @@ def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: boo
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @_db_option
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the run report as JSON to this file.")
-@click.option("--validate-only", is_flag=True,
-              help="Decode, map and validate without loading anything.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the run report as JSON to this file.",
+)
+@click.option(
+    "--validate-only", is_flag=True, help="Decode, map and validate without loading anything."
+)
 @click.option("--force", is_flag=True, help="Reprocess files the ledger says are loaded.")
-@click.option("--rules", "rules_files", multiple=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Extra rules YAML (add, disable or re-grade rules); repeatable.")
-@click.option("--mapping", "mapping_file",
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Column mapping YAML (rename, cast, derive, drop).")
-@click.option("--on-invalid", type=click.Choice(["quarantine", "fail"]), default="quarantine",
-              show_default=True, help="Quarantine invalid rows, or reject the whole file.")
-@click.option("--quarantine-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("quarantine"), show_default=True,
-              help="Where quarantine Parquet files go.")
-@click.option("--fail-on-quarantine", is_flag=True,
-              help="Exit 3 when any row was quarantined (for cron alerts).")
-@click.option("--batch-size", type=int, default=ReplayOptions.batch_size, show_default=True,
-              help="Records per batch; memory follows this, not the file size.")
+@click.option(
+    "--rules",
+    "rules_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Extra rules YAML (add, disable or re-grade rules); repeatable.",
+)
+@click.option(
+    "--mapping",
+    "mapping_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Column mapping YAML (rename, cast, derive, drop).",
+)
+@click.option(
+    "--on-invalid",
+    type=click.Choice(["quarantine", "fail"]),
+    default="quarantine",
+    show_default=True,
+    help="Quarantine invalid rows, or reject the whole file.",
+)
+@click.option(
+    "--quarantine-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("quarantine"),
+    show_default=True,
+    help="Where quarantine Parquet files go.",
+)
+@click.option(
+    "--fail-on-quarantine",
+    is_flag=True,
+    help="Exit 3 when any row was quarantined (for cron alerts).",
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=ReplayOptions.batch_size,
+    show_default=True,
+    help="Records per batch; memory follows this, not the file size.",
+)
 @handle_errors
-def replay(paths: tuple[str, ...], db: str | None, report_path: Path | None,
-           validate_only: bool, force: bool, rules_files: tuple[Path, ...],
-           mapping_file: Path | None, on_invalid: str, quarantine_dir: Path,
-           fail_on_quarantine: bool, batch_size: int) -> None:
+def replay(
+    paths: tuple[str, ...],
+    db: str | None,
+    report_path: Path | None,
+    validate_only: bool,
+    force: bool,
+    rules_files: tuple[Path, ...],
+    mapping_file: Path | None,
+    on_invalid: str,
+    quarantine_dir: Path,
+    fail_on_quarantine: bool,
+    batch_size: int,
+) -> None:
     """Reprocess DBN files (paths, directories or globs) offline, exactly as a run would."""
     options = ReplayOptions(
-        db=db or default_db(), batch_size=batch_size, force=force, validate_only=validate_only,
+        db=db or default_db(),
+        batch_size=batch_size,
+        force=force,
+        validate_only=validate_only,
         on_invalid="fail" if on_invalid == "fail" else "quarantine",
-        quarantine_dir=quarantine_dir, rules_files=rules_files, mapping_file=mapping_file)
+        quarantine_dir=quarantine_dir,
+        rules_files=rules_files,
+        mapping_file=mapping_file,
+    )
     replayer = Replayer(options)
     files = expand_paths(paths)
     report = replayer.run(files, on_file=_print_file)
@@ -127,4 +179,3 @@ def replay(paths: tuple[str, ...], db: str | None, report_path: Path | None,
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-

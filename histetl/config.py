@@ -26,15 +26,19 @@ def read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", where=str(path),
-                          hint="check the path") from exc
+        raise ConfigError(
+            f"cannot read: {exc.strerror}", where=str(path), hint="check the path"
+        ) from exc
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where,
-                          hint="fix the YAML syntax at that line") from exc
+        raise ConfigError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}",
+            where=where,
+            hint="fix the YAML syntax at that line",
+        ) from exc
 
 
 def yaml_path(loc: tuple[int | str, ...]) -> str:
@@ -57,8 +61,9 @@ def validate_model(model: type[M], data: Any, source: str) -> M:
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
             problems.append(f"{yaml_path(loc)}: {message}")
-        raise ConfigError("; ".join(problems), where=source,
-                          hint="see the configuration reference in README.md") from None
+        raise ConfigError(
+            "; ".join(problems), where=source, hint="see the configuration reference in README.md"
+        ) from None
 
 
 def load_model(model: type[M], path: Path) -> M:

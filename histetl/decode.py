@@ -39,7 +39,10 @@ _UNDEF_PRICE = np.int64(databento_dbn.UNDEF_PRICE)
 _TS_LIMIT = np.uint64(2**63)  # UNDEF_TIMESTAMP and anything pandas could not represent -> NULL
 # Integer fields whose maximum value is a sentinel. Definitions: every integer field, as
 # databento's own decoder treats them; statistics: the quantity (UNDEF_STAT_QUANTITY).
-_SENTINEL_INTS: dict[str, frozenset[str] | None] = {"definition": None, "statistics": frozenset({"quantity"})}
+_SENTINEL_INTS: dict[str, frozenset[str] | None] = {
+    "definition": None,
+    "statistics": frozenset({"quantity"}),
+}
 
 
 def _null_bitmap(valid: np.ndarray) -> pa.Buffer | None:
@@ -114,8 +117,9 @@ class DbnFile:
         try:
             self._raw: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 - closed in close()
         except OSError as exc:
-            raise DecodeError(self.path, f"cannot open: {exc.strerror}",
-                              hint="check the path and its permissions") from exc
+            raise DecodeError(
+                self.path, f"cannot open: {exc.strerror}", hint="check the path and its permissions"
+            ) from exc
         try:
             self._stream, self.compressed = self._open_stream()
             self._offset = 0
@@ -150,8 +154,11 @@ class DbnFile:
                 chunks.append(chunk)
                 remaining -= len(chunk)
         except zstandard.ZstdError as exc:
-            raise DecodeError(self.path, f"zstd decompression failed: {exc}",
-                              offset=self._offset + size - remaining) from exc
+            raise DecodeError(
+                self.path,
+                f"zstd decompression failed: {exc}",
+                offset=self._offset + size - remaining,
+            ) from exc
         data = b"".join(chunks)
         self._offset += len(data)
         return data
@@ -159,18 +166,28 @@ class DbnFile:
     def _read_header(self) -> tuple[int, Any]:
         prelude = self._read(_PRELUDE.size)
         if len(prelude) < _PRELUDE.size or prelude[:3] != b"DBN":
-            raise DecodeError(self.path, f"not a DBN file (starts with {prelude[:8]!r})", offset=0,
-                              hint="histetl reads DBN files (.dbn or .dbn.zst) as Databento "
-                                   "delivers them")
+            raise DecodeError(
+                self.path,
+                f"not a DBN file (starts with {prelude[:8]!r})",
+                offset=0,
+                hint="histetl reads DBN files (.dbn or .dbn.zst) as Databento delivers them",
+            )
         _, version, length = _PRELUDE.unpack(prelude)
         if version not in DBN_VERSIONS:
-            raise DecodeError(self.path, f"DBN version {version} is not supported "
-                              f"(supported: {', '.join(map(str, DBN_VERSIONS))})", offset=3,
-                              hint="upgrade histetl, or convert the file with the dbn CLI")
+            raise DecodeError(
+                self.path,
+                f"DBN version {version} is not supported "
+                f"(supported: {', '.join(map(str, DBN_VERSIONS))})",
+                offset=3,
+                hint="upgrade histetl, or convert the file with the dbn CLI",
+            )
         body = self._read(length)
         if len(body) < length:
-            raise DecodeError(self.path, f"file ends inside the metadata header "
-                              f"({len(body)} of {length} bytes)", offset=self._offset)
+            raise DecodeError(
+                self.path,
+                f"file ends inside the metadata header ({len(body)} of {length} bytes)",
+                offset=self._offset,
+            )
         try:
             metadata = databento_dbn.Metadata.decode(prelude + body)
         except Exception as exc:  # databento_dbn raises its own DBNError or ValueError
@@ -181,18 +198,23 @@ class DbnFile:
         schema = self.metadata.schema
         if schema is None:
             raise UnsupportedSchemaError(
-                self.path, "mixed-schema DBN stream (live data) is not supported",
-                hint="replay historical files with one schema each")
+                self.path,
+                "mixed-schema DBN stream (live data) is not supported",
+                hint="replay historical files with one schema each",
+            )
         schema = str(schema)
         if schema not in SUPPORTED_SCHEMAS:
             raise UnsupportedSchemaError(
-                self.path, f"unsupported schema {schema}; supported: "
-                f"{', '.join(SUPPORTED_SCHEMAS)}",
-                hint="request one of the supported schemas, or leave this file out")
+                self.path,
+                f"unsupported schema {schema}; supported: {', '.join(SUPPORTED_SCHEMAS)}",
+                hint="request one of the supported schemas, or leave this file out",
+            )
         if self.metadata.ts_out:
             raise UnsupportedSchemaError(
-                self.path, "records carry ts_out (live gateway send time); not supported",
-                hint="replay historical files")
+                self.path,
+                "records carry ts_out (live gateway send time); not supported",
+                hint="replay historical files",
+            )
         return table_spec(schema)
 
     @property
@@ -215,9 +237,11 @@ class DbnFile:
             count, loose = divmod(len(data), size)
             if loose:
                 raise DecodeError(
-                    self.path, f"file ends inside a record: {loose} trailing bytes, records of "
+                    self.path,
+                    f"file ends inside a record: {loose} trailing bytes, records of "
                     f"schema {self.schema} are {size} bytes (truncated download?)",
-                    offset=start + count * size)
+                    offset=start + count * size,
+                )
             records = np.frombuffer(data, dtype=self.record_dtype, count=count)
             self._check_records(records, start)
             yield records
@@ -228,10 +252,12 @@ class DbnFile:
         if bad.any():
             i = int(np.argmax(bad))
             raise DecodeError(
-                self.path, f"record with rtype {records['rtype'][i]} and length "
+                self.path,
+                f"record with rtype {records['rtype'][i]} and length "
                 f"{int(records['length'][i]) * 4} where schema {self.schema} needs rtype "
                 f"{'/'.join(map(str, self.spec.rtypes))} and length {size} (corrupt file?)",
-                offset=start + i * size)
+                offset=start + i * size,
+            )
 
     def batches(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
         """Canonical record batches (every column but `symbol`)."""
@@ -267,19 +293,21 @@ class DbnFile:
     def __enter__(self) -> DbnFile:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
 def read_table(path: Path | str, batch_size: int = DEFAULT_BATCH_SIZE) -> pa.Table:
     """Decode a whole file into one table (for tests and small files)."""
     with DbnFile(path) as dbn:
-        return pa.Table.from_batches(list(dbn.batches(batch_size)),
-                                     schema=decoded_schema(dbn.spec))
+        return pa.Table.from_batches(list(dbn.batches(batch_size)), schema=decoded_schema(dbn.spec))
 
 
 def decoded_schema(spec: TableSpec) -> pa.Schema:
     """The schema of decoded batches: the canonical table without `symbol`."""
     return pa.schema([pa.field(c.name, c.type) for c in spec.columns if c.name != SYMBOL_COLUMN])
-

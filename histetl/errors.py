@@ -45,8 +45,9 @@ class ConfigError(HistetlError):
 class DecodeError(HistetlError):
     """A DBN file is truncated, corrupt or of a kind histetl does not read."""
 
-    def __init__(self, path: Path | str, what: str, *, offset: int | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self, path: Path | str, what: str, *, offset: int | None = None, hint: str | None = None
+    ) -> None:
         self.path = str(path)
         self.offset = offset
         where = self.path if offset is None else f"{self.path} at byte {offset}"

@@ -23,12 +23,23 @@ def log_dir() -> Path:
 def configure(verbose: bool = False, quiet: bool = False, json_logs: bool = False) -> None:
     logger.remove()
     level = "DEBUG" if verbose else ("WARNING" if quiet else "INFO")
-    logger.add(sys.stderr, level=level, serialize=json_logs,
-               format="<level>{level: <7}</level> {message}", colorize=None)
+    logger.add(
+        sys.stderr,
+        level=level,
+        serialize=json_logs,
+        format="<level>{level: <7}</level> {message}",
+        colorize=None,
+    )
     try:
         directory = log_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        logger.add(directory / "histetl.log", level="DEBUG", rotation="10 MB", retention=5,
-                   serialize=json_logs, enqueue=False)
+        logger.add(
+            directory / "histetl.log",
+            level="DEBUG",
+            rotation="10 MB",
+            retention=5,
+            serialize=json_logs,
+            enqueue=False,
+        )
     except OSError:
         logger.warning("cannot write the log file under {}; logging to stderr only", log_dir())

@@ -57,8 +57,9 @@ def _dtype(name: str, where: str) -> pl.DataType:
     match = _DECIMAL.match(name)
     if match:
         return pl.Decimal(int(match[1]), int(match[2]))
-    raise ConfigError(f"{where}: unknown type {name!r}", hint="types: "
-                      f"{', '.join(_DTYPES)}, Decimal(P,S)")
+    raise ConfigError(
+        f"{where}: unknown type {name!r}", hint=f"types: {', '.join(_DTYPES)}, Decimal(P,S)"
+    )
 
 
 def to_arrow(frame: pl.DataFrame) -> pa.Table:
@@ -69,16 +70,19 @@ def to_arrow(frame: pl.DataFrame) -> pa.Table:
 class TableMapping:
     """The compiled mapping of one canonical table."""
 
-    def __init__(self, spec: TableSpec, model: TableMappingModel | None = None,
-                 source: str = "mapping") -> None:
+    def __init__(
+        self, spec: TableSpec, model: TableMappingModel | None = None, source: str = "mapping"
+    ) -> None:
         model = model or TableMappingModel()
         self.spec = spec
         self.table = model.table or spec.table
         where = f"{source}: tables.{spec.schema}"
         for name in [*model.drop, *model.cast]:
             if name in spec.key:
-                raise ConfigError(f"{where}: key column {name} cannot be dropped or cast",
-                                  hint="rename it instead")
+                raise ConfigError(
+                    f"{where}: key column {name} cannot be dropped or cast",
+                    hint="rename it instead",
+                )
         self._derive = [pl.sql_expr(expr).alias(name) for name, expr in model.derive.items()]
         self._cast = {name: _dtype(t, f"{where}.cast.{name}") for name, t in model.cast.items()}
         self._drop = list(model.drop)
@@ -93,8 +97,10 @@ class TableMapping:
             assert isinstance(empty, pl.DataFrame)
             self.arrow_schema = to_arrow(self.apply(empty)).schema
         except Exception as exc:  # polars raises several error types for bad expressions
-            raise ConfigError(f"{where}: {str(exc).splitlines()[0]}",
-                              hint=f"columns: {', '.join(spec.column_names)}") from exc
+            raise ConfigError(
+                f"{where}: {str(exc).splitlines()[0]}",
+                hint=f"columns: {', '.join(spec.column_names)}",
+            ) from exc
 
     def apply(self, frame: pl.DataFrame) -> pl.DataFrame:
         if self._derive:
@@ -116,8 +122,11 @@ class Mapping:
         self._source = source
         for schema in self._model.tables:
             if schema not in SUPPORTED_SCHEMAS:
-                raise ConfigError(f"tables.{schema}: unknown schema", where=source,
-                                  hint=f"schemas: {', '.join(SUPPORTED_SCHEMAS)}")
+                raise ConfigError(
+                    f"tables.{schema}: unknown schema",
+                    where=source,
+                    hint=f"schemas: {', '.join(SUPPORTED_SCHEMAS)}",
+                )
         self._compiled: dict[str, TableMapping] = {}
         for schema in self._model.tables:  # compile now: a bad mapping fails before any work
             self.for_spec(table_spec(schema))
@@ -131,5 +140,6 @@ class Mapping:
     def for_spec(self, spec: TableSpec) -> TableMapping:
         if spec.schema not in self._compiled:
             self._compiled[spec.schema] = TableMapping(
-                spec, self._model.tables.get(spec.schema), self._source)
+                spec, self._model.tables.get(spec.schema), self._source
+            )
         return self._compiled[spec.schema]

@@ -17,15 +17,24 @@ from typing import Literal
 
 import polars as pl
 import pyarrow as pa
+from loguru import logger
 
 from histetl.config import default_db
 from histetl.decode import DEFAULT_BATCH_SIZE, DbnFile
-from histetl.errors import ConfigError, HistetlError
+from histetl.errors import ConfigError, HistetlError, TransientError
 from histetl.mapping import Mapping, TableMapping, to_arrow
 from histetl.quarantine import QuarantineWriter, quarantine_path
 from histetl.report import FileReport, RunReport, new_run_id
 from histetl.schemas import SYMBOL_COLUMN
-from histetl.sinks import FileLoad, LedgerEntry, Sink, TableTarget, open_sink, redact
+from histetl.sinks import (
+    FileLoad,
+    LedgerEntry,
+    MergeRequired,
+    Sink,
+    TableTarget,
+    open_sink,
+    redact,
+)
 from histetl.symbology import SymbolMap
 from histetl.validate import RuleBook, RuleSet
 
@@ -42,6 +51,7 @@ class ReplayOptions:
     quarantine_dir: Path = Path("quarantine")
     rules_files: tuple[Path, ...] = ()
     mapping_file: Path | None = None
+    retry_attempts: int = 5  # per file, on a dropped database connection
 
 
 def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
@@ -57,11 +67,13 @@ def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
         else:
             matches = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
         if not matches:
-            raise ConfigError(f"no DBN files match {text!r}", where="PATH",
-                              hint="give files, directories or globs of .dbn / .dbn.zst files")
+            raise ConfigError(
+                f"no DBN files match {text!r}",
+                where="PATH",
+                hint="give files, directories or globs of .dbn / .dbn.zst files",
+            )
         found.extend(sorted(matches))
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
+    return list(dict.fromkeys(p.resolve() for p in found))
 
 
 def _is_dbn(path: Path) -> bool:
@@ -92,8 +104,9 @@ class Replayer:
         if options.batch_size < 1:
             raise ConfigError("batch size must be at least 1", where="--batch-size")
 
-    def run(self, paths: Sequence[Path],
-            on_file: Callable[[FileReport], None] | None = None) -> RunReport:
+    def run(
+        self, paths: Sequence[Path], on_file: Callable[[FileReport], None] | None = None
+    ) -> RunReport:
         mode = "validate-only" if self.options.validate_only else "load"
         sink = None if self.options.validate_only else open_sink(self.options.db)
         report = RunReport(self.run_id, sink.display if sink else redact(self.options.db), mode)
@@ -110,39 +123,58 @@ class Replayer:
         return report
 
     def process(self, path: Path, sink: Sink | None) -> FileReport:
-        report = FileReport(path=str(path))
+        """One file, in one transaction. An optimistic direct load that meets existing rows
+        is replayed in merge mode; a dropped connection is retried with backoff."""
         started = time.perf_counter()
-        try:
-            with DbnFile(path) as dbn:
-                self._process(dbn, sink, report)
-        except HistetlError as exc:
-            # Rolled back: nothing from this file is loaded. The other counts say what was
-            # seen before the failure.
-            report.status = "failed"
-            report.error = exc.message
-            report.loaded = report.duplicates = 0
-        report.seconds = time.perf_counter() - started
-        return report
+        merge = False
+        attempt = 1
+        while True:
+            report = FileReport(path=str(path))
+            try:
+                with DbnFile(path) as dbn:
+                    self._process(dbn, sink, report, merge)
+            except MergeRequired:
+                merge = True
+                continue
+            except TransientError as exc:
+                if sink is None or attempt >= self.options.retry_attempts:
+                    report = _failed(report, exc)
+                else:
+                    logger.warning("{} (attempt {}); retrying {}", exc.message, attempt, path)
+                    time.sleep(min(0.5 * 2**attempt, 30.0))
+                    attempt += 1
+                    _reconnect(sink)
+                    continue
+            except HistetlError as exc:
+                report = _failed(report, exc)
+            report.seconds = time.perf_counter() - started
+            return report
 
-    def _process(self, dbn: DbnFile, sink: Sink | None, report: FileReport) -> None:
+    def _process(self, dbn: DbnFile, sink: Sink | None, report: FileReport, merge: bool) -> None:
         spec = dbn.spec
         table = self.mapping.for_spec(spec)
         report.dataset, report.schema, report.table = dbn.dataset, spec.schema, table.table
         report.sha256 = sha256_file(dbn.path)
-        if sink is not None and not self.options.force:
-            entry = sink.ledger_entry(report.sha256, table.table)
-            if entry is not None:
+        load = None
+        if sink is not None:
+            entry = None if self.options.force else sink.ledger_entry(report.sha256, table.table)
+            target = TableTarget(table.table, table.arrow_schema, table.key, table.key[0])
+            load = None if entry else sink.begin(target, report.sha256, self.options.force, merge)
+            if load is None:
                 report.status = "skipped"
-                report.skipped = entry.records
+                entry = entry or sink.ledger_entry(report.sha256, table.table)
+                report.skipped = entry.records if entry else 0
                 return
         meta = dbn.metadata
-        rules = self.rules.for_file(spec, dbn.dataset, _ns_or_none(meta.start),
-                                    _ns_or_none(meta.end))
+        rules = self.rules.for_file(
+            spec, dbn.dataset, _ns_or_none(meta.start), _ns_or_none(meta.end)
+        )
         writer = QuarantineWriter(
-            quarantine_path(self.options.quarantine_dir, self.run_id, dbn.dataset, spec.schema,
-                            dbn.path), dbn.path)
-        target = TableTarget(table.table, table.arrow_schema, table.key, table.key[0])
-        load = sink.begin(target) if sink is not None else None
+            quarantine_path(
+                self.options.quarantine_dir, self.run_id, dbn.dataset, spec.schema, dbn.path
+            ),
+            dbn.path,
+        )
         rejected = False
         try:
             self._batches(dbn, rules, table, writer, load, report)
@@ -151,14 +183,27 @@ class Replayer:
                 raise HistetlError(
                     f"{report.quarantined} invalid records ({_rule_summary(report.rules)}); "
                     "on_invalid is fail, so nothing from this file was loaded",
-                    where=str(dbn.path), hint="inspect them with `histetl quarantine`, or "
-                    "replay with on_invalid: quarantine to load the valid rows")
+                    where=str(dbn.path),
+                    hint="inspect them with `histetl quarantine`, or "
+                    "replay with --on-invalid quarantine to load the valid rows",
+                )
             report.reconcile()
             if load is not None:
-                load.commit(LedgerEntry(
-                    report.sha256, table.table, str(dbn.path), dbn.dataset, spec.schema,
-                    report.records, report.loaded, report.duplicates, report.quarantined,
-                    self.run_id, dt.datetime.now(dt.UTC)))
+                load.commit(
+                    LedgerEntry(
+                        report.sha256,
+                        table.table,
+                        str(dbn.path),
+                        dbn.dataset,
+                        spec.schema,
+                        report.records,
+                        report.loaded,
+                        report.duplicates,
+                        report.quarantined,
+                        self.run_id,
+                        dt.datetime.now(dt.UTC),
+                    )
+                )
         except BaseException:
             if load is not None:
                 load.rollback()
@@ -170,8 +215,15 @@ class Replayer:
         report.quarantine_file = _str_or_none(writer.close())
         report.status = "loaded" if load is not None else "validated"
 
-    def _batches(self, dbn: DbnFile, rules: RuleSet, table: TableMapping,
-                 writer: QuarantineWriter, load: FileLoad | None, report: FileReport) -> None:
+    def _batches(
+        self,
+        dbn: DbnFile,
+        rules: RuleSet,
+        table: TableMapping,
+        writer: QuarantineWriter,
+        load: FileLoad | None,
+        report: FileReport,
+    ) -> None:
         symbols = SymbolMap.from_metadata(dbn.metadata, str(dbn.path))
         index_ts = dbn.spec.index_ts
         for batch in dbn.batches(self.options.batch_size):
@@ -194,6 +246,21 @@ class Replayer:
             report.duplicates += rows.num_rows - inserted
 
 
+def _failed(report: FileReport, exc: HistetlError) -> FileReport:
+    """Rolled back: nothing from the file is loaded; the other counts say what was seen."""
+    report.status = "failed"
+    report.error = exc.message
+    report.loaded = report.duplicates = 0
+    return report
+
+
+def _reconnect(sink: Sink) -> None:
+    try:
+        sink.reconnect()
+    except TransientError as exc:
+        logger.warning("{}", exc.message)
+
+
 def _to_target(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
     return to_arrow(frame).cast(schema)
 
@@ -206,8 +273,11 @@ def _str_or_none(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
 
-def replay(paths: Iterable[str | Path], options: ReplayOptions | None = None,
-           on_file: Callable[[FileReport], None] | None = None) -> RunReport:
+def replay(
+    paths: Iterable[str | Path],
+    options: ReplayOptions | None = None,
+    on_file: Callable[[FileReport], None] | None = None,
+) -> RunReport:
     """Replay DBN files into the target database; the library form of `histetl replay`."""
     options = options or ReplayOptions()
     replayer = Replayer(options)

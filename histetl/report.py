@@ -52,7 +52,9 @@ class FileReport:
             raise ReconciliationError(
                 f"records {self.records} != loaded {self.loaded} + duplicates "
                 f"{self.duplicates} + quarantined {self.quarantined} + valid {self.valid}",
-                where=self.path, hint="this is a histetl bug; please report it with the file")
+                where=self.path,
+                hint="this is a histetl bug; please report it with the file",
+            )
 
     @property
     def rows_per_second(self) -> float:
@@ -95,22 +97,43 @@ class RunReport:
 
     def table(self) -> str:
         """A plain-text summary table, one row per file plus totals."""
-        header = ("file", "schema", "records", "loaded", "dup", "quar", "skipped", "s",
-                  "rows/s", "status")
-        rows = [header]
+        header = (
+            "file",
+            "schema",
+            "records",
+            "loaded",
+            "dup",
+            "quar",
+            "skipped",
+            "s",
+            "rows/s",
+            "status",
+        )
+        rows: list[tuple[str, ...]] = [header]
         for f in self.files:
-            rows.append((Path(f.path).name, f.schema, *(str(getattr(f, c)) for c in COUNTS),
-                         f"{f.seconds:.2f}", f"{f.rows_per_second:,.0f}", f.status))
+            rows.append(
+                (
+                    Path(f.path).name,
+                    f.schema,
+                    *(str(getattr(f, c)) for c in COUNTS),
+                    f"{f.seconds:.2f}",
+                    f"{f.rows_per_second:,.0f}",
+                    f.status,
+                )
+            )
         t = self.totals
         seconds = sum(f.seconds for f in self.files)
         rate = t["records"] / seconds if seconds > 0 else 0.0
-        rows.append(("TOTAL", "", *(str(t[c]) for c in COUNTS), f"{seconds:.2f}",
-                     f"{rate:,.0f}", ""))
+        rows.append(
+            ("TOTAL", "", *(str(t[c]) for c in COUNTS), f"{seconds:.2f}", f"{rate:,.0f}", "")
+        )
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         lines = []
         for n, row in enumerate(rows):
-            cells = [c.ljust(w) if i in (0, 1, 9) else c.rjust(w)
-                     for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+            cells = [
+                c.ljust(w) if i in (0, 1, 9) else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ]
             lines.append("  ".join(cells).rstrip())
             if n == 0 or n == len(rows) - 2:
                 lines.append("  ".join("-" * w for w in widths))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import types
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import pyarrow as pa
 from databento_dbn import v1, v2, v3
@@ -98,8 +99,9 @@ class TableSpec:
 
     @property
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.type, nullable=c.name not in self.key)
-                          for c in self.columns])
+        return pa.schema(
+            [pa.field(c.name, c.type, nullable=c.name not in self.key) for c in self.columns]
+        )
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -111,12 +113,12 @@ class TableSpec:
                 return column
         raise KeyError(name)
 
-    def record_class(self, version: int) -> type:
+    def record_class(self, version: int) -> Any:
         """The databento_dbn record class of this schema in DBN `version`."""
-        return getattr(DBN_VERSIONS[version], self.record_name)  # type: ignore[no-any-return]
+        return getattr(DBN_VERSIONS[version], self.record_name)
 
 
-def _column(name: str, dtype: str, record: type) -> Column:
+def _column(name: str, dtype: str, record: Any) -> Column:
     if name in record._price_fields:
         return Column(name, PRICE_TYPE, ColumnKind.PRICE, dtype)
     if name in record._timestamp_fields:
@@ -159,4 +161,3 @@ def table_spec(schema: str) -> TableSpec:
 
 def all_specs() -> list[TableSpec]:
     return [table_spec(schema) for schema in SUPPORTED_SCHEMAS]
-

@@ -31,8 +31,9 @@ def _day(value: dt.date | str) -> int:
 class SymbolMap:
     """Sorted mapping intervals; `resolve` maps whole columns at once."""
 
-    def __init__(self, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                 symbols: list[str]) -> None:
+    def __init__(
+        self, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, symbols: list[str]
+    ) -> None:
         keys = (ids.astype(np.uint64) << np.uint64(32)) | starts.astype(np.uint64)
         order = np.argsort(keys, kind="stable")  # ties keep insertion order, as databento's
         self._keys = keys[order]
@@ -59,17 +60,26 @@ class SymbolMap:
                     elif stype_out == "instrument_id":
                         instrument_id, symbol = int(symbol_out), str(symbol_in)
                     else:
-                        raise ValueError(f"stype_in {stype_in} and stype_out {stype_out}: one "
-                                         "must be instrument_id")
+                        raise ValueError(
+                            f"stype_in {stype_in} and stype_out {stype_out}: one "
+                            "must be instrument_id"
+                        )
                 except ValueError as exc:
-                    raise DecodeError(path, f"symbology mapping {symbol_in!r} -> "
-                                      f"{symbol_out!r} is unusable: {exc}", offset=8) from exc
+                    raise DecodeError(
+                        path,
+                        f"symbology mapping {symbol_in!r} -> {symbol_out!r} is unusable: {exc}",
+                        offset=8,
+                    ) from exc
                 ids.append(instrument_id)
                 starts.append(_day(interval["start_date"]))
                 ends.append(_day(interval["end_date"]))
                 symbols.append(symbol)
-        return cls(np.array(ids, dtype=np.uint64), np.array(starts, dtype=np.int64),
-                   np.array(ends, dtype=np.int64), symbols)
+        return cls(
+            np.array(ids, dtype=np.uint64),
+            np.array(starts, dtype=np.int64),
+            np.array(ends, dtype=np.int64),
+            symbols,
+        )
 
     def __len__(self) -> int:
         return len(self._symbols)

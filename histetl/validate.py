@@ -65,8 +65,9 @@ class Rule:
     @classmethod
     def from_model(cls, model: RuleModel) -> Rule:
         datasets = frozenset(model.datasets) if model.datasets is not None else None
-        return cls(model.name, model.expr, model.severity, datasets,
-                   frozenset(model.exclude_datasets))
+        return cls(
+            model.name, model.expr, model.severity, datasets, frozenset(model.exclude_datasets)
+        )
 
     def applies_to(self, dataset: str) -> bool:
         if dataset in self.exclude_datasets:
@@ -81,9 +82,11 @@ class Rule:
 def _probe_frame(spec: TableSpec) -> pl.DataFrame:
     frame = pl.from_arrow(spec.arrow_schema.empty_table())
     assert isinstance(frame, pl.DataFrame)
-    return frame.with_columns(pl.col(spec.index_ts).alias(INDEX_TS),
-                              pl.lit(None, _TS).alias(FILE_START),
-                              pl.lit(None, _TS).alias(FILE_END))
+    return frame.with_columns(
+        pl.col(spec.index_ts).alias(INDEX_TS),
+        pl.lit(None, _TS).alias(FILE_START),
+        pl.lit(None, _TS).alias(FILE_END),
+    )
 
 
 def _check_rule(rule: Rule, schema: str, source: str) -> None:
@@ -91,13 +94,18 @@ def _check_rule(rule: Rule, schema: str, source: str) -> None:
     try:
         dtype = _probe_frame(table_spec(schema)).select(rule.compiled).to_series().dtype
     except Exception as exc:  # polars raises several error types for bad SQL
-        raise ConfigError(f"rule {rule.name} ({schema}): cannot evaluate {rule.expr!r}: "
-                          f"{str(exc).splitlines()[0]}", where=source,
-                          hint=f"use columns of the {schema} table: "
-                          f"{', '.join(table_spec(schema).column_names)}") from exc
+        raise ConfigError(
+            f"rule {rule.name} ({schema}): cannot evaluate {rule.expr!r}: "
+            f"{str(exc).splitlines()[0]}",
+            where=source,
+            hint=f"use columns of the {schema} table: {', '.join(table_spec(schema).column_names)}",
+        ) from exc
     if dtype != pl.Boolean:
-        raise ConfigError(f"rule {rule.name} ({schema}): {rule.expr!r} is {dtype}, not a "
-                          "boolean", where=source, hint="a rule must be TRUE for a good row")
+        raise ConfigError(
+            f"rule {rule.name} ({schema}): {rule.expr!r} is {dtype}, not a boolean",
+            where=source,
+            hint="a rule must be TRUE for a good row",
+        )
 
 
 class RuleBook:
@@ -118,39 +126,54 @@ class RuleBook:
         for path in user_files:
             user = load_model(UserRulesModel, path)
             rules = cls._apply_user(rules, user, str(path))
-            checked.update({(s, r.name): str(path) for s, ms in user.rules.items()
-                            for r in ms})
+            checked.update({(s, r.name): str(path) for s, ms in user.rules.items() for r in ms})
         for schema, schema_rules in rules.items():
             for rule in schema_rules:
                 _check_rule(rule, schema, checked.get((schema, rule.name), "rules"))
         return cls(rules)
 
     @staticmethod
-    def _apply_user(rules: dict[str, list[Rule]], user: UserRulesModel,
-                    source: str) -> dict[str, list[Rule]]:
-        known = {r.name for rs in rules.values() for r in rs}
+    def _apply_user(
+        rules: dict[str, list[Rule]], user: UserRulesModel, source: str
+    ) -> dict[str, list[Rule]]:
+        known: set[str] = {r.name for rs in rules.values() for r in rs}
         for schema, models in user.rules.items():
             if schema not in SUPPORTED_SCHEMAS:
-                raise ConfigError(f"rules.{schema}: unknown schema", where=source,
-                                  hint=f"schemas: {', '.join(SUPPORTED_SCHEMAS)}")
+                raise ConfigError(
+                    f"rules.{schema}: unknown schema",
+                    where=source,
+                    hint=f"schemas: {', '.join(SUPPORTED_SCHEMAS)}",
+                )
             extra = [Rule.from_model(m) for m in models]
             names = {r.name for r in extra}
             rules[schema] = [r for r in rules.get(schema, []) if r.name not in names] + extra
             known |= names
-        for key, names in (("disable", user.disable), ("severity", list(user.severity))):
-            for name in names:
+        for key, listed in (("disable", user.disable), ("severity", list(user.severity))):
+            for name in listed:
                 if name not in known:
-                    raise ConfigError(f"{key}: unknown rule {name!r}", where=source,
-                                      hint=f"known rules: {', '.join(sorted(known))}")
+                    raise ConfigError(
+                        f"{key}: unknown rule {name!r}",
+                        where=source,
+                        hint=f"known rules: {', '.join(sorted(known))}",
+                    )
         out: dict[str, list[Rule]] = {}
         for schema, schema_rules in rules.items():
             kept = [r for r in schema_rules if r.name not in user.disable]
-            out[schema] = [Rule(r.name, r.expr, user.severity.get(r.name, r.severity), r.datasets,
-                                r.exclude_datasets) for r in kept]
+            out[schema] = [
+                Rule(
+                    r.name,
+                    r.expr,
+                    user.severity.get(r.name, r.severity),
+                    r.datasets,
+                    r.exclude_datasets,
+                )
+                for r in kept
+            ]
         return out
 
-    def for_file(self, spec: TableSpec, dataset: str, start_ns: int | None,
-                 end_ns: int | None) -> RuleSet:
+    def for_file(
+        self, spec: TableSpec, dataset: str, start_ns: int | None, end_ns: int | None
+    ) -> RuleSet:
         rules = tuple(r for r in self._rules.get(spec.schema, []) if r.applies_to(dataset))
         return RuleSet(spec, rules, start_ns, end_ns)
 
@@ -165,8 +188,9 @@ class Split:
 class RuleSet:
     """The rules for one file; `split` is vectorized over a whole batch."""
 
-    def __init__(self, spec: TableSpec, rules: tuple[Rule, ...], start_ns: int | None,
-                 end_ns: int | None) -> None:
+    def __init__(
+        self, spec: TableSpec, rules: tuple[Rule, ...], start_ns: int | None, end_ns: int | None
+    ) -> None:
         self.spec = spec
         self.rules = rules
         self.errors = [r.name for r in rules if r.severity == "error"]
@@ -190,8 +214,10 @@ class RuleSet:
         mask = checks.select(bad).to_series()
         broken = pl.concat_list([pl.when(~pl.col(n)).then(pl.lit(n)) for n in counts])
         reasons = checks.filter(mask).select(broken.list.drop_nulls().alias(RULES_COLUMN))
-        ordinals = pl.int_range(first_ordinal, first_ordinal + frame.height, dtype=pl.UInt64,
-                                eager=True).alias(ORDINAL_COLUMN)
-        invalid = pl.concat([frame.filter(mask), reasons,
-                             ordinals.filter(mask).to_frame()], how="horizontal")
+        ordinals = pl.int_range(
+            first_ordinal, first_ordinal + frame.height, dtype=pl.UInt64, eager=True
+        ).alias(ORDINAL_COLUMN)
+        invalid = pl.concat(
+            [frame.filter(mask), reasons, ordinals.filter(mask).to_frame()], how="horizontal"
+        )
         return Split(frame.filter(~mask), invalid, counts)

@@ -41,6 +41,11 @@ class LedgerEntry:
     loaded_at: dt.datetime
 
 
+class MergeRequired(Exception):
+    """An optimistic direct load met a row that is already there: replay the file in merge
+    mode (the sink has rolled back)."""
+
+
 class FileLoad(Protocol):
     """One file's load: a transaction that either commits with its ledger row or leaves
     nothing behind."""
@@ -60,7 +65,13 @@ class Sink(Protocol):
 
     def ledger(self) -> list[LedgerEntry]: ...
 
-    def begin(self, target: TableTarget) -> FileLoad: ...
+    def begin(
+        self, target: TableTarget, sha256: str, force: bool, merge: bool = False
+    ) -> FileLoad | None:
+        """Start a file's transaction; None when the ledger already has the file (checked
+        again under the sink's lock, so concurrent loaders never load it twice)."""
+
+    def reconnect(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -85,5 +96,8 @@ def open_sink(uri: str) -> Sink:
         from histetl.sinks.postgres import PostgresSink
 
         return PostgresSink(uri)
-    raise ConfigError(f"unsupported database URI scheme {scheme!r} in {redact(uri)}",
-                      where="--db", hint="use duckdb:///path.duckdb or postgresql://user@host/db")
+    raise ConfigError(
+        f"unsupported database URI scheme {scheme!r} in {redact(uri)}",
+        where="--db",
+        hint="use duckdb:///path.duckdb or postgresql://user@host/db",
+    )

@@ -21,8 +21,19 @@ from histetl.errors import ConfigError, LoadError
 from histetl.sinks import LEDGER_TABLE, LedgerEntry, TableTarget
 
 _STAGE = "histetl_stage"
-_LEDGER_COLUMNS = ("sha256", "target_table", "path", "dataset", "schema", "records", "loaded",
-                   "duplicates", "quarantined", "run_id", "loaded_at")
+_LEDGER_COLUMNS = (
+    "sha256",
+    "target_table",
+    "path",
+    "dataset",
+    "schema",
+    "records",
+    "loaded",
+    "duplicates",
+    "quarantined",
+    "run_id",
+    "loaded_at",
+)
 _LEDGER_DDL = f"""
 CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
     sha256 VARCHAR NOT NULL,
@@ -54,8 +65,10 @@ def duckdb_type(type_: pa.DataType) -> str:
     }  # fmt: skip
     if type_ in simple:
         return simple[type_]
-    raise ConfigError(f"no DuckDB column type for Arrow type {type_}",
-                      hint="cast the column to a supported type in the mapping")
+    raise ConfigError(
+        f"no DuckDB column type for Arrow type {type_}",
+        hint="cast the column to a supported type in the mapping",
+    )
 
 
 def quote(name: str) -> str:
@@ -63,19 +76,27 @@ def quote(name: str) -> str:
 
 
 def create_table_sql(target: TableTarget) -> str:
-    columns = [f"{quote(f.name)} {duckdb_type(f.type)}" + ("" if f.nullable else " NOT NULL")
-               for f in target.schema]
+    columns = [
+        f"{quote(f.name)} {duckdb_type(f.type)}" + ("" if f.nullable else " NOT NULL")
+        for f in target.schema
+    ]
     key = ", ".join(quote(c) for c in target.key)
-    return (f"CREATE TABLE IF NOT EXISTS {quote(target.name)} (\n    "
-            + ",\n    ".join(columns) + f",\n    PRIMARY KEY ({key})\n)")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote(target.name)} (\n    "
+        + ",\n    ".join(columns)
+        + f",\n    PRIMARY KEY ({key})\n)"
+    )
 
 
 def duckdb_path(uri: str) -> str:
     """duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb, duckdb:///:memory:"""
     rest = uri.split(":", 1)[1]
     if not rest.startswith("///"):
-        raise ConfigError(f"bad DuckDB URI {uri!r}", where="--db",
-                          hint="use duckdb:///relative.duckdb or duckdb:////absolute.duckdb")
+        raise ConfigError(
+            f"bad DuckDB URI {uri!r}",
+            where="--db",
+            hint="use duckdb:///relative.duckdb or duckdb:////absolute.duckdb",
+        )
     return rest[3:]
 
 
@@ -100,36 +121,54 @@ class DuckDBSink:
             except Exception as exc:  # the ADBC driver raises its own error classes
                 locked = "lock" in str(exc).lower()
                 if not locked or time.monotonic() >= deadline:
-                    hint = ("another histetl process is writing to it; wait for it to finish"
-                            if locked else "check the path and that it is a DuckDB file")
-                    raise LoadError(f"cannot open DuckDB database: {str(exc).splitlines()[0]}",
-                                    where=self.path, hint=hint) from exc
+                    hint = (
+                        "another histetl process is writing to it; wait for it to finish"
+                        if locked
+                        else "check the path and that it is a DuckDB file"
+                    )
+                    raise LoadError(
+                        f"cannot open DuckDB database: {str(exc).splitlines()[0]}",
+                        where=self.path,
+                        hint=hint,
+                    ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
     def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None:
         with self._conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM {LEDGER_TABLE} "
-                        "WHERE sha256 = ? AND target_table = ?", (sha256, table))
+            cur.execute(
+                f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM {LEDGER_TABLE} "
+                "WHERE sha256 = ? AND target_table = ?",
+                (sha256, table),
+            )
             row = cur.fetchone()
         self._conn.commit()
         return LedgerEntry(*row) if row else None
 
     def ledger(self) -> list[LedgerEntry]:
         with self._conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM {LEDGER_TABLE} "
-                        "ORDER BY loaded_at, path")
+            cur.execute(
+                f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM {LEDGER_TABLE} ORDER BY loaded_at, path"
+            )
             rows = cur.fetchall()
         self._conn.commit()
         return [LedgerEntry(*row) for row in rows]
 
-    def begin(self, target: TableTarget) -> DuckDBFileLoad:
+    def begin(
+        self, target: TableTarget, sha256: str, force: bool, merge: bool = False
+    ) -> DuckDBFileLoad | None:
+        """DuckDB always merges: its ON CONFLICT insert is as fast as a plain one."""
         if target.name not in self._created:
             with self._conn.cursor() as cur:
                 cur.execute(create_table_sql(target))
             self._conn.commit()
             self._created.add(target.name)
+        if not force and self.ledger_entry(sha256, target.name) is not None:
+            return None
         return DuckDBFileLoad(self._conn, target)
+
+    def reconnect(self) -> None:
+        """A file database does not drop connections; nothing to do."""
 
     def close(self) -> None:
         self._conn.close()
@@ -140,8 +179,10 @@ class DuckDBFileLoad:
         self._conn = conn
         self._target = target
         columns = ", ".join(quote(f.name) for f in target.schema)
-        self._merge = (f"INSERT INTO {quote(target.name)} ({columns}) SELECT {columns} "
-                       f"FROM {_STAGE} ON CONFLICT DO NOTHING")
+        self._merge = (
+            f"INSERT INTO {quote(target.name)} ({columns}) SELECT {columns} "
+            f"FROM {_STAGE} ON CONFLICT DO NOTHING"
+        )
 
     def write(self, batch: pa.Table) -> int:
         if batch.num_rows == 0:
@@ -161,9 +202,19 @@ class DuckDBFileLoad:
                 "records = excluded.records, loaded = excluded.loaded, "
                 "duplicates = excluded.duplicates, quarantined = excluded.quarantined, "
                 "run_id = excluded.run_id, loaded_at = excluded.loaded_at",
-                (entry.sha256, entry.table, entry.path, entry.dataset, entry.schema,
-                 entry.records, entry.loaded, entry.duplicates, entry.quarantined, entry.run_id,
-                 entry.loaded_at.astimezone(dt.UTC)),
+                (
+                    entry.sha256,
+                    entry.table,
+                    entry.path,
+                    entry.dataset,
+                    entry.schema,
+                    entry.records,
+                    entry.loaded,
+                    entry.duplicates,
+                    entry.quarantined,
+                    entry.run_id,
+                    entry.loaded_at.astimezone(dt.UTC),
+                ),
             )
         self._conn.commit()
 

@@ -1,0 +1,123 @@
+"""PostgreSQL table layout for the canonical tables, and the Arrow conversion that feeds it.
+
+PostgreSQL's `timestamptz` holds microseconds; DBN timestamps are nanoseconds. Every timestamp
+column X therefore becomes two columns: `X timestamptz` (truncated to the microsecond, for
+humans, range queries and TimescaleDB partitioning) and `X_ns bigint` (the exact nanoseconds
+since the epoch). Prices are `numeric(19,9)`, exact. Unsigned integers widen to the next signed
+type (`uint64` to `numeric(20,0)`), because ADBC's COPY writer would wrap values above 2^63-1.
+ADBC does not convert on append, so `to_pg_arrow` produces exactly the table's column types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from histetl.errors import ConfigError
+from histetl.sinks import TableTarget
+
+NS_SUFFIX = "_ns"
+_TS_US = pa.timestamp("us", tz="UTC")
+_INTS: dict[pa.DataType, tuple[str, pa.DataType]] = {
+    pa.int8(): ("smallint", pa.int16()), pa.int16(): ("smallint", pa.int16()),
+    pa.int32(): ("integer", pa.int32()), pa.int64(): ("bigint", pa.int64()),
+    pa.uint8(): ("smallint", pa.int16()), pa.uint16(): ("integer", pa.int32()),
+    pa.uint32(): ("bigint", pa.int64()), pa.uint64(): ("numeric(20,0)", pa.decimal128(20, 0)),
+    pa.float32(): ("real", pa.float32()), pa.float64(): ("double precision", pa.float64()),
+    pa.bool_(): ("boolean", pa.bool_()), pa.string(): ("text", pa.string()),
+    pa.large_string(): ("text", pa.string()),
+}  # fmt: skip
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class PgColumn:
+    name: str
+    sql_type: str
+    arrow_type: pa.DataType
+    source: str  # the canonical column it comes from
+    part: str  # "value", "us" (timestamptz) or "ns" (exact bigint)
+    not_null: bool
+
+
+def pg_columns(schema: pa.Schema, key: tuple[str, ...]) -> list[PgColumn]:
+    columns: list[PgColumn] = []
+    for field in schema:
+        not_null = field.name in key or not field.nullable
+        type_ = field.type
+        if pa.types.is_timestamp(type_):
+            columns.append(PgColumn(field.name, "timestamptz", _TS_US, field.name, "us", not_null))
+            columns.append(
+                PgColumn(field.name + NS_SUFFIX, "bigint", pa.int64(), field.name, "ns", not_null)
+            )
+        elif pa.types.is_decimal(type_):
+            columns.append(
+                PgColumn(
+                    field.name,
+                    f"numeric({type_.precision},{type_.scale})",
+                    type_,
+                    field.name,
+                    "value",
+                    not_null,
+                )
+            )
+        elif type_ in _INTS:
+            sql_type, arrow_type = _INTS[type_]
+            columns.append(
+                PgColumn(field.name, sql_type, arrow_type, field.name, "value", not_null)
+            )
+        else:
+            raise ConfigError(
+                f"no PostgreSQL column type for Arrow type {type_} (column {field.name})",
+                hint="cast the column to a supported type in the mapping",
+            )
+    return columns
+
+
+def pg_arrow_schema(target: TableTarget) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(c.name, c.arrow_type, nullable=not c.not_null)
+            for c in pg_columns(target.schema, target.key)
+        ]
+    )
+
+
+def create_table_sql(target: TableTarget) -> list[str]:
+    """CREATE TABLE and its indexes, idempotent."""
+    columns = pg_columns(target.schema, target.key)
+    body = ",\n    ".join(
+        f"{quote(c.name)} {c.sql_type}" + (" NOT NULL" if c.not_null else "") for c in columns
+    )
+    key = ", ".join(quote(c) for c in target.key)
+    table = quote(target.name)
+    statements = [f"CREATE TABLE IF NOT EXISTS {table} (\n    {body},\n    PRIMARY KEY ({key})\n)"]
+    names = {c.name for c in columns}
+    if "symbol" in names:
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {quote(target.name + '_symbol_time')} "
+            f"ON {table} (symbol, {quote(target.time_column)})"
+        )
+    return statements
+
+
+def to_pg_arrow(batch: pa.Table, target: TableTarget) -> pa.Table:
+    """Convert a canonical batch to the exact Arrow types of the PostgreSQL table."""
+    arrays = []
+    fields = []
+    for column in pg_columns(target.schema, target.key):
+        source = batch.column(column.source)
+        if column.part == "us":
+            array = source.cast(_TS_US, safe=False)  # truncates to the microsecond
+        elif column.part == "ns":
+            array = pc.cast(source, pa.int64())
+        else:
+            array = source.cast(column.arrow_type)
+        arrays.append(array)
+        fields.append(pa.field(column.name, column.arrow_type, nullable=not column.not_null))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))

@@ -1,0 +1,31 @@
+"""Shared fixtures: the real Databento sample files (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "databento-samples"
+SUPPORTED_SUFFIX = ".dbn.zst"
+
+
+def sample_files() -> list[Path]:
+    if not SAMPLES.is_dir():
+        return []
+    return sorted(SAMPLES.rglob(f"*{SUPPORTED_SUFFIX}"))
+
+
+def sample_params() -> list[object]:
+    files = sample_files()
+    if not files:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no samples at {SAMPLES}"))]
+    return [pytest.param(p, id=f"{p.parent.name}/{p.name}") for p in files]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep the CLI's rotating log file out of the user's home."""
+    monkeypatch.setenv("HISTETL_LOG_DIR", str(tmp_path_factory.getbasetemp() / "logs"))
