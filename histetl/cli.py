@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import polars as pl
 from loguru import logger
 
 from histetl import __version__
 from histetl.config import DB_ENV_VAR, default_db
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, HistetlError
 from histetl.logs import configure
-from histetl.pipeline import Replayer, ReplayOptions, expand_paths
+from histetl.pipeline import Replayer, ReplayOptions, expand_paths, init_db, ledger
+from histetl.quarantine import list_quarantine, rule_counts, sample
 from histetl.report import FileReport, RunReport
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -175,6 +177,64 @@ def replay(
     files = expand_paths(paths)
     report = replayer.run(files, on_file=_print_file)
     _finish(report, report_path, fail_on_quarantine)
+
+
+@main.group()
+def db() -> None:
+    """Manage the target database."""
+
+
+@db.command("init")
+@_db_option
+@handle_errors
+def db_init(db: str | None) -> None:
+    """Apply migrations and create every canonical table (idempotent)."""
+    shown = init_db(db or default_db())
+    click.echo(f"database ready: {shown}")
+
+
+@main.command()
+@_db_option
+@click.option("--limit", type=int, default=50, show_default=True, help="Newest N ledger rows.")
+@handle_errors
+def status(db: str | None, limit: int) -> None:
+    """Show the load ledger: what was loaded when, from which files, with which counts."""
+    entries = ledger(db or default_db())[-limit:]
+    if not entries:
+        click.echo("nothing loaded yet")
+        return
+    for e in entries:
+        click.echo(
+            f"{e.loaded_at:%Y-%m-%d %H:%M:%S}  {e.table:<12} records={e.records} "
+            f"loaded={e.loaded} dup={e.duplicates} quar={e.quarantined}  "
+            f"run={e.run_id}  {e.path}"
+        )
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--quarantine-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("quarantine"),
+    show_default=True,
+)
+@click.option("--rows", type=int, default=10, show_default=True, help="Sample rows to show.")
+@handle_errors
+def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
+    """List quarantine files, or show one (rule counts and a sample of rows)."""
+    if path is None or path.is_dir():
+        files = list_quarantine(path or quarantine_dir)
+        if not files:
+            click.echo(f"no quarantine files under {path or quarantine_dir}")
+        for f in files:
+            counts = ", ".join(f"{k}: {v}" for k, v in rule_counts(f).items())
+            click.echo(f"{f}  ({counts})")
+        return
+    for name, count in rule_counts(path).items():
+        click.echo(f"{count:>8}  {name}")
+    with pl.Config(tbl_rows=rows, tbl_cols=12, fmt_str_lengths=40):
+        click.echo(sample(path, rows))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -81,6 +81,16 @@ def _string_array(raw: np.ndarray) -> pa.Array:
     return array
 
 
+def _first_invalid_utf8(raw: np.ndarray) -> int:
+    """Index of the first value that is not UTF-8 (only called on the error path)."""
+    for i, value in enumerate(raw.tolist()):
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return i
+    return 0
+
+
 def _integer_array(raw: np.ndarray, column: Column, sentinel: bool) -> pa.Array:
     target = np.dtype(column.type.to_pandas_dtype())
     values = np.ascontiguousarray(raw, dtype=target)
@@ -226,8 +236,11 @@ class DbnFile:
         return str(self.metadata.dataset)
 
     # -- records -------------------------------------------------------------------------------
-    def record_arrays(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[np.ndarray]:
-        """Structured numpy arrays of at most `batch_size` records, checked for rtype/length."""
+    def record_arrays(
+        self, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """(byte offset, structured numpy array) of at most `batch_size` records, checked for
+        rtype and length."""
         size = self.record_dtype.itemsize
         while True:
             start = self._offset
@@ -244,7 +257,7 @@ class DbnFile:
                 )
             records = np.frombuffer(data, dtype=self.record_dtype, count=count)
             self._check_records(records, start)
-            yield records
+            yield start, records
 
     def _check_records(self, records: np.ndarray, start: int) -> None:
         size = self.record_dtype.itemsize
@@ -263,11 +276,11 @@ class DbnFile:
         """Canonical record batches (every column but `symbol`)."""
         schema = decoded_schema(self.spec)
         columns = [self.spec.column(name) for name in schema.names]
-        for records in self.record_arrays(batch_size):
-            arrays = [self._column(records, c) for c in columns]
+        for start, records in self.record_arrays(batch_size):
+            arrays = [self._column(records, c, start) for c in columns]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-    def _column(self, records: np.ndarray, column: Column) -> pa.Array:
+    def _column(self, records: np.ndarray, column: Column, start: int) -> pa.Array:
         if column.name == HASH_COLUMN:
             return pa.array(record_hash(records), type=pa.int64())
         names = records.dtype.names or ()
@@ -279,7 +292,16 @@ class DbnFile:
         if column.kind == ColumnKind.TIMESTAMP:
             return _timestamp_array(raw, column.type)
         if column.kind == ColumnKind.STRING:
-            return _string_array(raw)
+            try:
+                return _string_array(raw)
+            except pa.ArrowInvalid:
+                bad = _first_invalid_utf8(raw)
+                raise DecodeError(
+                    self.path,
+                    f"field {column.name} of record {bad} in this batch is not valid UTF-8 "
+                    "(corrupt file?)",
+                    offset=start + bad * self.record_dtype.itemsize,
+                ) from None
         sentinels = _SENTINEL_INTS.get(self.schema, frozenset())
         return _integer_array(raw, column, sentinels is None or column.name in sentinels)
 

@@ -32,6 +32,7 @@ from histetl.sinks import (
     MergeRequired,
     Sink,
     TableTarget,
+    canonical_targets,
     open_sink,
     redact,
 )
@@ -271,6 +272,24 @@ def _rule_summary(rules: dict[str, int]) -> str:
 
 def _str_or_none(path: Path | None) -> str | None:
     return str(path) if path is not None else None
+
+
+def init_db(uri: str) -> str:
+    """Create the ledger and every canonical table (idempotent); returns the target shown."""
+    sink = open_sink(uri)
+    try:
+        sink.init_tables(canonical_targets())
+        return sink.display
+    finally:
+        sink.close()
+
+
+def ledger(uri: str) -> list[LedgerEntry]:
+    sink = open_sink(uri)
+    try:
+        return sink.ledger()
+    finally:
+        sink.close()
 
 
 def replay(

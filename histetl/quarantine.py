@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from histetl.mapping import to_arrow
-from histetl.validate import SOURCE_COLUMN
+from histetl.validate import RULES_COLUMN, SOURCE_COLUMN
 
 
 def quarantine_path(root: Path, run_id: str, dataset: str, schema: str, source: Path) -> Path:
@@ -54,5 +53,19 @@ class QuarantineWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-def read_quarantine(path: Path) -> pa.Table:
-    return pq.read_table(path)
+def list_quarantine(root: Path) -> list[Path]:
+    """Quarantine files under `root`, newest run first."""
+    if not root.is_dir():
+        return []
+    return sorted(root.rglob("*.parquet"), key=lambda p: (p.parts[-4], str(p)), reverse=True)
+
+
+def rule_counts(path: Path) -> dict[str, int]:
+    """Rows per broken rule in one quarantine file."""
+    frame = pl.read_parquet(path, columns=[RULES_COLUMN])
+    counts = frame.explode(RULES_COLUMN).group_by(RULES_COLUMN).len().sort("len", descending=True)
+    return {str(row[0]): int(row[1]) for row in counts.iter_rows()}
+
+
+def sample(path: Path, rows: int = 10) -> pl.DataFrame:
+    return pl.read_parquet(path, n_rows=rows)

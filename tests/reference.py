@@ -42,7 +42,7 @@ def _is_missing(value: Any) -> bool:
 def mismatches(path: Path, batch_size: int = 100_000) -> list[str]:
     """Every difference between histetl and `DBNStore.to_df` (fixed and decimal prices)."""
     ours, spec = decode_with_symbols(path, batch_size)
-    store = databento.DBNStore.from_file(path)
+    store = databento.DBNStore.from_bytes(Path(path).read_bytes())
     fixed = store.to_df(price_type="fixed", map_symbols=True, pretty_ts=True).reset_index()
     dec = store.to_df(price_type="decimal", map_symbols=True, pretty_ts=True).reset_index()
     problems: list[str] = []

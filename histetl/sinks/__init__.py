@@ -71,6 +71,9 @@ class Sink(Protocol):
         """Start a file's transaction; None when the ledger already has the file (checked
         again under the sink's lock, so concurrent loaders never load it twice)."""
 
+    def init_tables(self, targets: list[TableTarget]) -> None:
+        """Create these tables now (`histetl db init`)."""
+
     def reconnect(self) -> None: ...
 
     def close(self) -> None: ...
@@ -84,6 +87,12 @@ def redact(uri: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     user = (parts.username or "") + ":***"
     return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+
+
+def canonical_targets() -> list[TableTarget]:
+    from histetl.schemas import all_specs
+
+    return [TableTarget(s.table, s.arrow_schema, s.key, s.index_ts) for s in all_specs()]
 
 
 def open_sink(uri: str) -> Sink:

@@ -154,15 +154,22 @@ class DuckDBSink:
         self._conn.commit()
         return [LedgerEntry(*row) for row in rows]
 
-    def begin(
-        self, target: TableTarget, sha256: str, force: bool, merge: bool = False
-    ) -> DuckDBFileLoad | None:
-        """DuckDB always merges: its ON CONFLICT insert is as fast as a plain one."""
+    def ensure_table(self, target: TableTarget) -> None:
         if target.name not in self._created:
             with self._conn.cursor() as cur:
                 cur.execute(create_table_sql(target))
             self._conn.commit()
             self._created.add(target.name)
+
+    def init_tables(self, targets: list[TableTarget]) -> None:
+        for target in targets:
+            self.ensure_table(target)
+
+    def begin(
+        self, target: TableTarget, sha256: str, force: bool, merge: bool = False
+    ) -> DuckDBFileLoad | None:
+        """DuckDB always merges: its ON CONFLICT insert is as fast as a plain one."""
+        self.ensure_table(target)
         if not force and self.ledger_entry(sha256, target.name) is not None:
             return None
         return DuckDBFileLoad(self._conn, target)

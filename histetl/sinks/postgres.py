@@ -213,18 +213,26 @@ class PostgresSink:
         return True
 
     def ensure_table(self, target: TableTarget) -> None:
+        """Create the table (and its hypertable, with TimescaleDB) if it does not exist."""
         if target.name in self._created:
             return
         self.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", (f"histetl:ddl:{target.name}",)
         )
-        exists = self.execute("SELECT to_regclass($1) IS NOT NULL", (quote(target.name),))
         for statement in create_table_sql(target):
             self.execute(statement)
-        if self.timescale and not exists[0][0]:
+        if self.timescale and not self.execute(
+            "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = $1",
+            (target.name,),
+        ):
             self._make_hypertable(target)
         self._conn.commit()
         self._created.add(target.name)
+
+    def init_tables(self, targets: list[TableTarget]) -> None:
+        """`histetl db init`: every canonical table, ready before the first load."""
+        for target in targets:
+            self.ensure_table(target)
 
     def _make_hypertable(self, target: TableTarget) -> None:
         options = self.timescale_options
