@@ -8,6 +8,7 @@ Each command parses its options, calls one library function and prints its repor
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import sys
 from collections.abc import Callable
@@ -20,11 +21,14 @@ from loguru import logger
 
 from histetl import __version__
 from histetl.config import DB_ENV_VAR, default_db
-from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, HistetlError
+from histetl.demo import duckdb_summary, write_demo_files
+from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, ConfigError, HistetlError
 from histetl.logs import configure
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths, init_db, ledger
 from histetl.quarantine import list_quarantine, rule_counts, sample
 from histetl.report import FileReport, RunReport
+from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
+from histetl.synth import SynthSpec, write_dbn
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -235,6 +239,83 @@ def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
         click.echo(f"{count:>8}  {name}")
     with pl.Config(tbl_rows=rows, tbl_cols=12, fmt_str_lengths=40):
         click.echo(sample(path, rows))
+
+
+@main.command()
+@_db_option
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo"),
+    show_default=True,
+    help="Where the generated raw files and quarantine go.",
+)
+@handle_errors
+def demo(db: str | None, directory: Path) -> None:
+    """Generate sample Databento-style data (ES/NQ futures) and load it, end to end."""
+    uri = db or default_db()
+    files = write_demo_files(directory / "raw")
+    click.echo(f"generated {len(files)} DBN files under {directory / 'raw'}")
+    report = Replayer(ReplayOptions(db=uri, quarantine_dir=directory / "quarantine")).run(
+        files, on_file=_print_file
+    )
+    click.echo(report.table())
+    if uri.startswith("duckdb:"):
+        click.echo("\nwhat was loaded:")
+        click.echo(duckdb_summary(uri, [f.table for f in report.files if f.table]))
+    if report.failed:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--schema", type=click.Choice(SYNTH_SCHEMAS), required=True)
+@click.option("--records", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option(
+    "--symbols", default="ES.c.0", show_default=True, help="Comma-separated requested symbols."
+)
+@click.option(
+    "--stype-in",
+    type=click.Choice(["continuous", "raw_symbol", "parent"]),
+    default="continuous",
+    show_default=True,
+)
+@click.option("--dataset", default="GLBX.MDP3", show_default=True)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2023-12-14", show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--dbn-version", type=click.IntRange(1, 3), default=3, show_default=True)
+@handle_errors
+def synth(
+    path: Path,
+    schema: str,
+    records: int,
+    symbols: str,
+    stype_in: str,
+    dataset: str,
+    start: dt.datetime,
+    days: int,
+    seed: int,
+    dbn_version: int,
+) -> None:
+    """Write a realistic synthetic DBN file (.dbn, or zstd with .dbn.zst)."""
+    spec = SynthSpec(
+        schema=schema,
+        records=records,
+        dataset=dataset,
+        symbols=tuple(s.strip() for s in symbols.split(",") if s.strip()),
+        stype_in=stype_in,
+        start=start.date(),
+        days=days,
+        seed=seed,
+        version=dbn_version,
+    )
+    try:
+        result = write_dbn(spec, path)
+    except ValueError as exc:
+        raise ConfigError(str(exc), where="histetl synth") from exc
+    click.echo(f"wrote {result.records} {schema} records to {result.path}")
 
 
 if __name__ == "__main__":  # pragma: no cover
