@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import zstandard
 
+from histetl.arrowutil import null_bitmap, string_views
 from histetl.errors import DecodeError, UnsupportedSchemaError
 from histetl.schemas import (
     DBN_VERSIONS,
@@ -45,40 +46,31 @@ _SENTINEL_INTS: dict[str, frozenset[str] | None] = {
 }
 
 
-def _null_bitmap(valid: np.ndarray) -> pa.Buffer | None:
-    if valid.all():
-        return None
-    return pa.py_buffer(np.packbits(valid, bitorder="little"))
-
-
 def _price_array(raw: np.ndarray) -> pa.Array:
     values = np.ascontiguousarray(raw, dtype=np.int64)
     wide = np.empty((values.size, 2), dtype=np.int64)
     wide[:, 0] = values
     wide[:, 1] = values >> 63  # two's-complement sign extension to 128 bits
-    bitmap = _null_bitmap(values != _UNDEF_PRICE)
+    bitmap = null_bitmap(values != _UNDEF_PRICE)
     return pa.Array.from_buffers(PRICE_TYPE, values.size, [bitmap, pa.py_buffer(wide)])
 
 
 def _timestamp_array(raw: np.ndarray, type_: pa.DataType) -> pa.Array:
     values = np.ascontiguousarray(raw, dtype=np.uint64)
-    bitmap = _null_bitmap(values < _TS_LIMIT)
+    bitmap = null_bitmap(values < _TS_LIMIT)
     return pa.Array.from_buffers(type_, values.size, [bitmap, pa.py_buffer(values.view(np.int64))])
 
 
 def _string_array(raw: np.ndarray) -> pa.Array:
-    """Fixed-width NUL-padded byte fields to a string array, trimmed at the first NUL."""
-    n = raw.size
-    width = raw.dtype.itemsize
+    """Fixed-width NUL-padded byte fields to strings (string_view), cut at the first NUL."""
+    n, width = raw.size, raw.dtype.itemsize
     chars = np.ascontiguousarray(raw).view(np.uint8).reshape(n, width)
-    nul = chars == 0
-    lengths = np.where(nul.any(axis=1), nul.argmax(axis=1), width).astype(np.int32)
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    data = chars[np.arange(width, dtype=np.int32)[None, :] < lengths[:, None]]
-    array = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-    array.validate(full=True)  # raises on invalid UTF-8
-    return array
+    if width == 1:
+        lengths = (chars[:, 0] != 0).astype(np.int32)
+    else:
+        nul = chars == 0
+        lengths = np.where(nul.any(axis=1), nul.argmax(axis=1), width).astype(np.int32)
+    return string_views(chars, lengths)
 
 
 def _first_invalid_utf8(raw: np.ndarray) -> int:
@@ -331,5 +323,9 @@ def read_table(path: Path | str, batch_size: int = DEFAULT_BATCH_SIZE) -> pa.Tab
 
 
 def decoded_schema(spec: TableSpec) -> pa.Schema:
-    """The schema of decoded batches: the canonical table without `symbol`."""
-    return pa.schema([pa.field(c.name, c.type) for c in spec.columns if c.name != SYMBOL_COLUMN])
+    """The schema of decoded batches: the canonical table without `symbol`, strings as
+    string_view (Polars reads those without a copy)."""
+    return pa.schema([
+        pa.field(c.name, pa.string_view() if c.kind == ColumnKind.STRING else c.type)
+        for c in spec.columns if c.name != SYMBOL_COLUMN
+    ])

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from histetl.arrowutil import take_strings
 from histetl.errors import DecodeError
 
 _NS_PER_DAY = 86_400 * 10**9
@@ -39,7 +40,7 @@ class SymbolMap:
         self._keys = keys[order]
         self._ids = ids[order].astype(np.uint64)
         self._ends = ends[order]
-        self._symbols = pa.array([symbols[i] for i in order], type=pa.string())
+        self._symbols = [symbols[i] for i in order]
 
     @classmethod
     def from_metadata(cls, metadata: Any, path: str = "") -> SymbolMap:
@@ -85,10 +86,11 @@ class SymbolMap:
         return len(self._symbols)
 
     def resolve(self, instrument_ids: pa.Array, timestamps: pa.Array) -> pa.Array:
-        """Symbols for parallel arrays of instrument ids and timestamp[ns] (NULL if unmapped)."""
+        """Symbols (string_view) for parallel arrays of instrument ids and timestamp[ns]; NULL
+        where unmapped."""
         n = len(instrument_ids)
         if n == 0 or len(self) == 0:
-            return pa.nulls(n, pa.string())
+            return pa.nulls(n, pa.string_view())
         ids = instrument_ids.to_numpy(zero_copy_only=False).astype(np.uint64)
         ts_valid = pc.is_valid(timestamps).to_numpy(zero_copy_only=False)
         ns = pc.fill_null(timestamps.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
@@ -97,5 +99,4 @@ class SymbolMap:
         pos = np.searchsorted(self._keys, query, side="right") - 1
         safe = np.maximum(pos, 0)
         valid = (pos >= 0) & (self._ids[safe] == ids) & (days < self._ends[safe]) & ts_valid
-        indices = pa.array(safe.astype(np.int32), mask=~valid)
-        return self._symbols.take(indices)
+        return take_strings(self._symbols, safe, valid)

@@ -47,7 +47,8 @@ def test_replay_of_every_schema_loads_exactly_the_decoded_rows(tmp_path: Path) -
         assert file.loaded == file.records > 0
         decoded, spec = decode_with_symbols(Path(file.path))
         stored = rows(tmp_path, spec.table)
-        expected = decoded.sort_by([(c, "ascending") for c in decoded.column_names])
+        expected = decoded.cast(spec.arrow_schema).sort_by(
+            [(c, "ascending") for c in decoded.column_names])
         assert stored.num_rows == decoded.num_rows
         # exact values: prices as decimals, timestamps in nanoseconds, NULL sentinels
         assert stored.cast(expected.schema).equals(expected), spec.table

@@ -32,9 +32,15 @@ without ``ts_recv``, e.g. ohlcv), to the requested symbols (via the stored metad
 mappings for ``raw_symbol``, or directly for ``stype_in=instrument_id``; when the stored data has no
 mappings the symbol filter is skipped), then ``limit``; the metadata header is rewritten with the
 request's start/end/symbols/stype_in/limit. A missing ``end`` means "start + 1 day" for a date-only
-``start`` and "unbounded" otherwise. The body is zstd-compressed (one streaming frame, no content
-size, like a streamed response) when ``compression=zstd``; normal get_range responses use chunked
-transfer encoding, JSON responses use Content-Length.
+``start`` and "unbounded" otherwise. The body is zstd-compressed when ``compression=zstd`` (one
+frame without content size, a block flushed every ~16 KiB at record boundaries, like a server
+compressing as it streams); normal get_range responses use chunked transfer encoding, JSON
+responses use Content-Length. ``cost_per_record`` prices get_cost; get_billable_size is the
+uncompressed record bytes. Also: metadata.list_datasets / list_schemas / get_dataset_range.
+
+Client pitfalls this module has helpers for (see their docstrings): ``release_dbnstore`` (file
+handle kept open by every file-backed DBNStore), ``close_leaked_writer`` (output file left open
+after a broken stream), ``zstd_frame_complete`` (detect a silently short download).
 
 ``script(endpoint, *Scripted(...))`` queues canned responses consumed one per request to that
 endpoint *before* the normal handling (and before the auth check); when the queue is empty the fake
@@ -60,7 +66,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -80,6 +86,7 @@ from databento.common.constants import (
 
 __all__ = [
     "FakeGateway",
+    "Framing",
     "RecordedRequest",
     "Scripted",
     "close_leaked_writer",
@@ -94,7 +101,8 @@ API_PREFIX = "/v0/"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NS_PER_DAY = 86_400 * 10**9
-_CHUNK = 64 * 1024
+_CHUNK = 64 * 1024  # HTTP chunk size
+_FLUSH_EVERY = 16 * 1024  # zstd block flush interval (uncompressed bytes)
 
 _DEFAULT_ERRORS: dict[int, tuple[str, str]] = {
     400: ("bad_request", "Bad request."),
@@ -425,6 +433,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload, ctype = gw._handle(endpoint, params)
             except _ApiError as exc:
                 status, payload, ctype = exc.status, *_encode_body(exc.body())
+            except Exception as exc:  # a bug in the fake: answer 500 and keep it for the test
+                gw.errors.append(exc)
+                status, payload, ctype = 500, *_encode_body(_error_body(500, f"fake: {exc!r}"))
             if scripted is not None:
                 status = scripted.status
                 if scripted.body is not None:
@@ -493,19 +504,27 @@ class _Handler(BaseHTTPRequestHandler):
                 self.request.unwrap()
 
 
-def _zstd_stream(data: bytes, flush_every: int = 16 * 1024) -> bytes:
-    """One zstd frame, no content size, a block flushed every ``flush_every`` input bytes.
+def _zstd_stream(chunks: Iterable[bytes]) -> bytes:
+    """One zstd frame (no content size) with a block flushed after every chunk.
 
-    Mimics a server compressing while it streams, so a prefix of the body still decodes to a
-    prefix of the records (which is what makes a silently short download dangerous).
+    Mimics a server that compresses while it streams and flushes after whole records: any prefix
+    of the body decodes to the metadata plus a whole number of records, which is what makes a
+    silently short download dangerous.
     """
     cobj = zstandard.ZstdCompressor().compressobj()
     out = bytearray()
-    for i in range(0, len(data), flush_every):
-        out += cobj.compress(data[i : i + flush_every])
+    for chunk in chunks:
+        out += cobj.compress(chunk)
         out += cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
     out += cobj.flush()
     return bytes(out)
+
+
+def _record_chunks(header: bytes, records: np.ndarray[Any, Any]) -> Iterator[bytes]:
+    yield header
+    step = max(1, _FLUSH_EVERY // max(1, records.dtype.itemsize))
+    for i in range(0, len(records), step):
+        yield records[i : i + step].tobytes()
 
 
 def _encode_body(body: Any) -> tuple[bytes, str]:
@@ -736,11 +755,12 @@ class FakeGateway:
     def _handle(self, endpoint: str, params: dict[str, str]) -> tuple[int, bytes, str]:
         if endpoint == "timeseries.get_range":
             sel = self._select(params)
-            body = bytes(sel.metadata) + sel.records.tobytes()
             compression = params.get("compression", "none")
             if compression == "zstd":
-                body = _zstd_stream(body)
-            elif compression not in ("none", ""):
+                body = _zstd_stream(_record_chunks(bytes(sel.metadata), sel.records))
+            elif compression in ("none", ""):
+                body = bytes(sel.metadata) + sel.records.tobytes()
+            else:
                 raise _ApiError(422, f"Unsupported compression {compression!r}.")
             if params.get("encoding", "dbn") != "dbn":
                 raise _ApiError(422, "The fake only serves encoding=dbn.")

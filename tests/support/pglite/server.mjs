@@ -217,7 +217,10 @@ class Session {
   constructor(sock, id) {
     this.sock = sock
     this.id = id
-    this.buf = Buffer.alloc(0)
+    this.buf = Buffer.alloc(0) // unprocessed bytes
+    this.pending = [] // chunks not yet merged into buf (see onData)
+    this.pendingLen = 0
+    this.need = 0 // bytes missing from buf for the next complete packet
     this.phase = 'init' // init -> queued -> active -> closed
     this.params = {}
     this.txStatus = 'I'
@@ -233,7 +236,15 @@ class Session {
   }
 
   onData(d) {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d
+    // Merge chunks only once a whole packet is there: a large message (e.g. CopyData)
+    // arriving in many small chunks would otherwise be copied over and over.
+    this.pending.push(d)
+    this.pendingLen += d.length
+    if (this.pendingLen < this.need) return
+    this.buf = Buffer.concat([this.buf, ...this.pending])
+    this.pending = []
+    this.pendingLen = 0
+    this.need = 0
     try {
       if (this.phase === 'init') this.readStartup()
       if (this.phase === 'active') this.pump()
@@ -248,7 +259,10 @@ class Session {
     while (this.phase === 'init' && this.buf.length >= 8) {
       const len = this.buf.readInt32BE(0)
       if (len < 8 || len > 1 << 20) throw new Error(`bad startup packet length ${len}`)
-      if (this.buf.length < len) return
+      if (this.buf.length < len) {
+        this.need = len - this.buf.length
+        return
+      }
       const pkt = this.buf.subarray(0, len)
       this.buf = this.buf.subarray(len)
       const code = pkt.readInt32BE(4)
@@ -347,7 +361,10 @@ class Session {
   pump() {
     while (this.phase === 'active' && this.buf.length >= 5) {
       const len = this.buf.readInt32BE(1)
-      if (this.buf.length < len + 1) break
+      if (this.buf.length < len + 1) {
+        this.need = len + 1 - this.buf.length
+        break
+      }
       const msg = this.buf.subarray(0, len + 1)
       this.buf = this.buf.subarray(len + 1)
       const type = String.fromCharCode(msg[0])
