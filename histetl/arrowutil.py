@@ -13,8 +13,9 @@ import pyarrow as pa
 _INLINE = 12
 
 
-def string_views(chars: np.ndarray, lengths: np.ndarray,
-                 validity: np.ndarray | None = None) -> pa.Array:
+def string_views(
+    chars: np.ndarray, lengths: np.ndarray, validity: np.ndarray | None = None
+) -> pa.Array:
     """A string_view array over the rows of `chars` (an (n, width) uint8 matrix), each row
     holding `lengths[i]` bytes; rows longer than 12 bytes reference `chars` itself."""
     n, width = chars.shape
@@ -39,16 +40,43 @@ def string_views(chars: np.ndarray, lengths: np.ndarray,
     return array
 
 
-def take_strings(values: list[str], indices: np.ndarray, valid: np.ndarray) -> pa.Array:
-    """`values[indices]` as a string_view array, NULL where `valid` is False."""
-    encoded = [v.encode("utf-8") for v in values]
-    width = max((len(e) for e in encoded), default=0)
-    table = np.zeros((len(encoded), max(width, 1)), dtype=np.uint8)
-    for i, e in enumerate(encoded):  # one row per distinct symbol, not per record
-        table[i, : len(e)] = np.frombuffer(e, dtype=np.uint8)
-    lengths = np.array([len(e) for e in encoded], dtype=np.int32)
-    safe = np.where(valid, indices, 0)
-    return string_views(table[safe], lengths[safe] * valid, valid)
+class StringTable:
+    """A small set of distinct strings, gathered into string_view arrays by index.
+
+    The 16-byte views are built once; `take` is one row gather per batch (symbols are few,
+    records many)."""
+
+    def __init__(self, values: list[str]) -> None:
+        encoded = [v.encode("utf-8") for v in values]
+        width = max((len(e) for e in encoded), default=1) or 1
+        chars = np.zeros((len(encoded), width), dtype=np.uint8)
+        for i, e in enumerate(encoded):  # one row per distinct string, not per record
+            chars[i, : len(e)] = np.frombuffer(e, dtype=np.uint8)
+        lengths = np.array([len(e) for e in encoded], dtype=np.int32)
+        template = string_views(chars, lengths)
+        buffers = template.buffers()
+        self._views = np.frombuffer(buffers[1], dtype=np.uint8).reshape(len(encoded), 16)
+        self._data = buffers[2:]
+
+    def take(self, indices: np.ndarray, valid: np.ndarray) -> pa.Array:
+        """values[indices] as string_view, NULL where `valid` is False."""
+        views = self._views[np.where(valid, indices, 0)]
+        if not valid.all():
+            views[~valid] = 0
+        return pa.Array.from_buffers(
+            pa.string_view(), len(indices), [null_bitmap(valid), pa.py_buffer(views), *self._data]
+        )
+
+
+def char_views(codes: np.ndarray) -> pa.Array:
+    """Single-byte char fields (DBN `c_char`) as string_view. Little-endian, the first word of
+    a view is the length (1, or 0 for NUL) plus the character in byte 4."""
+    if int(codes.max(initial=0)) >= 0x80:  # not ASCII: let the general path validate it
+        return string_views(codes.reshape(-1, 1), (codes != 0).astype(np.int32))
+    views = np.zeros((codes.size, 2), dtype=np.uint64)
+    wide = codes.astype(np.uint64)
+    views[:, 0] = (wide << np.uint64(32)) | (wide != 0)
+    return pa.Array.from_buffers(pa.string_view(), codes.size, [None, pa.py_buffer(views)])
 
 
 def null_bitmap(valid: np.ndarray | None) -> pa.Buffer | None:

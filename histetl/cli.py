@@ -21,14 +21,12 @@ from loguru import logger
 
 from histetl import __version__
 from histetl.config import DB_ENV_VAR, default_db
-from histetl.demo import duckdb_summary, write_demo_files
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, ConfigError, HistetlError
 from histetl.logs import configure
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths, init_db, ledger
 from histetl.quarantine import list_quarantine, rule_counts, sample
 from histetl.report import FileReport, RunReport
 from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
-from histetl.synth import SynthSpec, write_dbn
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -254,6 +252,8 @@ def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
 @handle_errors
 def demo(db: str | None, directory: Path) -> None:
     """Generate sample Databento-style data (ES/NQ futures) and load it, end to end."""
+    from histetl.demo import duckdb_summary, write_demo_files  # generator: only when used
+
     uri = db or default_db()
     files = write_demo_files(directory / "raw")
     click.echo(f"generated {len(files)} DBN files under {directory / 'raw'}")
@@ -300,6 +300,8 @@ def synth(
     dbn_version: int,
 ) -> None:
     """Write a realistic synthetic DBN file (.dbn, or zstd with .dbn.zst)."""
+    from histetl.synth import SynthSpec, write_dbn  # generator: only when used
+
     spec = SynthSpec(
         schema=schema,
         records=records,

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import zstandard
 
-from histetl.arrowutil import null_bitmap, string_views
+from histetl.arrowutil import char_views, null_bitmap, string_views
 from histetl.errors import DecodeError, UnsupportedSchemaError
 from histetl.schemas import (
     DBN_VERSIONS,
@@ -66,10 +66,9 @@ def _string_array(raw: np.ndarray) -> pa.Array:
     n, width = raw.size, raw.dtype.itemsize
     chars = np.ascontiguousarray(raw).view(np.uint8).reshape(n, width)
     if width == 1:
-        lengths = (chars[:, 0] != 0).astype(np.int32)
-    else:
-        nul = chars == 0
-        lengths = np.where(nul.any(axis=1), nul.argmax(axis=1), width).astype(np.int32)
+        return char_views(chars[:, 0])
+    nul = chars == 0
+    lengths = np.where(nul.any(axis=1), nul.argmax(axis=1), width).astype(np.int32)
     return string_views(chars, lengths)
 
 
@@ -253,7 +252,11 @@ class DbnFile:
 
     def _check_records(self, records: np.ndarray, start: int) -> None:
         size = self.record_dtype.itemsize
-        bad = ~np.isin(records["rtype"], self.spec.rtypes) | (records["length"] != size // 4)
+        rtype = records["rtype"]
+        bad = rtype != self.spec.rtypes[0]
+        for other in self.spec.rtypes[1:]:  # e.g. the legacy OHLCV rtype
+            bad &= rtype != other
+        bad |= records["length"] != size // 4
         if bad.any():
             i = int(np.argmax(bad))
             raise DecodeError(
@@ -325,7 +328,10 @@ def read_table(path: Path | str, batch_size: int = DEFAULT_BATCH_SIZE) -> pa.Tab
 def decoded_schema(spec: TableSpec) -> pa.Schema:
     """The schema of decoded batches: the canonical table without `symbol`, strings as
     string_view (Polars reads those without a copy)."""
-    return pa.schema([
-        pa.field(c.name, pa.string_view() if c.kind == ColumnKind.STRING else c.type)
-        for c in spec.columns if c.name != SYMBOL_COLUMN
-    ])
+    return pa.schema(
+        [
+            pa.field(c.name, pa.string_view() if c.kind == ColumnKind.STRING else c.type)
+            for c in spec.columns
+            if c.name != SYMBOL_COLUMN
+        ]
+    )

@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import hashlib
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -39,6 +41,7 @@ from histetl.sinks import (
 from histetl.symbology import SymbolMap
 from histetl.validate import RuleBook, RuleSet
 
+T = TypeVar("T")
 DBN_SUFFIXES = (".dbn", ".dbn.zst")
 
 
@@ -155,9 +158,9 @@ class Replayer:
         spec = dbn.spec
         table = self.mapping.for_spec(spec)
         report.dataset, report.schema, report.table = dbn.dataset, spec.schema, table.table
-        report.sha256 = sha256_file(dbn.path)
         load = None
         if sink is not None:
+            report.sha256 = sha256_file(dbn.path)
             entry = None if self.options.force else sink.ledger_entry(report.sha256, table.table)
             target = TableTarget(table.table, table.arrow_schema, table.key, table.key[0])
             load = None if entry else sink.begin(target, report.sha256, self.options.force, merge)
@@ -190,6 +193,7 @@ class Replayer:
                 )
             report.reconcile()
             if load is not None:
+                assert report.sha256 is not None  # computed whenever there is a sink
                 load.commit(
                     LedgerEntry(
                         report.sha256,
@@ -227,24 +231,84 @@ class Replayer:
     ) -> None:
         symbols = SymbolMap.from_metadata(dbn.metadata, str(dbn.path))
         index_ts = dbn.spec.index_ts
-        for batch in dbn.batches(self.options.batch_size):
-            symbol = symbols.resolve(batch.column("instrument_id"), batch.column(index_ts))
-            frame = pl.from_arrow(batch.append_column(SYMBOL_COLUMN, symbol))
-            assert isinstance(frame, pl.DataFrame)
-            split = rules.split(frame, first_ordinal=report.records)
-            report.records += batch.num_rows
-            report.add_rules(split.counts)
-            report.quarantined += split.invalid.height
-            writer.write(split.invalid)
-            if report.quarantined and self.options.on_invalid == "fail":
-                load = None  # the file will be rejected; keep counting its rules
-            if load is None:
-                report.valid += split.valid.height
+
+        def decoded() -> Iterator[pa.RecordBatch]:
+            for batch in dbn.batches(self.options.batch_size):
+                symbol = symbols.resolve(batch.column("instrument_id"), batch.column(index_ts))
+                yield batch.append_column(SYMBOL_COLUMN, symbol)
+
+        # Decoding the next batch overlaps validating and loading this one: numpy, Polars,
+        # Arrow and the database drivers release the GIL for their heavy parts.
+        with Prefetch(decoded()) as batches:
+            for batch in batches:
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                split = rules.split(frame, first_ordinal=report.records)
+                report.records += batch.num_rows
+                report.add_rules(split.counts)
+                report.quarantined += split.invalid.height
+                writer.write(split.invalid)
+                if report.quarantined and self.options.on_invalid == "fail":
+                    load = None  # the file will be rejected; keep counting its rules
+                if load is None:
+                    report.valid += split.valid.height
+                    continue
+                rows = _to_target(table.apply(split.valid), table.arrow_schema)
+                inserted = load.write(rows)
+                report.loaded += inserted
+                report.duplicates += rows.num_rows - inserted
+
+
+class Prefetch(Generic[T]):
+    """Run an iterator in a background thread, `depth` items ahead of its consumer."""
+
+    _DONE = object()
+
+    def __init__(self, source: Iterator[T], depth: int = 2) -> None:
+        self._source = source
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="histetl-decode", daemon=True)
+
+    def _produce(self) -> None:
+        try:
+            for item in self._source:
+                if not self._put(item):
+                    return
+            self._put(self._DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(_Raised(exc))
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
                 continue
-            rows = _to_target(table.apply(split.valid), table.arrow_schema)
-            inserted = load.write(rows)
-            report.loaded += inserted
-            report.duplicates += rows.num_rows - inserted
+        return False
+
+    def __enter__(self) -> Iterator[T]:
+        self._thread.start()
+        return self._items()
+
+    def _items(self) -> Iterator[T]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item  # type: ignore[misc]
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class _Raised:
+    exc: BaseException
 
 
 def _failed(report: FileReport, exc: HistetlError) -> FileReport:

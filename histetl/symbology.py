@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from histetl.arrowutil import take_strings
+from histetl.arrowutil import StringTable
 from histetl.errors import DecodeError
 
 _NS_PER_DAY = 86_400 * 10**9
@@ -40,7 +40,8 @@ class SymbolMap:
         self._keys = keys[order]
         self._ids = ids[order].astype(np.uint64)
         self._ends = ends[order]
-        self._symbols = [symbols[i] for i in order]
+        self._symbols = StringTable([symbols[i] for i in order])
+        self._count = len(order)
 
     @classmethod
     def from_metadata(cls, metadata: Any, path: str = "") -> SymbolMap:
@@ -83,7 +84,7 @@ class SymbolMap:
         )
 
     def __len__(self) -> int:
-        return len(self._symbols)
+        return self._count
 
     def resolve(self, instrument_ids: pa.Array, timestamps: pa.Array) -> pa.Array:
         """Symbols (string_view) for parallel arrays of instrument ids and timestamp[ns]; NULL
@@ -99,4 +100,4 @@ class SymbolMap:
         pos = np.searchsorted(self._keys, query, side="right") - 1
         safe = np.maximum(pos, 0)
         valid = (pos >= 0) & (self._ids[safe] == ids) & (days < self._ends[safe]) & ts_valid
-        return take_strings(self._symbols, safe, valid)
+        return self._symbols.take(safe, valid)

@@ -72,6 +72,7 @@ import zstandard
 from databento_dbn import v1 as dbn_v1
 from databento_dbn import v2 as dbn_v2
 from databento_dbn import v3 as dbn_v3
+from databento_dbn.metadata import MappingInterval, SymbolMapping
 
 __all__ = [
     "BLOCK_RECORDS",
@@ -530,7 +531,7 @@ class _MappingInterval:
 @dataclass
 class _SymbolMapping:
     raw_symbol: str
-    intervals: list[_MappingInterval]
+    intervals: Sequence[MappingInterval]
 
 
 # -- the generator --------------------------------------------------------------------------
@@ -561,7 +562,7 @@ _STATUS_CYCLE: Final = (
 
 def _publisher_id(dataset: str) -> int:
     try:
-        from databento.common.publishers import Publisher  # noqa: PLC0415
+        from databento.common.publishers import Publisher
     except ImportError:  # pragma: no cover - databento is a dependency
         return 1
     venue = dataset.split(".")[0]
@@ -583,6 +584,20 @@ def _sorted_quantiles(rng: np.random.Generator, a: int, b: int, total: int) -> F
     return np.asarray((a + n * (spacing[:-1] / spacing[-1])) / total, dtype=np.float64)
 
 
+def _geometric(u: F64, p: float, top: int) -> I64:
+    """Geometric(p) on 1, 2, ... (mostly small), capped at `top`, by inversion of `u`."""
+    k = np.floor(np.log1p(-u) / math.log1p(-p)).astype(np.int64) + 1
+    return np.minimum(k, top)
+
+
+def _bucket(u: F64, *edges: float) -> I64:
+    """Index of the bucket of `u` between ascending `edges` (0..len(edges))."""
+    out = np.zeros(u.size, dtype=np.int64)
+    for edge in edges:
+        out += u >= edge
+    return out
+
+
 def _choose(u: F64, cum: F64) -> I64:
     return np.minimum(np.searchsorted(cum, u, side="right"), cum.size - 1).astype(np.int64)
 
@@ -602,6 +617,7 @@ class _Synth:
         self.start_ns = _date_ns(spec.start)
         self.end_ns = self.start_ns + spec.days * DAY_NS
         self.publisher_id = _publisher_id(spec.dataset)
+        self.stream = zlib.crc32(spec.schema.encode())  # schemas get independent streams
         self.exchange = spec.dataset.split(".")[0][:4]
         self._build_universe()
         self._plan_defects()
@@ -672,6 +688,7 @@ class _Synth:
         self.unmapped_base = max(ids) + 100_001
         self.tick = np.array([c.tick for c in self.contracts], dtype=np.int64)
         self.is_equity = np.array([c.kind == "equity" for c in self.contracts])
+        self.any_equity = bool(self.is_equity.any())
         self.on_first_day = np.zeros(len(self.contracts), dtype=bool)
         self.on_last_day = np.zeros(len(self.contracts), dtype=bool)
 
@@ -684,9 +701,9 @@ class _Synth:
                     i = position[lst.contract]
                     weights[i] = weights.get(i, 0.0) + lst.weight
             idx = np.array(sorted(weights), dtype=np.int64)
-            w = np.array([weights[i] for i in idx], dtype=np.float64)
+            day_weights = np.array([weights[i] for i in idx], dtype=np.float64)
             self.active.append(idx)
-            self.active_cum.append(np.cumsum(w) / w.sum())
+            self.active_cum.append(np.cumsum(day_weights) / day_weights.sum())
         self.on_first_day[self.active[0]] = True
         self.on_last_day[self.active[-1]] = True
 
@@ -698,7 +715,7 @@ class _Synth:
             cum = self.active_cum[d]
             share[self.active[d]] = np.maximum(share[self.active[d]], np.diff(cum, prepend=0.0))
         daily = np.array([c.daily_ticks for c in self.contracts])
-        self.p_move = np.clip(daily**2 / np.maximum(per_day * share, 1.0), 0.02, 0.5)
+        self.p_move = np.clip(daily**2 / np.maximum(per_day * share, 1.0), 0.001, 0.5)
         self.daily_ticks = daily
 
     def _parse_symbol(self, symbol: str) -> tuple[list[_Contract], str]:
@@ -718,7 +735,10 @@ class _Synth:
             if match is None:
                 raise ValueError(f"{symbol!r} is not a futures parent symbol like 'ES.FUT'")
             product = _future_product(match.group(1))
-            front, back = (_outright(product, y, m, j) for j, (y, m) in enumerate(_chain(product, spec.start, 2)))
+            front, back = (
+                _outright(product, y, m, j)
+                for j, (y, m) in enumerate(_chain(product, spec.start, 2))
+            )
             return [front, back, _spread(front, back)], "parent"
         legs = symbol.split("-")
         if len(legs) == 2:
@@ -730,7 +750,7 @@ class _Synth:
             return [future], "raw"
         return [_equity(symbol, self.exchange)], "raw"
 
-    def mappings(self) -> list[_SymbolMapping]:
+    def mappings(self) -> list[SymbolMapping]:
         start = self.spec.start
         bad = self.spec.defects.bad_timestamp
         if bad == 0:
@@ -739,21 +759,21 @@ class _Synth:
             ext = max(1, math.ceil(bad * self.grid_ns / DAY_NS))
         else:
             ext = 1
-        out: dict[str, _SymbolMapping] = {}
+        by_key: dict[str, list[MappingInterval]] = {}
         for lst in self.listings:
             first = start + dt.timedelta(days=lst.first_day - (ext if lst.first_day == 0 else 0))
             last_ext = ext if lst.last_day == self.days else 0
             last = start + dt.timedelta(days=lst.last_day + last_ext)
             interval = _MappingInterval(first, last, str(self.id_of[lst.contract]))
-            out.setdefault(lst.key, _SymbolMapping(lst.key, [])).intervals.append(interval)
-        return list(out.values())
+            by_key.setdefault(lst.key, []).append(interval)
+        return [_SymbolMapping(key, intervals) for key, intervals in by_key.items()]
 
     def metadata(self) -> bytes:
         meta = dbn.Metadata(
             dataset=self.spec.dataset,
             start=self.start_ns,
             stype_in=dbn.SType.from_str(self.spec.stype_in),
-            stype_out=dbn.SType.INSTRUMENT_ID,
+            stype_out=dbn.SType.from_str("instrument_id"),
             schema=dbn.Schema.from_str(self.schema),
             symbols=list(self.spec.symbols),
             partial=[],
@@ -771,14 +791,17 @@ class _Synth:
         names = [*counts, "shared_key_trades"]
         sizes = [*counts.values(), self.spec.shared_key_trades]
         rng = _rng(self.spec.seed, 1)
-        picked = rng.choice(self.n, size=sum(sizes), replace=False) if sum(sizes) else []
-        picked = np.asarray(picked, dtype=np.int64)
+        picked: I64 = np.empty(0, dtype=np.int64)
+        if sum(sizes):
+            picked = rng.choice(self.n, size=sum(sizes), replace=False).astype(np.int64)
         self.plan: dict[str, I64] = {}
         offset = 0
         for name, size in zip(names, sizes, strict=True):
             self.plan[name] = np.sort(picked[offset : offset + size])
             offset += size
-        self.inserts = np.sort(np.concatenate([self.plan["exact_duplicates"], self.plan["shared_key_trades"]]))
+        self.inserts = np.sort(
+            np.concatenate([self.plan["exact_duplicates"], self.plan["shared_key_trades"]])
+        )
 
     def final_ordinals(self, base: I64) -> I64:
         return np.asarray(base + np.searchsorted(self.inserts, base, side="left"), dtype=np.int64)
@@ -864,7 +887,7 @@ class _Synth:
 
     def _accumulate(self, inst: I64, step: I64) -> I64:
         out = np.empty(inst.size, dtype=np.int64)
-        for c in np.unique(inst):
+        for c in self._present(inst):
             mask = inst == c
             levels = self.level[c] + np.cumsum(step[mask])
             np.maximum(levels, self.floor[c], out=levels)
@@ -872,10 +895,14 @@ class _Synth:
             self.level[c] = levels[-1]
         return out
 
+    def _present(self, inst: I64) -> list[int]:
+        """Contracts that occur in `inst`, ascending."""
+        return np.flatnonzero(np.bincount(inst, minlength=len(self.contracts))).tolist()
+
     def _occurrence(self, inst: I64) -> I64:
         """Running count of records per contract, carried across blocks."""
         out = np.empty(inst.size, dtype=np.int64)
-        for c in np.unique(inst):
+        for c in self._present(inst):
             mask = inst == c
             out[mask] = self.counter[c] + np.arange(int(mask.sum()), dtype=np.int64)
             self.counter[c] += int(mask.sum())
@@ -894,10 +921,14 @@ class _Synth:
         return np.asarray(seq % (1 << 32), dtype=np.int64)
 
     def _trade_size(self, inst: I64, rng: np.random.Generator) -> I64:
-        n = inst.size
-        contracts = np.minimum(rng.geometric(0.35, n), 50)
-        odd = rng.random(n) < 0.4
-        shares = np.where(odd, rng.integers(1, 100, n), 100 * np.minimum(rng.geometric(0.45, n), 50))
+        """Contracts 1..50 (geometric, mostly small); shares in odd lots or round lots."""
+        contracts = _geometric(rng.random(inst.size), 0.35, 50)
+        if not self.any_equity:
+            return contracts
+        u = rng.random(inst.size)
+        odd = u < 0.4
+        lots = _geometric(np.maximum(u - 0.4, 0.0) / 0.6, 0.45, 50)
+        shares = np.where(odd, 1 + (u / 0.4 * 99).astype(np.int64), 100 * lots)
         return np.asarray(np.where(self.is_equity[inst], shares, contracts), dtype=np.int64)
 
     def _book_size(self, inst: I64, rng: np.random.Generator) -> tuple[I64, I64]:
@@ -910,17 +941,20 @@ class _Synth:
     def _spread_ticks(self, inst: I64, rng: np.random.Generator) -> I64:
         r = rng.random(inst.size)
         futures = 1 + (r > 0.85).astype(np.int64) + (r > 0.97).astype(np.int64)
-        equities = np.minimum(rng.geometric(0.45, inst.size), 6)
+        if not self.any_equity:
+            return futures
+        equities = _geometric(r, 0.45, 6)
         return np.asarray(np.where(self.is_equity[inst], equities, futures), dtype=np.int64)
 
     def _new(self, n: int) -> Records:
         return np.repeat(self.template, n)
 
     def _empty_rows(self, n: int, rng: np.random.Generator, exclude: I64) -> I64:
-        """A few rows per block that get an empty book side."""
+        """A few rows per block (at least two) that get an empty book side; callers empty the
+        bid on even and the ask on odd positions of the result, so both sides occur."""
         if n < 8:
             return np.empty(0, dtype=np.int64)
-        rows = rng.choice(n, size=max(1, n // 2000), replace=False).astype(np.int64)
+        rows = rng.choice(n, size=max(2, n // 1000), replace=False).astype(np.int64)
         return np.setdiff1d(rows, exclude)
 
     # .. templates ............................................................................
@@ -941,7 +975,9 @@ class _Synth:
                 ts_recv=0,
             )
         elif self.schema in _BBO:
-            rec = v3(rtype=rtype, **common, price=UNDEF_PRICE, size=0, side=dbn.Side.NONE, ts_recv=0)
+            rec = v3(
+                rtype=rtype, **common, price=UNDEF_PRICE, size=0, side=dbn.Side.NONE, ts_recv=0
+            )
         elif self.schema in _OHLCV:
             rec = v3(rtype=rtype, **common, open=0, high=0, low=0, close=0, volume=0)
         elif self.schema == "statistics":
@@ -1005,11 +1041,13 @@ class _Synth:
 
     # .. schema generators ....................................................................
 
-    def _trades(self, a: int, b: int, rng: np.random.Generator, _forced: I64) -> tuple[Records, I64]:
+    def _trades(
+        self, a: int, b: int, rng: np.random.Generator, _forced: I64
+    ) -> tuple[Records, I64]:
         ts, inst = self._events(a, b, rng)
         n = b - a
         level = self._walk(inst, rng)
-        side = _SIDES[np.searchsorted([0.48, 0.96], rng.random(n), side="right")]
+        side = _SIDES[_bucket(rng.random(n), 0.48, 0.96)]
         ts_event, delta = self._latency(ts, rng)
         rec = self._new(n)
         rec["instrument_id"] = self.ids[inst]
@@ -1033,7 +1071,7 @@ class _Synth:
         ask = bid + self._spread_ticks(inst, rng)
         bid_sz, bid_ct = self._book_size(inst, rng)
         ask_sz, ask_ct = self._book_size(inst, rng)
-        trade_side = np.searchsorted([0.47, 0.94], rng.random(n), side="right")  # B, A, N
+        trade_side = _bucket(rng.random(n), 0.47, 0.94)  # B, A, N
         trade_size = self._trade_size(inst, rng)
         trade_px = np.where(trade_side == 0, ask, bid)
         if self.schema == "tbbo":
@@ -1042,20 +1080,26 @@ class _Synth:
             price = trade_px
             size = trade_size
         else:  # mbp-1: adds, cancels, modifies and trades at the top of the book
-            kind = np.searchsorted([0.40, 0.72, 0.82], rng.random(n), side="right")
+            kind = _bucket(rng.random(n), 0.40, 0.72, 0.82)
             kind[forced] = 3
             action = np.array([b"A", b"C", b"M", b"T"], dtype="S1")[kind]
             book_side = (rng.random(n) < 0.5).astype(np.int64)  # 0 = B, 1 = A
             is_trade = kind == 3
             side_idx = np.where(is_trade, trade_side, book_side)
             price = np.where(is_trade, trade_px, np.where(book_side == 0, bid, ask))
-            order = np.minimum(rng.geometric(0.3, n), 100)
-            size = np.where(is_trade, trade_size, np.where(self.is_equity[inst], order * 100, order))
+            order = _geometric(rng.random(n), 0.3, 100)
+            size = np.where(
+                is_trade, trade_size, np.where(self.is_equity[inst], order * 100, order)
+            )
         empty = self._empty_rows(n, rng, forced)
         empty_bid = np.zeros(n, dtype=bool)
-        if self.schema == "tbbo":  # the side not traded against is empty
-            empty_bid[empty] = trade_side[empty] == 0
+        alternate = np.arange(empty.size, dtype=np.int64) % 2  # 0 = bid, 1 = ask empty
+        if self.schema == "tbbo":  # a buy lifted the ask (bid empty) or a sell hit the bid
+            trade_side[empty] = alternate
+            price[empty] = np.where(alternate == 0, ask[empty], bid[empty])
+            empty_bid[empty] = alternate == 0
         else:  # a cancel that emptied its side
+            book_side[empty] = alternate
             action[empty] = b"C"
             empty_bid[empty] = book_side[empty] == 0
             side_idx[empty] = book_side[empty]
@@ -1076,7 +1120,9 @@ class _Synth:
         rec["ts_recv"] = ts
         rec["ts_in_delta"] = delta
         rec["sequence"] = self._sequence(n, rng)
-        self._fill_quotes(rec, bid * tick, ask * tick, (bid_sz, bid_ct), (ask_sz, ask_ct), empty_bid, empty_ask)
+        self._fill_quotes(
+            rec, bid * tick, ask * tick, (bid_sz, bid_ct), (ask_sz, ask_ct), empty_bid, empty_ask
+        )
         return rec, inst
 
     @staticmethod
@@ -1104,11 +1150,11 @@ class _Synth:
         ask = bid + self._spread_ticks(inst, rng)
         bid_sz, bid_ct = self._book_size(inst, rng)
         ask_sz, ask_ct = self._book_size(inst, rng)
-        trade_side = np.searchsorted([0.49, 0.98], rng.random(n), side="right")
+        trade_side = _bucket(rng.random(n), 0.49, 0.98)
         since = (rng.random(n) * self.grid_ns).astype(np.int64)
         empty = self._empty_rows(n, rng, np.empty(0, dtype=np.int64))
         empty_bid = np.zeros(n, dtype=bool)
-        empty_bid[empty] = rng.random(empty.size) < 0.5
+        empty_bid[empty] = np.arange(empty.size) % 2 == 0
         empty_ask = np.zeros(n, dtype=bool)
         empty_ask[empty] = ~empty_bid[empty]
         rec = self._new(n)
@@ -1120,7 +1166,9 @@ class _Synth:
         rec["flags"] = F_LAST
         rec["ts_recv"] = ts
         rec["sequence"] = self._sequence(n, rng)
-        self._fill_quotes(rec, bid * tick, ask * tick, (bid_sz, bid_ct), (ask_sz, ask_ct), empty_bid, empty_ask)
+        self._fill_quotes(
+            rec, bid * tick, ask * tick, (bid_sz, bid_ct), (ask_sz, ask_ct), empty_bid, empty_ask
+        )
         return rec, inst
 
     def _ohlcv(self, a: int, b: int, rng: np.random.Generator, _forced: I64) -> tuple[Records, I64]:
@@ -1149,7 +1197,9 @@ class _Synth:
         rec["volume"] = volume.astype(np.int64)
         return rec, inst
 
-    def _statistics(self, a: int, b: int, rng: np.random.Generator, _forced: I64) -> tuple[Records, I64]:
+    def _statistics(
+        self, a: int, b: int, rng: np.random.Generator, _forced: I64
+    ) -> tuple[Records, I64]:
         ts, inst = self._events(a, b, rng)
         n = b - a
         tick = self.tick[inst]
@@ -1182,7 +1232,9 @@ class _Synth:
         rec["stat_flags"] = np.where(settle & (rng.random(n) < 0.5), 1, 0)
         return rec, inst
 
-    def _status(self, a: int, b: int, rng: np.random.Generator, _forced: I64) -> tuple[Records, I64]:
+    def _status(
+        self, a: int, b: int, rng: np.random.Generator, _forced: I64
+    ) -> tuple[Records, I64]:
         ts, inst = self._events(a, b, rng)
         n = b - a
         step = self._occurrence(inst) % len(_STATUS_CYCLE)
@@ -1200,7 +1252,9 @@ class _Synth:
         rec["is_short_sell_restricted"] = np.where(self.is_equity[inst], b"N", b"~")
         return rec, inst
 
-    def _imbalance(self, a: int, b: int, rng: np.random.Generator, _forced: I64) -> tuple[Records, I64]:
+    def _imbalance(
+        self, a: int, b: int, rng: np.random.Generator, _forced: I64
+    ) -> tuple[Records, I64]:
         ts, inst = self._events(a, b, rng)
         n = b - a
         tick = self.tick[inst]
@@ -1232,7 +1286,9 @@ class _Synth:
         rec["side"] = _SIDES[side]
         return rec, inst
 
-    def _definition(self, a: int, b: int, rng: np.random.Generator, _forced: I64) -> tuple[Records, I64]:
+    def _definition(
+        self, a: int, b: int, rng: np.random.Generator, _forced: I64
+    ) -> tuple[Records, I64]:
         if not hasattr(self, "_def_rows"):
             self._def_rows, self._def_first, self._def_count = self._definition_rows()
         ts, inst = self._events(a, b, rng)
@@ -1351,10 +1407,10 @@ class _Synth:
         }[self.schema]
         for k, a in enumerate(range(0, self.n, BLOCK_RECORDS)):
             b = min(a + BLOCK_RECORDS, self.n)
-            rng = _rng(self.spec.seed, 2, k)
+            rng = _rng(self.spec.seed, 2, self.stream, k)
             forced = self._local("shared_key_trades", a, b)
             rec, inst = generate(a, b, rng, forced)
-            self._inject(rec, inst, a, b, _rng(self.spec.seed, 3, k))
+            self._inject(rec, inst, a, b, _rng(self.spec.seed, 3, self.stream, k))
             yield self._insert(rec, a, b)
 
     def _local(self, name: str, a: int, b: int) -> I64:
@@ -1444,8 +1500,14 @@ class _Synth:
             if self.schema == "trades":
                 instrument_tick = self._tick_by_id(out["instrument_id"][pred])
                 up = (side == b"B") & (np.arange(shared.size) % 2 == 0)
-                down = (side == b"A") & (price > 2 * instrument_tick) & (np.arange(shared.size) % 2 == 0)
-                out["price"][follow] = price + np.where(up, instrument_tick, 0) - np.where(down, instrument_tick, 0)
+                down = (
+                    (side == b"A")
+                    & (price > 2 * instrument_tick)
+                    & (np.arange(shared.size) % 2 == 0)
+                )
+                out["price"][follow] = (
+                    price + np.where(up, instrument_tick, 0) - np.where(down, instrument_tick, 0)
+                )
                 out["size"][follow] = np.where(up | down, size, bump)
             else:
                 out["size"][follow] = bump
@@ -1478,14 +1540,16 @@ def _validate(spec: SynthSpec) -> None:
         raise ValueError(f"shared_key_trades does not apply to schema {spec.schema!r}")
     wanted = sum(counts.values()) + spec.shared_key_trades
     if wanted > spec.records:
-        raise ValueError(f"{wanted} defect/shared-key rows requested but only {spec.records} records")
+        raise ValueError(
+            f"{wanted} defect/shared-key rows requested but only {spec.records} records"
+        )
 
 
 def _is_zstd(path: Path) -> bool:
     return path.suffix == ".zst"
 
 
-def write_dbn(spec: SynthSpec, path: Path, *, chunk_records: int = 1_000_000) -> SynthResult:
+def write_dbn(spec: SynthSpec, path: Path | str, *, chunk_records: int = 1_000_000) -> SynthResult:
     """Generate `spec` and write it to `path` (zstd-compressed if the name ends in `.zst`).
 
     Records are generated in blocks of `BLOCK_RECORDS` and written once about `chunk_records`
@@ -1524,4 +1588,4 @@ def _write_records(
 
 def _flush(out: IO[bytes], pending: Sequence[Records]) -> None:
     for block in pending:
-        out.write(memoryview(block.view(np.uint8)))
+        out.write(block.view(np.uint8).data)
