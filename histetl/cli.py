@@ -26,6 +26,7 @@ from histetl.logs import configure
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths, init_db, ledger
 from histetl.quarantine import list_quarantine, rule_counts, sample
 from histetl.report import FileReport, RunReport
+from histetl.sinks import RetryPolicy
 from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -144,6 +145,20 @@ def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: boo
     help="Exit 3 when any row was quarantined (for cron alerts).",
 )
 @click.option(
+    "--db-retries",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Attempts when the database is unreachable or drops the connection.",
+)
+@click.option(
+    "--db-retry-max-wait",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Longest backoff between attempts, in seconds.",
+)
+@click.option(
     "--batch-size",
     type=int,
     default=ReplayOptions.batch_size,
@@ -162,6 +177,8 @@ def replay(
     on_invalid: str,
     quarantine_dir: Path,
     fail_on_quarantine: bool,
+    db_retries: int,
+    db_retry_max_wait: float,
     batch_size: int,
 ) -> None:
     """Reprocess DBN files (paths, directories or globs) offline, exactly as a run would."""
@@ -174,6 +191,7 @@ def replay(
         quarantine_dir=quarantine_dir,
         rules_files=rules_files,
         mapping_file=mapping_file,
+        db_retry=RetryPolicy(db_retries, db_retry_max_wait),
     )
     replayer = Replayer(options)
     files = expand_paths(paths)
@@ -318,6 +336,105 @@ def synth(
     except ValueError as exc:
         raise ConfigError(str(exc), where="histetl synth") from exc
     click.echo(f"wrote {result.records} {schema} records to {result.path}")
+
+
+# -- histetl run / histetl jobs: fetch from the Databento Historical API (histetl.fetch) -------
+
+
+def _print_chunk(item: Any) -> None:
+    chunk = item.chunk
+    if item.status == "failed":
+        logger.error("{} failed: {}", chunk.relpath, item.error)
+        return
+    cost = f"${item.cost_usd:,.4f}" if item.cost_usd is not None else "$?"
+    logger.info(
+        "downloaded {}: {} records, {} ({:.2f}s)", chunk.relpath, item.records, cost, item.seconds
+    )
+
+
+@main.command("run")
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--job", "job_names", multiple=True, metavar="NAME", help="Run only this job; repeatable."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the plan (chunks, records, cost); download nothing."
+)
+@click.option("--force", is_flag=True, help="Fetch complete chunks again and reload them.")
+@_db_option
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the run report (chunks and files) as JSON to this file.",
+)
+@click.option(
+    "--fail-on-quarantine",
+    is_flag=True,
+    help="Exit 3 when any row was quarantined (for cron alerts).",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another run holding raw_dir's lock before giving up (exit 0).",
+)
+@handle_errors
+def run_command(
+    job_file: Path,
+    job_names: tuple[str, ...],
+    dry_run: bool,
+    force: bool,
+    db: str | None,
+    report_path: Path | None,
+    fail_on_quarantine: bool,
+    wait_s: float,
+) -> None:
+    """Fetch JOB_FILE's jobs from the Databento Historical API into raw_dir, then load them.
+
+    Complete chunks are never fetched again and files already loaded are skipped, so a rerun
+    (after a crash, or from cron) only does what is missing.
+    """
+    from histetl.fetch import LockBusyError, RunOptions, format_plans, run_jobs
+    from histetl.jobs import load_job_file
+
+    jobs = load_job_file(job_file)
+    options = RunOptions(jobs=job_names, dry_run=dry_run, force=force, db=db, lock_wait_s=wait_s)
+    try:
+        result = run_jobs(jobs, options, on_chunk=_print_chunk, on_file=_print_file)
+    except LockBusyError as exc:
+        click.echo(f"skipped: {exc.message}", err=True)
+        return
+    if result.report is None:  # dry run
+        click.echo(format_plans(result.plans, show_files=True))
+        if any(p.over_budget for p in result.plans):
+            sys.exit(EXIT_FAILED)
+        return
+    if report_path is not None:
+        result.write_json(report_path)
+        click.echo(f"report: {report_path}")
+    if result.error is not None:
+        click.echo(result.report.table())
+        click.echo(f"error: {result.error.message}", err=True)
+        sys.exit(EXIT_FAILED)
+    _finish(result.report, None, fail_on_quarantine)
+
+
+@main.command("jobs")
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--job", "job_names", multiple=True, metavar="NAME", help="Show only this job; repeatable."
+)
+@handle_errors
+def jobs_command(job_file: Path, job_names: tuple[str, ...]) -> None:
+    """List JOB_FILE's jobs and the status of their chunks under raw_dir (no network)."""
+    from histetl.fetch import format_plans, local_plans
+    from histetl.jobs import load_job_file
+
+    jobs = load_job_file(job_file)
+    click.echo(format_plans(local_plans(jobs.select(job_names), jobs.raw_dir), show_files=True))
 
 
 if __name__ == "__main__":  # pragma: no cover

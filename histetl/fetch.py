@@ -29,6 +29,7 @@ import datetime as dt
 import email.utils
 import fcntl
 import hashlib
+import io
 import json
 import os
 import socket
@@ -372,7 +373,7 @@ class DatabentoApi:
         """The client's exception as a SourceError (transient or terminal); None for a bug."""
         from databento.common.error import BentoError, BentoHttpError
 
-        close_leaked_writer(exc)
+        close_leaked_files(exc)
         text = scrub(str(exc), self._key)
         if isinstance(exc, BentoHttpError):
             return self._http_error(exc, what)
@@ -423,14 +424,19 @@ def _query(chunk: Chunk) -> dict[str, Any]:
 
 
 def _server_message(exc: Any) -> str:
-    message = exc.message
-    if not message:
-        body = exc.http_body if isinstance(exc.http_body, str) else ""
-        return " ".join(body.split())[:300] or "(no message)"
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    if len(lines) > 1:
-        return f"{lines[0]}: {' '.join(lines[1:])}"
-    return lines[0] if lines else "(no message)"
+    """The API's own words: `case: message` from the JSON body, else the client's message,
+    else the start of the body."""
+    body = exc.json_body if isinstance(exc.json_body, dict) else {}
+    detail = body.get("detail")
+    if isinstance(detail, dict) and detail.get("message"):
+        parts = [str(detail[k]) for k in ("case", "message", "docs") if detail.get(k)]
+        return ": ".join(parts)
+    if isinstance(detail, str) and detail.strip() and exc.http_status not in (408, 504):
+        return detail.strip()
+    if exc.message:
+        return " ".join(str(exc.message).split())
+    text = exc.http_body if isinstance(exc.http_body, str) else ""
+    return " ".join(text.split())[:300] or "(no message)"
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -470,21 +476,27 @@ def _backend_warnings(what: str) -> Iterator[None]:
 
 def _release(store: Any) -> None:
     """A file-backed DBNStore keeps its file open; close it."""
-    source = getattr(store, "_data_source", None)
-    reader = getattr(source, "reader", None) if hasattr(source, "path") else None
-    if reader is not None:
-        reader.close()
+    for obj in (store, getattr(store, "_data_source", None)):
+        buffer = getattr(obj, "_FileDataSource__buffer", None)
+        if buffer is not None and not buffer.closed:
+            buffer.close()
 
 
-def close_leaked_writer(exc: BaseException) -> int:
-    """get_range(path=...) leaves its output file open when the stream breaks: close it."""
+def close_leaked_files(exc: BaseException) -> int:
+    """Close what the client leaves open when get_range(path=...) fails: the output file when
+    the stream breaks, the file a DBNStore opened when the downloaded header is unreadable."""
     closed = 0
     tb = exc.__traceback__
     while tb is not None:
-        writer = tb.tb_frame.f_locals.get("writer")
-        if writer is not None and hasattr(writer, "closed") and not writer.closed:
-            writer.close()
-            closed += 1
+        for name, value in tb.tb_frame.f_locals.items():
+            for obj in (value, getattr(value, "_data_source", None)):
+                buffer = getattr(obj, "_FileDataSource__buffer", None)
+                if buffer is not None and not buffer.closed:
+                    buffer.close()
+                    closed += 1
+            if name == "writer" and isinstance(value, io.IOBase) and not value.closed:
+                value.close()
+                closed += 1
         tb = tb.tb_next
     return closed
 
@@ -803,11 +815,13 @@ def _load(
         for c in p.chunks
         if c.status in ("complete", "downloaded") and c.manifest is not None
     ]
-    ledger = _ledger(db) if ready and not force else {}
+    # Chunks downloaded just now go straight to the pipeline (which checks the ledger itself).
+    known = [c for c in ready if c.status == "complete"]
+    ledger = _ledger(db) if known and not force else {}
     todo, skipped = [], []
     for item in ready:
         assert item.manifest is not None
-        entry = ledger.get(item.manifest.sha256)
+        entry = ledger.get(item.manifest.sha256) if item.status == "complete" else None
         path = data_path(raw_dir, item.chunk)
         if entry is None:
             todo.append(path)
@@ -872,7 +886,12 @@ def format_plans(plans: list[JobPlan], show_files: bool = False) -> str:
                 f"  {c.chunk.schema:<10} {_span(c.chunk):<24} {c.status:<10} "
                 f"{records:>12} records {cost:>11}{extra}"
             )
-        if plan.pending:
+        if plan.pending and any(c.records is None for c in plan.pending):
+            lines.append(
+                f"  to fetch: {len(plan.pending)} chunks (budget {budget}; "
+                "`histetl run JOB_FILE --dry-run` asks the API for records and cost)"
+            )
+        elif plan.pending:
             verdict = "OVER BUDGET, would be refused" if plan.over_budget else "within budget"
             lines.append(
                 f"  to fetch: {len(plan.pending)} chunks, {plan.records:,} records, "

@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import hashlib
+import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,6 +34,7 @@ from histetl.sinks import (
     FileLoad,
     LedgerEntry,
     MergeRequired,
+    RetryPolicy,
     Sink,
     TableTarget,
     canonical_targets,
@@ -42,6 +45,7 @@ from histetl.symbology import SymbolMap
 from histetl.validate import RuleBook, RuleSet
 
 T = TypeVar("T")
+FAULT_ENV = "HISTETL_TEST_FAULT"
 DBN_SUFFIXES = (".dbn", ".dbn.zst")
 
 
@@ -55,7 +59,7 @@ class ReplayOptions:
     quarantine_dir: Path = Path("quarantine")
     rules_files: tuple[Path, ...] = ()
     mapping_file: Path | None = None
-    retry_attempts: int = 5  # per file, on a dropped database connection
+    db_retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
@@ -112,7 +116,8 @@ class Replayer:
         self, paths: Sequence[Path], on_file: Callable[[FileReport], None] | None = None
     ) -> RunReport:
         mode = "validate-only" if self.options.validate_only else "load"
-        sink = None if self.options.validate_only else open_sink(self.options.db)
+        options = self.options
+        sink = None if options.validate_only else open_sink(options.db, options.db_retry)
         report = RunReport(self.run_id, sink.display if sink else redact(self.options.db), mode)
         try:
             for path in paths:
@@ -141,11 +146,11 @@ class Replayer:
                 merge = True
                 continue
             except TransientError as exc:
-                if sink is None or attempt >= self.options.retry_attempts:
+                if sink is None or attempt >= self.options.db_retry.max_attempts:
                     report = _failed(report, exc)
                 else:
                     logger.warning("{} (attempt {}); retrying {}", exc.message, attempt, path)
-                    time.sleep(min(0.5 * 2**attempt, 30.0))
+                    time.sleep(min(0.5 * 2**attempt, self.options.db_retry.max_wait_s))
                     attempt += 1
                     _reconnect(sink)
                     continue
@@ -194,6 +199,7 @@ class Replayer:
             report.reconcile()
             if load is not None:
                 assert report.sha256 is not None  # computed whenever there is a sink
+                fault_point("before_commit")
                 load.commit(
                     LedgerEntry(
                         report.sha256,
@@ -217,6 +223,7 @@ class Replayer:
             else:
                 writer.discard()
             raise
+        fault_point("after_commit")
         report.quarantine_file = _str_or_none(writer.close())
         report.status = "loaded" if load is not None else "validated"
 
@@ -257,6 +264,7 @@ class Replayer:
                 inserted = load.write(rows)
                 report.loaded += inserted
                 report.duplicates += rows.num_rows - inserted
+                fault_point("after_batch", report.records)
 
 
 class Prefetch(Generic[T]):
@@ -309,6 +317,18 @@ class Prefetch(Generic[T]):
 @dataclass
 class _Raised:
     exc: BaseException
+
+
+def fault_point(name: str, records: int = 0) -> None:
+    """Test-only crash injection. HISTETL_TEST_FAULT=<point>[:<records>] makes the process
+    SIGKILL itself there (after_batch once `records` are loaded, before_commit,
+    after_commit): the crash-safety tests use it to kill a load at exact points."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    point, _, at = spec.partition(":")
+    if point == name and (not at or records >= int(at)):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _failed(report: FileReport, exc: HistetlError) -> FileReport:

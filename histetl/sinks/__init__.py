@@ -17,6 +17,15 @@ LEDGER_TABLE = "histetl_ledger"
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """Reconnects and per-file retries when the database is unreachable or drops the
+    connection: capped exponential backoff."""
+
+    max_attempts: int = 5
+    max_wait_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class TableTarget:
     """What a sink needs to know about a target table."""
 
@@ -95,7 +104,7 @@ def canonical_targets() -> list[TableTarget]:
     return [TableTarget(s.table, s.arrow_schema, s.key, s.index_ts) for s in all_specs()]
 
 
-def open_sink(uri: str) -> Sink:
+def open_sink(uri: str, retry: RetryPolicy | None = None) -> Sink:
     scheme = uri.split(":", 1)[0].lower()
     if scheme == "duckdb":
         from histetl.sinks.duckdb import DuckDBSink
@@ -104,7 +113,7 @@ def open_sink(uri: str) -> Sink:
     if scheme in ("postgresql", "postgres"):
         from histetl.sinks.postgres import PostgresSink
 
-        return PostgresSink(uri)
+        return PostgresSink(uri, retry=retry)
     raise ConfigError(
         f"unsupported database URI scheme {scheme!r} in {redact(uri)}",
         where="--db",

@@ -29,7 +29,14 @@ from loguru import logger
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from histetl.errors import LoadError, TransientLoadError
-from histetl.sinks import LEDGER_TABLE, LedgerEntry, MergeRequired, TableTarget, redact
+from histetl.sinks import (
+    LEDGER_TABLE,
+    LedgerEntry,
+    MergeRequired,
+    RetryPolicy,
+    TableTarget,
+    redact,
+)
 from histetl.sinks.pgschema import create_table_sql, pg_arrow_schema, quote, to_pg_arrow
 
 _LEDGER_COLUMNS = (
@@ -47,12 +54,6 @@ _LEDGER_COLUMNS = (
 )
 _MIGRATIONS_TABLE = "histetl_migrations"
 _UNIQUE_VIOLATION = "23505"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    max_wait_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,8 @@ class PostgresSink:
         for statement in create_table_sql(target):
             self.execute(statement)
         if self.timescale and not self.execute(
-            "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = $1",
+            "SELECT 1 FROM timescaledb_information.hypertables "
+            "WHERE hypertable_schema = current_schema() AND hypertable_name = $1",
             (target.name,),
         ):
             self._make_hypertable(target)
