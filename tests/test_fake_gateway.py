@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import databento
 import databento_dbn as dbn
@@ -31,6 +32,7 @@ from databento.common.error import (
 
 from tests.support.fake_gateway import (
     FakeGateway,
+    Framing,
     Scripted,
     close_leaked_writer,
     release_dbnstore,
@@ -219,7 +221,12 @@ def test_ohlcv_filters_on_ts_event(gw: FakeGateway, client: databento.Historical
 
 
 def test_cost_record_count_and_billable_size(gw: FakeGateway, client: databento.Historical) -> None:
-    kwargs = {"dataset": DATASET, "start": "2024-01-02", "end": "2024-01-03", "symbols": ["AAPL"]}
+    kwargs: dict[str, Any] = {
+        "dataset": DATASET,
+        "start": "2024-01-02",
+        "end": "2024-01-03",
+        "symbols": ["AAPL"],
+    }
     assert client.metadata.get_record_count(**kwargs) == 360
     assert client.metadata.get_cost(**kwargs) == pytest.approx(360 * 0.25)
     assert (
@@ -273,7 +280,12 @@ def test_concurrent_requests(gw: FakeGateway, client: databento.Historical) -> N
         ),
         (Scripted(status=422, body={"detail": "no such thing"}), BentoClientError, "no such thing"),
         (Scripted(status=503, body="<html>down</html>"), BentoServerError, None),
-        (Scripted(status=504), BentoServerError, "The remote gateway timed out."),
+        # for 504 (and 408) the client replaces a plain-string detail with its own text
+        (
+            Scripted(status=504, body={"detail": "upstream"}),
+            BentoServerError,
+            "The remote gateway timed out.",
+        ),
     ],
     ids=["429", "500", "401", "422", "503-html", "504"],
 )
@@ -359,11 +371,11 @@ def test_backend_warning_header_becomes_an_exception_under_error_filter(
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_truncated_stream_raises_bento_error_and_leaves_partial_file(
-    gw: FakeGateway, client: databento.Historical, tmp_path: Path, framing: str
+    gw: FakeGateway, client: databento.Historical, tmp_path: Path, framing: Framing
 ) -> None:
-    gw.script("timeseries.get_range", Scripted(truncate_after=30_000, framing=framing))  # type: ignore[arg-type]
+    gw.script("timeseries.get_range", Scripted(truncate_after=30_000, framing=framing))
     path = tmp_path / "cut.dbn.zst"
-    with pytest.raises(BentoError, match="^Error streaming response: ") as excinfo:
+    with pytest.raises(BentoError, match=r"^Error streaming response: ") as excinfo:
         client.timeseries.get_range(DATASET, start="2024-01-02", end="2024-01-09", path=path)
     exc = excinfo.value
     assert type(exc) is BentoError  # not a BentoHttpError: no http_status
