@@ -361,7 +361,13 @@ def _print_chunk(item: Any) -> None:
     "--dry-run", is_flag=True, help="Print the plan (chunks, records, cost); download nothing."
 )
 @click.option("--force", is_flag=True, help="Fetch complete chunks again and reload them.")
-@_db_option
+@click.option(
+    "--db",
+    default=None,
+    metavar="URI",
+    help=f"Target database (default: ${DB_ENV_VAR}, else the job file's `db`, else "
+    "duckdb:///./histetl.duckdb).",
+)
 @click.option(
     "--report",
     "report_path",
@@ -378,8 +384,9 @@ def _print_chunk(item: Any) -> None:
     "wait_s",
     type=click.FloatRange(min=0),
     default=0.0,
-    show_default=True,
-    help="Seconds to wait for another run holding raw_dir's lock before giving up (exit 0).",
+    metavar="SECONDS",
+    help="If another run of the same job is busy, wait this long for it, then give up "
+    "(exit 0); default: give up at once.",
 )
 @handle_errors
 def run_command(

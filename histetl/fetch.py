@@ -14,9 +14,10 @@ incomplete downloads are retried here with capped exponential backoff (tenacity)
 other 4xx fail at once with the server's message. Before any download every pending chunk's
 record count and cost are asked for, and a job over its `max_cost_usd` is refused.
 
-One run at a time per raw_dir: `run_jobs` holds an fcntl lock on `raw_dir/.histetl.lock` for the
-whole fetch and load; a second run waits up to `lock_wait_s`, then gives up with `LockBusyError`
-(the CLI reports it and exits 0: the running one does the work).
+One run at a time per job: `run_jobs` holds an fcntl lock on `raw_dir/.locks/<job>.lock` for each
+of its jobs for the whole fetch and load; a second run of the same job waits up to `lock_wait_s`,
+then gives up with `LockBusyError` (the CLI reports it and exits 0: the running one does the
+work). Runs of other jobs (other job files, `--job`) go ahead side by side.
 
 The API key is read from the environment variable the job file names. It is never logged and is
 scrubbed from every message this module produces.
@@ -58,7 +59,7 @@ T = TypeVar("T")
 
 MANIFEST_SUFFIX = ".manifest.json"
 PART_SUFFIX = ".part"
-LOCK_NAME = ".histetl.lock"
+LOCK_DIR = ".locks"
 MANIFEST_FORMAT = 1
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _READ_SIZE = 1 << 20
@@ -505,45 +506,65 @@ def close_leaked_files(exc: BaseException) -> int:
 
 
 class JobLock:
-    """An exclusive fcntl lock on raw_dir/.histetl.lock, released when the process ends."""
+    """Exclusive fcntl locks on raw_dir/.locks/<job>.lock, one per job, released when the
+    process ends (even by a crash). Runs of different jobs go ahead side by side."""
 
-    def __init__(self, raw_dir: Path, wait_s: float = 0.0) -> None:
-        self.path = raw_dir / LOCK_NAME
+    def __init__(self, raw_dir: Path, jobs: list[str], wait_s: float = 0.0) -> None:
+        self.paths = [raw_dir / LOCK_DIR / f"{name}.lock" for name in sorted(set(jobs))]
         self.wait_s = wait_s
-        self._handle: IO[str] | None = None
+        self._handles: list[IO[str]] = []
 
     def __enter__(self) -> JobLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+", encoding="utf-8")
         deadline = time.monotonic() + self.wait_s
         while True:
+            busy = self._try_all()
+            if busy is None:
+                return self
+            if time.monotonic() >= deadline:
+                raise LockBusyError(
+                    f"another histetl run holds the lock of this job ({busy}); nothing was done",
+                    where=str(self.paths[0].parent),
+                    hint="that run fetches and loads the same job; let it finish, "
+                    "or pass --wait SECONDS to wait for it",
+                )
+            time.sleep(0.1)
+
+    def _try_all(self) -> str | None:
+        """Take every lock, or none: returns who holds a busy one."""
+        for path in self.paths:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle = path.open("a+", encoding="utf-8")
+            except OSError as exc:
+                self._release()
+                raise ConfigError(
+                    f"cannot create the lock file: {exc.strerror}",
+                    where=str(path),
+                    hint="raw_dir must be a writable directory",
+                ) from None
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "another process"
-                    handle.close()
-                    raise LockBusyError(
-                        f"another histetl run holds the lock ({holder}); nothing was done",
-                        where=str(self.path),
-                        hint="that run fetches and loads the same raw_dir; let it finish, "
-                        "or pass --wait SECONDS to wait for it",
-                    ) from None
-                time.sleep(0.1)
-        handle.seek(0)
-        handle.truncate()
-        started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}\n")
-        handle.flush()
-        self._handle = handle
-        return self
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                self._release()
+                return f"{path.stem}: {holder}"
+            handle.seek(0)
+            handle.truncate()
+            started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}\n")
+            handle.flush()
+            self._handles.append(handle)
+        return None
+
+    def _release(self) -> None:
+        for handle in self._handles:
+            handle.close()  # closing releases the flock
+        self._handles = []
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._handle is not None:
-            self._handle.close()  # closing releases the flock
-            self._handle = None
+        self._release()
 
 
 # -- plans ------------------------------------------------------------------------------------
@@ -769,7 +790,7 @@ def run_jobs(
         plans = local_plans(jobs, raw_dir, options.force, options.today)
         price_plans(plans, api)
         return RunResult(plans)
-    with JobLock(raw_dir, options.lock_wait_s):
+    with JobLock(raw_dir, [j.name for j in jobs], options.lock_wait_s):
         plans = local_plans(jobs, raw_dir, options.force, options.today)
         price_plans(plans, api)
         check_budget(plans)

@@ -156,7 +156,7 @@ class JobFile(_Model):
     on_invalid: Literal["quarantine", "fail"] = "quarantine"
     rules: tuple[Path, ...] = ()
     mapping: Path | None = None
-    jobs: tuple[JobSpec, ...] = Field(min_length=1)
+    jobs: list[JobSpec] = Field(min_length=1)
 
     @field_validator("db")
     @classmethod
@@ -167,7 +167,7 @@ class JobFile(_Model):
 
     @field_validator("jobs")
     @classmethod
-    def _unique_names(cls, jobs: tuple[JobSpec, ...]) -> tuple[JobSpec, ...]:
+    def _unique_names(cls, jobs: list[JobSpec]) -> list[JobSpec]:
         names = [j.name for j in jobs]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:

@@ -247,24 +247,54 @@ class Replayer:
         # Decoding the next batch overlaps validating and loading this one: numpy, Polars,
         # Arrow and the database drivers release the GIL for their heavy parts.
         with Prefetch(decoded()) as batches:
-            for batch in batches:
-                frame = pl.from_arrow(batch)
-                assert isinstance(frame, pl.DataFrame)
-                split = rules.split(frame, first_ordinal=report.records)
-                report.records += batch.num_rows
-                report.add_rules(split.counts)
-                report.quarantined += split.invalid.height
-                writer.write(split.invalid)
-                if report.quarantined and self.options.on_invalid == "fail":
-                    load = None  # the file will be rejected; keep counting its rules
-                if load is None:
-                    report.valid += split.valid.height
-                    continue
-                rows = _to_target(table.apply(split.valid), table.arrow_schema)
-                inserted = load.write(rows)
-                report.loaded += inserted
-                report.duplicates += rows.num_rows - inserted
-                fault_point("after_batch", report.records)
+            valid = self._validated(batches, rules, table, writer, report, loading=load is not None)
+            if load is None:
+                for _ in valid:  # validate-only, or the file will be rejected
+                    pass
+                return
+            sent = _Counter(valid)
+            inserted = load.write_stream(iter(sent))
+            report.loaded = inserted
+            report.duplicates = sent.rows - inserted
+            if self.options.on_invalid == "fail" and report.quarantined:
+                report.valid += sent.rows  # rolled back below: the file is rejected
+
+    def _validated(
+        self,
+        batches: Iterator[pa.RecordBatch],
+        rules: RuleSet,
+        table: TableMapping,
+        writer: QuarantineWriter,
+        report: FileReport,
+        loading: bool,
+    ) -> Iterator[pa.Table]:
+        """Valid rows in the target's schema; quarantines the rest and counts everything."""
+        for batch in batches:
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            split = rules.split(frame, first_ordinal=report.records)
+            report.records += batch.num_rows
+            report.add_rules(split.counts)
+            report.quarantined += split.invalid.height
+            writer.write(split.invalid)
+            if not loading or (report.quarantined and self.options.on_invalid == "fail"):
+                report.valid += split.valid.height  # not loaded: counted as valid only
+                continue
+            yield _to_target(table.apply(split.valid), table.arrow_schema)
+            fault_point("after_batch", report.records)
+
+
+class _Counter:
+    """Counts the rows of a stream of tables as they pass."""
+
+    def __init__(self, tables: Iterator[pa.Table]) -> None:
+        self._tables = tables
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        for table in self._tables:
+            self.rows += table.num_rows
+            yield table
 
 
 class Prefetch(Generic[T]):

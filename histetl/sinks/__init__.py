@@ -5,6 +5,7 @@ load ledger of the files it loaded."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -59,8 +60,10 @@ class FileLoad(Protocol):
     """One file's load: a transaction that either commits with its ledger row or leaves
     nothing behind."""
 
-    def write(self, batch: pa.Table) -> int:
-        """Merge rows; returns how many were new (the rest were duplicates)."""
+    def write_stream(self, batches: Iterator[pa.Table]) -> int:
+        """Merge every row of the stream (tables of the target's schema); returns how many
+        were new (the rest were duplicates). Raises MergeRequired (rolled back) when an
+        optimistic direct load met existing rows."""
 
     def commit(self, entry: LedgerEntry) -> None: ...
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,14 +192,18 @@ class DuckDBFileLoad:
             f"FROM {_STAGE} ON CONFLICT DO NOTHING"
         )
 
-    def write(self, batch: pa.Table) -> int:
-        if batch.num_rows == 0:
-            return 0
+    def write_stream(self, batches: Iterator[pa.Table]) -> int:
+        """Batch by batch into a temporary stage and merged: memory stays bounded."""
+        inserted = 0
         with self._conn.cursor() as cur:
-            cur.adbc_ingest(_STAGE, batch, mode="replace", temporary=True)
-            cur.execute(self._merge)
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                cur.adbc_ingest(_STAGE, batch, mode="replace", temporary=True)
+                cur.execute(self._merge)
+                row = cur.fetchone()
+                inserted += int(row[0]) if row else 0
+        return inserted
 
     def commit(self, entry: LedgerEntry) -> None:
         with self._conn.cursor() as cur:

@@ -18,6 +18,7 @@ Load path, one transaction per file:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -307,41 +308,47 @@ class PostgresFileLoad:
         self.merge = merge
         self._schema = pg_arrow_schema(target)
         self._stage = f"histetl_stage_{target.name}"
-        self._staged = False
         columns = ", ".join(quote(f.name) for f in self._schema)
         self._merge_sql = (
             f"INSERT INTO {quote(target.name)} ({columns}) SELECT {columns} "
             f"FROM {quote(self._stage)} ON CONFLICT DO NOTHING"
         )
 
-    def write(self, batch: pa.Table) -> int:
-        if batch.num_rows == 0:
-            return 0
-        rows = to_pg_arrow(batch, self._target)
+    def write_stream(self, batches: Iterator[pa.Table]) -> int:
+        """One COPY for the whole file (ADBC ingest of a RecordBatchReader), so encoding the
+        next batch overlaps the server inserting this one. Optimistic: straight into the
+        target; in merge mode into a staging table, then one INSERT ... ON CONFLICT."""
+        failure: list[BaseException] = []
+
+        def converted() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in batches:
+                    yield from to_pg_arrow(batch, self._target).to_batches()
+            except BaseException as exc:  # ADBC would only see a message: keep the error
+                failure.append(exc)
+                raise
+
+        reader = pa.RecordBatchReader.from_batches(self._schema, converted())
         conn = self._sink._conn
         with conn.cursor() as cur:
-            if not self.merge:
-                try:
-                    return int(cur.adbc_ingest(self._target.name, rows, mode="append"))
-                except Exception as exc:
-                    if getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION:
-                        conn.rollback()
-                        raise MergeRequired from None
-                    raise self._sink.error("COPY failed", exc, _is_connection_error(exc)) from None
             try:
-                if not self._staged:
-                    cur.execute(
-                        f"CREATE TEMP TABLE IF NOT EXISTS {quote(self._stage)} "
-                        f"(LIKE {quote(self._target.name)}) ON COMMIT DROP"
-                    )
-                    self._staged = True
-                else:
-                    cur.execute(f"TRUNCATE {quote(self._stage)}")
-                cur.adbc_ingest(self._stage, rows, mode="append", temporary=True)
+                if not self.merge:
+                    return int(cur.adbc_ingest(self._target.name, reader, mode="append"))
+                cur.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {quote(self._stage)} "
+                    f"(LIKE {quote(self._target.name)}) ON COMMIT DROP"
+                )
+                cur.adbc_ingest(self._stage, reader, mode="append", temporary=True)
                 cur.execute(self._merge_sql)
                 return int(cur.rowcount)
             except Exception as exc:
-                raise self._sink.error("merge failed", exc, _is_connection_error(exc)) from None
+                if failure:
+                    raise failure[0] from None
+                if not self.merge and getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION:
+                    conn.rollback()
+                    raise MergeRequired from None
+                what = "merge failed" if self.merge else "COPY failed"
+                raise self._sink.error(what, exc, _is_connection_error(exc)) from None
 
     def commit(self, entry: LedgerEntry) -> None:
         self._sink.execute(
