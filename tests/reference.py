@@ -24,8 +24,7 @@ def decode_with_symbols(path: Path, batch_size: int = 100_000) -> tuple[pa.Table
         symbols = SymbolMap.from_metadata(dbn.metadata)
         batches = []
         for batch in dbn.batches(batch_size):
-            symbol = symbols.resolve(batch.column("instrument_id"),
-                                     batch.column(dbn.spec.index_ts))
+            symbol = symbols.resolve(batch.column("instrument_id"), batch.column(dbn.spec.index_ts))
             batches.append(batch.append_column("symbol", symbol))
         table = pa.Table.from_batches(batches) if batches else None
         spec = dbn.spec
@@ -35,8 +34,11 @@ def decode_with_symbols(path: Path, batch_size: int = 100_000) -> tuple[pa.Table
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (
-        isinstance(value, decimal.Decimal) and value.is_nan())
+    return (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, decimal.Decimal) and value.is_nan())
+    )
 
 
 def mismatches(path: Path, batch_size: int = 100_000) -> list[str]:

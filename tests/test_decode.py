@@ -12,13 +12,30 @@ import zstandard
 from histetl.decode import DbnFile, read_table, record_hash
 from histetl.errors import DecodeError, UnsupportedSchemaError
 from histetl.schemas import PRICE_TYPE, SUPPORTED_SCHEMAS, TS_TYPE, table_spec
-from histetl.synth import Defects, SynthSpec, write_dbn
+from histetl.synth import SynthSpec, write_dbn
 from tests.conftest import sample_params
 from tests.reference import decode_with_symbols, mismatches
 
-GENERATED = [s for s in SUPPORTED_SCHEMAS if s in {
-    "ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d", "trades", "tbbo", "mbp-1", "bbo-1s",
-    "bbo-1m", "statistics", "definition", "status", "imbalance"}]
+GENERATED = [
+    s
+    for s in SUPPORTED_SCHEMAS
+    if s
+    in {
+        "ohlcv-1s",
+        "ohlcv-1m",
+        "ohlcv-1h",
+        "ohlcv-1d",
+        "trades",
+        "tbbo",
+        "mbp-1",
+        "bbo-1s",
+        "bbo-1m",
+        "statistics",
+        "definition",
+        "status",
+        "imbalance",
+    }
+]
 
 # bars: one per instrument and interval, so coarse schemas fit fewer records into a few days
 SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 3}
@@ -36,8 +53,9 @@ def test_decode_of_databento_sample_equals_databento_to_df(path: Path) -> None:
 
 @pytest.mark.parametrize("schema", GENERATED)
 @pytest.mark.parametrize("suffix", [".dbn", ".dbn.zst"])
-def test_decode_of_generated_file_equals_databento_to_df(tmp_path: Path, schema: str,
-                                                         suffix: str) -> None:
+def test_decode_of_generated_file_equals_databento_to_df(
+    tmp_path: Path, schema: str, suffix: str
+) -> None:
     path = tmp_path / f"gen{suffix}"
     write_dbn(SynthSpec(schema=schema, records=SMALL.get(schema, 300), days=5, seed=7), path)
     assert mismatches(path) == []
@@ -45,11 +63,14 @@ def test_decode_of_generated_file_equals_databento_to_df(tmp_path: Path, schema:
 
 @pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("schema", ["trades", "definition", "statistics", "ohlcv-1m", "mbp-1"])
-def test_decode_of_older_dbn_versions_equals_databento_to_df(tmp_path: Path, schema: str,
-                                                             version: int) -> None:
+def test_decode_of_older_dbn_versions_equals_databento_to_df(
+    tmp_path: Path, schema: str, version: int
+) -> None:
     path = tmp_path / "old.dbn"
-    write_dbn(SynthSpec(schema=schema, records=SMALL.get(schema, 50), days=5, seed=3,
-                        version=version), path)
+    write_dbn(
+        SynthSpec(schema=schema, records=SMALL.get(schema, 50), days=5, seed=3, version=version),
+        path,
+    )
     with DbnFile(path) as dbn:
         assert dbn.version == version
     assert mismatches(path) == []
@@ -86,8 +107,9 @@ def test_decode_maps_every_sentinel_to_null(tmp_path: Path) -> None:
     write_dbn(SynthSpec(schema="mbp-1", records=5000, seed=5), path)
     raw = databento_dbn_records(path)
     table = read_table(path)
-    undefined = {side: raw[side] == databento_dbn.UNDEF_PRICE for side in ("bid_px_00",
-                                                                           "ask_px_00")}
+    undefined = {
+        side: raw[side] == databento_dbn.UNDEF_PRICE for side in ("bid_px_00", "ask_px_00")
+    }
     assert any(u.any() for u in undefined.values()), "the generator makes empty book sides"
     for side, undef in undefined.items():
         assert np.array_equal(table.column(side).is_null().to_numpy(zero_copy_only=False), undef)
@@ -98,23 +120,33 @@ def test_decode_maps_every_sentinel_to_null(tmp_path: Path) -> None:
     no_quantity = raw_stats["quantity"] == databento_dbn.UNDEF_STAT_QUANTITY
     assert no_quantity.any()
     assert np.array_equal(
-        stat_table.column("quantity").is_null().to_numpy(zero_copy_only=False), no_quantity)
+        stat_table.column("quantity").is_null().to_numpy(zero_copy_only=False), no_quantity
+    )
     defs = tmp_path / "d.dbn"
-    write_dbn(SynthSpec(schema="definition", records=20, seed=5, dataset="XNAS.ITCH",
-                        symbols=("AAPL", "MSFT"), stype_in="raw_symbol"), defs)
+    write_dbn(
+        SynthSpec(
+            schema="definition",
+            records=20,
+            seed=5,
+            dataset="XNAS.ITCH",
+            symbols=("AAPL", "MSFT"),
+            stype_in="raw_symbol",
+        ),
+        defs,
+    )
     raw_defs = databento_dbn_records(defs)
     def_table = read_table(defs)
     undef_ts = raw_defs["expiration"] == databento_dbn.UNDEF_TIMESTAMP
-    assert np.array_equal(def_table.column("expiration").is_null().to_numpy(
-        zero_copy_only=False), undef_ts)
+    assert np.array_equal(
+        def_table.column("expiration").is_null().to_numpy(zero_copy_only=False), undef_ts
+    )
     for value in def_table.column("min_price_increment").to_pylist():
         assert value is None or isinstance(value, decimal.Decimal)
 
 
 def test_decode_keeps_distinct_records_of_one_packet(tmp_path: Path) -> None:
     path = tmp_path / "p.dbn"
-    result = write_dbn(SynthSpec(schema="trades", records=100, seed=2, shared_key_trades=10),
-                       path)
+    result = write_dbn(SynthSpec(schema="trades", records=100, seed=2, shared_key_trades=10), path)
     table = read_table(path)
     keys = table.select(["instrument_id", "ts_recv", "ts_event", "sequence"]).to_pylist()
     assert len({tuple(k.values()) for k in keys}) < table.num_rows  # keys really shared
@@ -133,6 +165,7 @@ def test_record_hash_is_stable_and_content_based() -> None:
 
 # -- corrupt and truncated input ---------------------------------------------------------------
 
+
 @pytest.fixture
 def good_file(tmp_path: Path) -> Path:
     path = tmp_path / "good.dbn"
@@ -146,8 +179,7 @@ def _decode_all(path: Path) -> None:
             pass
 
 
-def test_decode_when_file_truncated_names_file_and_offset(good_file: Path,
-                                                          tmp_path: Path) -> None:
+def test_decode_when_file_truncated_names_file_and_offset(good_file: Path, tmp_path: Path) -> None:
     data = good_file.read_bytes()
     cut = tmp_path / "cut.dbn"
     cut.write_bytes(data[:-20])
@@ -160,8 +192,7 @@ def test_decode_when_file_truncated_names_file_and_offset(good_file: Path,
     assert str(cut) in info.value.message
 
 
-def test_decode_when_record_has_wrong_rtype_names_offset(good_file: Path,
-                                                         tmp_path: Path) -> None:
+def test_decode_when_record_has_wrong_rtype_names_offset(good_file: Path, tmp_path: Path) -> None:
     data = bytearray(good_file.read_bytes())
     with DbnFile(good_file) as dbn:
         header = dbn.header_length
@@ -220,8 +251,22 @@ def test_decode_of_unsupported_version_is_clear(good_file: Path, tmp_path: Path)
 def test_table_specs_have_to_df_columns_plus_symbol() -> None:
     spec = table_spec("trades")
     assert spec.column_names == (
-        "ts_recv", "ts_event", "rtype", "publisher_id", "instrument_id", "action", "side",
-        "depth", "price", "size", "flags", "ts_in_delta", "sequence", "record_hash", "symbol")
+        "ts_recv",
+        "ts_event",
+        "rtype",
+        "publisher_id",
+        "instrument_id",
+        "action",
+        "side",
+        "depth",
+        "price",
+        "size",
+        "flags",
+        "ts_in_delta",
+        "sequence",
+        "record_hash",
+        "symbol",
+    )
     assert spec.key == ("ts_recv", "instrument_id", "record_hash")
     assert table_spec("ohlcv-1m").key[0] == "ts_event"
     definition = table_spec("definition").column_names
@@ -230,6 +275,7 @@ def test_table_specs_have_to_df_columns_plus_symbol() -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
 
 def _header(path: Path) -> bytes:
     raw = path.read_bytes()

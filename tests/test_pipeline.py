@@ -13,19 +13,33 @@ import pyarrow as pa
 import pytest
 
 from histetl.errors import ConfigError
-from histetl.pipeline import ReplayOptions, Replayer, expand_paths
+from histetl.pipeline import Replayer, ReplayOptions, expand_paths
 from histetl.report import RunReport
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.reference import decode_with_symbols
 
-SCHEMAS = ["ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d", "trades", "tbbo", "mbp-1", "bbo-1s",
-           "bbo-1m", "statistics", "definition", "status", "imbalance"]
+SCHEMAS = [
+    "ohlcv-1s",
+    "ohlcv-1m",
+    "ohlcv-1h",
+    "ohlcv-1d",
+    "trades",
+    "tbbo",
+    "mbp-1",
+    "bbo-1s",
+    "bbo-1m",
+    "statistics",
+    "definition",
+    "status",
+    "imbalance",
+]
 SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 3}
 
 
 def replay(tmp_path: Path, paths: list[Path], **options: object) -> RunReport:
-    opts = ReplayOptions(db=f"duckdb:///{tmp_path / 'h.duckdb'}",
-                         quarantine_dir=tmp_path / "quarantine", **options)  # type: ignore[arg-type]
+    opts = ReplayOptions(
+        db=f"duckdb:///{tmp_path / 'h.duckdb'}", quarantine_dir=tmp_path / "quarantine", **options
+    )  # type: ignore[arg-type]
     return Replayer(opts).run(expand_paths(paths))
 
 
@@ -48,7 +62,8 @@ def test_replay_of_every_schema_loads_exactly_the_decoded_rows(tmp_path: Path) -
         decoded, spec = decode_with_symbols(Path(file.path))
         stored = rows(tmp_path, spec.table)
         expected = decoded.cast(spec.arrow_schema).sort_by(
-            [(c, "ascending") for c in decoded.column_names])
+            [(c, "ascending") for c in decoded.column_names]
+        )
         assert stored.num_rows == decoded.num_rows
         # exact values: prices as decimals, timestamps in nanoseconds, NULL sentinels
         assert stored.cast(expected.schema).equals(expected), spec.table
@@ -63,37 +78,65 @@ def test_replay_twice_adds_nothing_and_force_counts_duplicates(tmp_path: Path) -
     forced = replay(tmp_path, [path], force=True)
     assert first.totals["loaded"] == 500
     assert second.files[0].status == "skipped"
-    assert second.totals["records"] == 0 and second.totals["skipped"] == 500
-    assert forced.totals["duplicates"] == 500 and forced.totals["loaded"] == 0
+    assert second.totals["records"] == 0
+    assert second.totals["skipped"] == 500
+    assert forced.totals["duplicates"] == 500
+    assert forced.totals["loaded"] == 0
     assert rows(tmp_path, "trades").equals(before)
 
 
 def test_replay_keeps_every_trade_of_one_exchange_packet(tmp_path: Path) -> None:
     path = tmp_path / "t.dbn"
-    result = write_dbn(SynthSpec(schema="trades", records=300, seed=4, shared_key_trades=40),
-                       path)
+    result = write_dbn(SynthSpec(schema="trades", records=300, seed=4, shared_key_trades=40), path)
     report = replay(tmp_path, [path])
     stored = rows(tmp_path, "trades")
     assert report.totals["loaded"] == result.records == stored.num_rows
-    keys = {tuple(r.values()) for r in stored.select(
-        ["instrument_id", "ts_recv", "ts_event", "sequence"]).to_pylist()}
+    keys = {
+        tuple(r.values())
+        for r in stored.select(["instrument_id", "ts_recv", "ts_event", "sequence"]).to_pylist()
+    }
     assert len(keys) < stored.num_rows
 
 
-@pytest.mark.parametrize(("schema", "defects", "expected_rules"), [
-    ("trades", Defects(zero_size=7, missing_price=5, bad_timestamp=3, unmapped_instrument=4,
-                       exact_duplicates=6),
-     {"zero_size": "size_positive", "missing_price": "price_present",
-      "bad_timestamp": "index_ts_in_file_range", "unmapped_instrument": "symbol_present"}),
-    ("mbp-1", Defects(crossed_quotes=9, locked_quotes=4, exact_duplicates=2),
-     {"crossed_quotes": "quote_not_crossed"}),
-    ("tbbo", Defects(crossed_quotes=3, zero_size=2), {"crossed_quotes": "quote_not_crossed",
-                                                       "zero_size": "size_positive"}),
-    ("ohlcv-1m", Defects(high_below_low=6, missing_price=2),
-     {"high_below_low": "high_ge_open_close_low", "missing_price": "bar_prices_present"}),
-])
+@pytest.mark.parametrize(
+    ("schema", "defects", "expected_rules"),
+    [
+        (
+            "trades",
+            Defects(
+                zero_size=7,
+                missing_price=5,
+                bad_timestamp=3,
+                unmapped_instrument=4,
+                exact_duplicates=6,
+            ),
+            {
+                "zero_size": "size_positive",
+                "missing_price": "price_present",
+                "bad_timestamp": "index_ts_in_file_range",
+                "unmapped_instrument": "symbol_present",
+            },
+        ),
+        (
+            "mbp-1",
+            Defects(crossed_quotes=9, locked_quotes=4, exact_duplicates=2),
+            {"crossed_quotes": "quote_not_crossed"},
+        ),
+        (
+            "tbbo",
+            Defects(crossed_quotes=3, zero_size=2),
+            {"crossed_quotes": "quote_not_crossed", "zero_size": "size_positive"},
+        ),
+        (
+            "ohlcv-1m",
+            Defects(high_below_low=6, missing_price=2),
+            {"high_below_low": "high_ge_open_close_low", "missing_price": "bar_prices_present"},
+        ),
+    ],
+)
 def test_replay_quarantines_exactly_the_injected_defects(
-        tmp_path: Path, schema: str, defects: Defects, expected_rules: dict[str, str]) -> None:
+    tmp_path: Path, schema: str, defects: Defects, expected_rules: dict[str, str]
+) -> None:
     path = tmp_path / f"{schema}.dbn.zst"
     result = write_dbn(SynthSpec(schema=schema, records=2000, seed=11, defects=defects), path)
     report = replay(tmp_path, [path], batch_size=333)  # defects straddle batch boundaries
@@ -118,8 +161,7 @@ def test_replay_quarantines_exactly_the_injected_defects(
 
 def test_validate_only_touches_no_database(tmp_path: Path) -> None:
     path = tmp_path / "t.dbn"
-    write_dbn(SynthSpec(schema="trades", records=100, seed=2, defects=Defects(zero_size=3)),
-              path)
+    write_dbn(SynthSpec(schema="trades", records=100, seed=2, defects=Defects(zero_size=3)), path)
     report = replay(tmp_path, [path], validate_only=True)
     file = report.files[0]
     assert (file.status, file.valid, file.quarantined, file.loaded) == ("validated", 97, 3, 0)
@@ -129,8 +171,16 @@ def test_validate_only_touches_no_database(tmp_path: Path) -> None:
 def test_on_invalid_fail_rejects_the_whole_file(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.dbn", tmp_path / "bad.dbn"
     write_dbn(SynthSpec(schema="trades", records=100, seed=2), good)
-    write_dbn(SynthSpec(schema="trades", records=100, seed=3, start=SynthSpec.start.replace(
-        day=20), defects=Defects(missing_price=2)), bad)
+    write_dbn(
+        SynthSpec(
+            schema="trades",
+            records=100,
+            seed=3,
+            start=SynthSpec.start.replace(day=20),
+            defects=Defects(missing_price=2),
+        ),
+        bad,
+    )
     report = replay(tmp_path, [bad, good], on_invalid="fail")
     by_name = {Path(f.path).name: f for f in report.files}
     assert by_name["bad.dbn"].status == "failed"
@@ -143,14 +193,14 @@ def test_on_invalid_fail_rejects_the_whole_file(tmp_path: Path) -> None:
 def test_corrupt_file_loads_nothing_and_the_others_still_load(tmp_path: Path) -> None:
     good, cut = tmp_path / "good.dbn", tmp_path / "cut.dbn"
     write_dbn(SynthSpec(schema="trades", records=100, seed=2), good)
-    write_dbn(SynthSpec(schema="trades", records=5000, seed=5,
-                        defects=Defects(zero_size=5)), cut)
+    write_dbn(SynthSpec(schema="trades", records=5000, seed=5, defects=Defects(zero_size=5)), cut)
     cut.write_bytes(cut.read_bytes()[:-7])
     report = replay(tmp_path, [cut, good], batch_size=1000)
     failed = report.failed
     assert [Path(f.path).name for f in failed] == ["cut.dbn"]
     assert "file ends inside a record" in (failed[0].error or "")
-    assert failed[0].loaded == 0 and failed[0].quarantine_file is None
+    assert failed[0].loaded == 0
+    assert failed[0].quarantine_file is None
     assert rows(tmp_path, "trades").num_rows == 100
     assert not list((tmp_path / "quarantine").rglob("cut.dbn*"))
 
@@ -159,10 +209,15 @@ def test_user_rules_disable_add_and_regrade(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(
         "rules:\n  trades:\n    - name: small_trades_only\n      expr: size < 5\n"
-        "disable: [size_positive]\nseverity: {price_present: warn}\n")
+        "disable: [size_positive]\nseverity: {price_present: warn}\n"
+    )
     path = tmp_path / "t.dbn"
-    write_dbn(SynthSpec(schema="trades", records=400, seed=6,
-                        defects=Defects(zero_size=4, missing_price=3)), path)
+    write_dbn(
+        SynthSpec(
+            schema="trades", records=400, seed=6, defects=Defects(zero_size=4, missing_price=3)
+        ),
+        path,
+    )
     report = replay(tmp_path, [path], rules_files=(rules,))
     file = report.files[0]
     assert "size_positive" not in file.rules
@@ -172,13 +227,18 @@ def test_user_rules_disable_add_and_regrade(tmp_path: Path) -> None:
     assert file.quarantined == file.rules["small_trades_only"] > 0
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("rules:\n  trades:\n    - {name: x, expr: 'nosuchcolumn > 1'}\n", "rule x (trades)"),
-    ("rules:\n  trades:\n    - {name: x, expr: 'size + 1'}\n", "not a boolean"),
-    ("disable: [no_such_rule]\n", "unknown rule 'no_such_rule'"),
-    ("rules:\n  trades:\n    - {name: x, expr: 'size > 0', severity: fatal}\n",
-     "rules.trades[0].severity"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules:\n  trades:\n    - {name: x, expr: 'nosuchcolumn > 1'}\n", "rule x (trades)"),
+        ("rules:\n  trades:\n    - {name: x, expr: 'size + 1'}\n", "not a boolean"),
+        ("disable: [no_such_rule]\n", "unknown rule 'no_such_rule'"),
+        (
+            "rules:\n  trades:\n    - {name: x, expr: 'size > 0', severity: fatal}\n",
+            "rules.trades[0].severity",
+        ),
+    ],
+)
 def test_bad_rules_file_fails_before_any_work(tmp_path: Path, text: str, message: str) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(text)
@@ -190,14 +250,17 @@ def test_bad_rules_file_fails_before_any_work(tmp_path: Path, text: str, message
 
 def test_mapping_renames_derives_and_drops(tmp_path: Path) -> None:
     mapping = tmp_path / "mapping.yaml"
-    mapping.write_text("tables:\n  trades:\n    table: es_trades\n"
-                       "    derive: {notional: 'price * size'}\n    drop: [ts_in_delta]\n"
-                       "    rename: {price: px, ts_recv: ts}\n")
+    mapping.write_text(
+        "tables:\n  trades:\n    table: es_trades\n"
+        "    derive: {notional: 'price * size'}\n    drop: [ts_in_delta]\n"
+        "    rename: {price: px, ts_recv: ts}\n"
+    )
     path = tmp_path / "t.dbn"
     write_dbn(SynthSpec(schema="trades", records=50, seed=1), path)
     report = replay(tmp_path, [path], mapping_file=mapping)
     stored = rows(tmp_path, "es_trades")
-    assert report.files[0].table == "es_trades" and stored.num_rows == 50
+    assert report.files[0].table == "es_trades"
+    assert stored.num_rows == 50
     assert {"px", "ts", "notional"} <= set(stored.column_names)
     assert "ts_in_delta" not in stored.column_names
     first = stored.to_pylist()[0]

@@ -23,13 +23,21 @@ def test_timestamps_split_into_timestamptz_and_exact_nanoseconds() -> None:
 
 
 def test_to_pg_arrow_keeps_unsigned_values_above_int64() -> None:
-    schema = pa.schema([pa.field("ts", pa.timestamp("ns", "UTC"), nullable=False),
-                        pa.field("instrument_id", pa.uint32(), nullable=False),
-                        pa.field("volume", pa.uint64())])
+    schema = pa.schema(
+        [
+            pa.field("ts", pa.timestamp("ns", "UTC"), nullable=False),
+            pa.field("instrument_id", pa.uint32(), nullable=False),
+            pa.field("volume", pa.uint64()),
+        ]
+    )
     target = TableTarget("t", schema, ("ts", "instrument_id"), "ts")
-    batch = pa.table({"ts": pa.array([1_700_000_000_123_456_789], pa.timestamp("ns", "UTC")),
-                      "instrument_id": pa.array([2**32 - 1], pa.uint32()),
-                      "volume": pa.array([2**64 - 2], pa.uint64())})
+    batch = pa.table(
+        {
+            "ts": pa.array([1_700_000_000_123_456_789], pa.timestamp("ns", "UTC")),
+            "instrument_id": pa.array([2**32 - 1], pa.uint32()),
+            "volume": pa.array([2**64 - 2], pa.uint64()),
+        }
+    )
     out = to_pg_arrow(batch, target).to_pylist()[0]
     assert out["ts_ns"] == 1_700_000_000_123_456_789
     assert out["ts"].microsecond == 123_456

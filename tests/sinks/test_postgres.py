@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from histetl.pipeline import FAULT_ENV, ReplayOptions, Replayer, expand_paths, init_db
+from histetl.pipeline import FAULT_ENV, Replayer, ReplayOptions, expand_paths, init_db
 from histetl.report import RunReport
 from histetl.schemas import all_specs
 from histetl.synth import Defects, SynthSpec, write_dbn
@@ -40,12 +40,16 @@ def snapshot(uri: str, tables: list[str]) -> dict[str, list[tuple[Any, ...]]]:
 
 def files(tmp_path: Path) -> list[Path]:
     specs = [
-        SynthSpec(schema="trades", records=3000, seed=1, shared_key_trades=30,
-                  defects=Defects(exact_duplicates=5, zero_size=3)),
+        SynthSpec(
+            schema="trades",
+            records=3000,
+            seed=1,
+            shared_key_trades=30,
+            defects=Defects(exact_duplicates=5, zero_size=3),
+        ),
         SynthSpec(schema="tbbo", records=1500, seed=2),
         SynthSpec(schema="ohlcv-1m", records=500, seed=3),
-        SynthSpec(schema="definition", records=12, seed=4, symbols=("ES.FUT",),
-                  stype_in="parent"),
+        SynthSpec(schema="definition", records=12, seed=4, symbols=("ES.FUT",), stype_in="parent"),
     ]
     paths = []
     for spec in specs:
@@ -80,12 +84,22 @@ def test_nanoseconds_and_prices_survive_exactly(db_uri: str, tmp_path: Path) -> 
     write_dbn(SynthSpec(schema="trades", records=400, seed=8), path)
     load(db_uri, [path], tmp_path)
     decoded, _ = decode_with_symbols(path)
-    expected = sorted(zip(decoded.column("ts_recv").cast("int64").to_pylist(),
-                          decoded.column("ts_event").cast("int64").to_pylist(),
-                          decoded.column("price").to_pylist(),
-                          decoded.column("record_hash").to_pylist(), strict=True))
-    stored = sorted(query(db_uri, "SELECT ts_recv_ns, ts_event_ns, price, record_hash, "
-                                  "extract(epoch FROM ts_recv) FROM trades"))
+    expected = sorted(
+        zip(
+            decoded.column("ts_recv").cast("int64").to_pylist(),
+            decoded.column("ts_event").cast("int64").to_pylist(),
+            decoded.column("price").to_pylist(),
+            decoded.column("record_hash").to_pylist(),
+            strict=True,
+        )
+    )
+    stored = sorted(
+        query(
+            db_uri,
+            "SELECT ts_recv_ns, ts_event_ns, price, record_hash, "
+            "extract(epoch FROM ts_recv) FROM trades",
+        )
+    )
     assert [r[:4] for r in stored] == expected
     assert all(isinstance(r[2], Decimal) for r in stored)
     assert any(r[0] % 1000 for r in stored), "test data should carry sub-microsecond digits"
@@ -94,50 +108,104 @@ def test_nanoseconds_and_prices_survive_exactly(db_uri: str, tmp_path: Path) -> 
 
 
 # t1 has 2000 records, t2 5000: after_batch:4000 can only fire inside the second file
-@pytest.mark.parametrize("point", ["after_batch:1000", "after_batch:4000", "before_commit",
-                                   "after_commit"])
+@pytest.mark.parametrize(
+    "point", ["after_batch:1000", "after_batch:4000", "before_commit", "after_commit"]
+)
 def test_sigkill_at_any_point_then_rerun_equals_one_clean_load(
-        db_uri: str, tmp_path: Path, point: str) -> None:
+    db_uri: str, tmp_path: Path, point: str
+) -> None:
     paths = []
     for seed, records in ((1, 2000), (2, 5000)):
         path = tmp_path / f"t{seed}.dbn"
-        write_dbn(SynthSpec(schema="trades", records=records, seed=seed, start=SynthSpec.start
-                            .replace(day=13 + 2 * seed)), path)
+        write_dbn(
+            SynthSpec(
+                schema="trades",
+                records=records,
+                seed=seed,
+                start=SynthSpec.start.replace(day=13 + 2 * seed),
+            ),
+            path,
+        )
         paths.append(path)
-    command = [*HISTETL, "-q", "replay", *map(str, paths), "--db", db_uri,
-               "--batch-size", "1000", "--quarantine-dir", str(tmp_path / "q")]
-    crashed = subprocess.run(command, env={**os.environ, FAULT_ENV: point},
-                             capture_output=True, text=True, check=False)
+    command = [
+        *HISTETL,
+        "-q",
+        "replay",
+        *map(str, paths),
+        "--db",
+        db_uri,
+        "--batch-size",
+        "1000",
+        "--quarantine-dir",
+        str(tmp_path / "q"),
+    ]
+    crashed = subprocess.run(
+        command, env={**os.environ, FAULT_ENV: point}, capture_output=True, text=True, check=False
+    )
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     rerun = subprocess.run(command, capture_output=True, text=True, check=False)
     assert rerun.returncode == 0, rerun.stderr
     expected = set()
     for path in paths:
         decoded, _ = decode_with_symbols(path)
-        expected |= set(zip(decoded.column("ts_recv").cast("int64").to_pylist(),
-                            decoded.column("record_hash").to_pylist(), strict=True))
+        expected |= set(
+            zip(
+                decoded.column("ts_recv").cast("int64").to_pylist(),
+                decoded.column("record_hash").to_pylist(),
+                strict=True,
+            )
+        )
     stored = query(db_uri, "SELECT ts_recv_ns, record_hash FROM trades")
     assert len(stored) == len(expected) == 7000
     assert set(stored) == expected
     ledger = query(db_uri, "SELECT path, records, loaded FROM histetl_ledger ORDER BY path")
-    assert [(Path(p).name, r, n) for p, r, n in ledger] == [("t1.dbn", 2000, 2000),
-                                                            ("t2.dbn", 5000, 5000)]
+    assert [(Path(p).name, r, n) for p, r, n in ledger] == [
+        ("t1.dbn", 2000, 2000),
+        ("t2.dbn", 5000, 5000),
+    ]
 
 
 def test_concurrent_loaders_never_double_load(pg_uri: str, tmp_path: Path) -> None:
     paths = []
     for seed in range(3):
         path = tmp_path / f"t{seed}.dbn"
-        write_dbn(SynthSpec(schema="trades", records=20_000, seed=seed, start=SynthSpec.start
-                            .replace(day=10 + 2 * seed)), path)
+        write_dbn(
+            SynthSpec(
+                schema="trades",
+                records=20_000,
+                seed=seed,
+                start=SynthSpec.start.replace(day=10 + 2 * seed),
+            ),
+            path,
+        )
         paths.append(str(path))
     runs = []
     for n, order in enumerate([paths, paths[::-1]]):
         report = tmp_path / f"report{n}.json"
-        runs.append((report, subprocess.Popen(
-            [*HISTETL, "-q", "replay", *order, "--db", pg_uri, "--report", str(report),
-             "--batch-size", "5000", "--quarantine-dir", str(tmp_path / "q")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        runs.append(
+            (
+                report,
+                subprocess.Popen(
+                    [
+                        *HISTETL,
+                        "-q",
+                        "replay",
+                        *order,
+                        "--db",
+                        pg_uri,
+                        "--report",
+                        str(report),
+                        "--batch-size",
+                        "5000",
+                        "--quarantine-dir",
+                        str(tmp_path / "q"),
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
     totals = {"loaded": 0, "duplicates": 0, "skipped": 0}
     for report, proc in runs:
         _, err = proc.communicate(timeout=120)
@@ -148,17 +216,32 @@ def test_concurrent_loaders_never_double_load(pg_uri: str, tmp_path: Path) -> No
     # every file loaded exactly once: by one process, skipped (or all-duplicate) in the other
     assert totals["loaded"] == 60_000
     assert totals["skipped"] + totals["duplicates"] == 60_000
-    assert query(pg_uri, "SELECT count(*), count(DISTINCT (ts_recv, record_hash)) "
-                         "FROM trades") == [(60_000, 60_000)]
+    assert query(pg_uri, "SELECT count(*), count(DISTINCT (ts_recv, record_hash)) FROM trades") == [
+        (60_000, 60_000)
+    ]
 
 
 def test_unreachable_database_fails_clearly_without_the_password(tmp_path: Path) -> None:
     path = tmp_path / "t.dbn"
     write_dbn(SynthSpec(schema="trades", records=10, seed=1), path)
     result = subprocess.run(
-        [*HISTETL, "replay", str(path), "--db", "postgresql://bob:hunter2pw@127.0.0.1:1/x",
-         "--db-retries", "2", "--db-retry-max-wait", "0.1", "--report",
-         str(tmp_path / "r.json")], capture_output=True, text=True, check=False)
+        [
+            *HISTETL,
+            "replay",
+            str(path),
+            "--db",
+            "postgresql://bob:hunter2pw@127.0.0.1:1/x",
+            "--db-retries",
+            "2",
+            "--db-retry-max-wait",
+            "0.1",
+            "--report",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 1
     assert "PostgreSQL at 127.0.0.1:1" in result.stderr
     assert "retrying" in result.stderr
@@ -169,30 +252,45 @@ def test_unreachable_database_fails_clearly_without_the_password(tmp_path: Path)
 def test_db_init_is_idempotent_and_creates_every_table(db_uri: str) -> None:
     init_db(db_uri)
     init_db(db_uri)
-    names = {r[0] for r in query(db_uri, "SELECT table_name FROM information_schema.tables "
-                                         "WHERE table_schema = current_schema()")}
+    names = {
+        r[0]
+        for r in query(
+            db_uri,
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()",
+        )
+    }
     assert {spec.table for spec in all_specs()} <= names
     migrations = query(db_uri, "SELECT version FROM histetl_migrations ORDER BY version")
     assert migrations == [(1,), (2,)]
 
 
-def test_timescale_hypertables_take_reruns_into_compressed_chunks(timescale_uri: str,
-                                                                  tmp_path: Path) -> None:
+def test_timescale_hypertables_take_reruns_into_compressed_chunks(
+    timescale_uri: str, tmp_path: Path
+) -> None:
     path = tmp_path / "t.dbn"
     write_dbn(SynthSpec(schema="trades", records=3000, days=3, seed=3), path)
     first = load(timescale_uri, [path], tmp_path)
     assert first.totals["loaded"] == 3000
-    hypertables = query(timescale_uri, "SELECT hypertable_name, num_chunks FROM "
-                                       "timescaledb_information.hypertables WHERE "
-                                       "hypertable_schema = current_schema()")
+    hypertables = query(
+        timescale_uri,
+        "SELECT hypertable_name, num_chunks FROM "
+        "timescaledb_information.hypertables WHERE "
+        "hypertable_schema = current_schema()",
+    )
     assert ("trades", 2) in hypertables or any(n >= 2 for t, n in hypertables if t == "trades")
     with psycopg.connect(timescale_uri, autocommit=True) as conn:
-        conn.execute("ALTER TABLE trades SET (timescaledb.compress, "
-                     "timescaledb.compress_segmentby = 'instrument_id')")
+        conn.execute(
+            "ALTER TABLE trades SET (timescaledb.compress, "
+            "timescaledb.compress_segmentby = 'instrument_id')"
+        )
         conn.execute("SELECT compress_chunk(c) FROM show_chunks('trades') c")
-        compressed = conn.execute("SELECT count(*) FROM chunk_compression_stats('trades') "
-                                  "WHERE compression_status = 'Compressed'").fetchone()
-    assert compressed is not None and compressed[0] >= 2
+        compressed = conn.execute(
+            "SELECT count(*) FROM chunk_compression_stats('trades') "
+            "WHERE compression_status = 'Compressed'"
+        ).fetchone()
+    assert compressed is not None
+    assert compressed[0] >= 2
     forced = load(timescale_uri, [path], tmp_path, force=True)
     assert (forced.totals["duplicates"], forced.totals["loaded"]) == (3000, 0)
     assert query(timescale_uri, "SELECT count(*) FROM trades") == [(3000,)]
