@@ -174,6 +174,11 @@ class RuleBook:
             ]
         return out
 
+    @staticmethod
+    def check(rule: Rule, schema: str, source: str = "rules") -> None:
+        """Raise ConfigError unless `rule` evaluates to a boolean on the schema's table."""
+        _check_rule(rule, schema, source)
+
     def for_file(
         self, spec: TableSpec, dataset: str, start_ns: int | None, end_ns: int | None
     ) -> RuleSet:
