@@ -140,16 +140,19 @@ def test_rule_passes_a_clean_row_and_fails_its_broken_twin(
     rules = _ruleset(schema, dataset, clean)
     assert rule in {r.name for r in rules.rules}
     good = rules.split(clean, 0)
-    assert good.counts == {} and good.valid.height == 1
+    assert good.counts == {}
+    assert good.valid.height == 1
     bad = rules.split(change(clean), 0)
     assert bad.counts == {rule: 1}
     severity = next(r.severity for r in rules.rules if r.name == rule)
     if severity == "error":
-        assert bad.invalid.height == 1 and bad.valid.height == 0
+        assert bad.invalid.height == 1
+        assert bad.valid.height == 0
         assert bad.invalid["rules_broken"].to_list() == [[rule]]
         assert bad.invalid["ordinal"].to_list() == [0]
     else:  # warnings load and are counted
-        assert bad.invalid.height == 0 and bad.valid.height == 1
+        assert bad.invalid.height == 0
+        assert bad.valid.height == 1
 
 
 def test_every_builtin_rule_has_a_case_and_compiles_for_its_schemas() -> None:
@@ -179,4 +182,5 @@ def test_rules_are_read_from_yaml_data(tmp_path: Path) -> None:
         r.name
         for r in RuleBook.load([user]).for_file(table_spec("trades"), "GLBX.MDP3", 0, None).rules
     }
-    assert "tiny" in names and "price_present" in names
+    assert "tiny" in names
+    assert "price_present" in names
