@@ -238,6 +238,7 @@ def status(db: str | None, limit: int) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("quarantine"),
     show_default=True,
+    help="Where to look for quarantine files when no PATH is given.",
 )
 @click.option("--rows", type=int, default=10, show_default=True, help="Sample rows to show.")
 @handle_errors
@@ -288,8 +289,19 @@ def demo(db: str | None, directory: Path) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--schema", type=click.Choice(SYNTH_SCHEMAS), required=True)
-@click.option("--records", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option(
+    "--schema",
+    type=click.Choice(SYNTH_SCHEMAS),
+    required=True,
+    help="DBN schema of the records to generate.",
+)
+@click.option(
+    "--records",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="How many records (bars: at most one per instrument and interval).",
+)
 @click.option(
     "--symbols", default="ES.c.0", show_default=True, help="Comma-separated requested symbols."
 )
@@ -298,12 +310,42 @@ def demo(db: str | None, directory: Path) -> None:
     type=click.Choice(["continuous", "raw_symbol", "parent"]),
     default="continuous",
     show_default=True,
+    help="How the symbols were requested; decides the metadata's symbol mappings.",
 )
-@click.option("--dataset", default="GLBX.MDP3", show_default=True)
-@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2023-12-14", show_default=True)
-@click.option("--days", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--dbn-version", type=click.IntRange(1, 3), default=3, show_default=True)
+@click.option(
+    "--dataset",
+    default="GLBX.MDP3",
+    show_default=True,
+    help="Dataset code written into the metadata (GLBX.MDP3, XNAS.ITCH, ...).",
+)
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default="2023-12-14",
+    show_default=True,
+    help="First UTC day of the data.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Number of UTC days the records spread over.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed: the same seed gives the same bytes.",
+)
+@click.option(
+    "--dbn-version",
+    type=click.IntRange(1, 3),
+    default=3,
+    show_default=True,
+    help="DBN version of the file.",
+)
 @handle_errors
 def synth(
     path: Path,
