@@ -32,7 +32,8 @@ def commands() -> list[tuple[str, click.Command]]:
 def test_every_command_has_help_text_and_a_readme_section(
     name: str, command: click.Command
 ) -> None:
-    assert command.help and len(command.help.strip()) > 20, name
+    assert command.help, name
+    assert len(command.help.strip()) > 20, name
     for param in command.params:
         if isinstance(param, click.Option):
             assert param.help, f"{name} {param.opts[0]} has no help"
