@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +24,7 @@ from loguru import logger
 from histetl import __version__
 from histetl.config import DB_ENV_VAR, default_db
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, ConfigError, HistetlError
-from histetl.logs import configure
+from histetl.logs import configure, logger_level
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths, init_db, ledger
 from histetl.quarantine import list_quarantine, rule_counts, sample
 from histetl.report import FileReport, RunReport
@@ -82,6 +84,51 @@ def _print_file(report: FileReport) -> None:
             report.quarantined,
             report.seconds,
         )
+
+
+class Progress:
+    """One redrawn status line per file on a terminal (records, rate, ETA); nothing when
+    stderr is not a terminal (cron, CI), where each file gets one log line instead."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty() and logger_level() <= 20
+        self._started: dict[str, float] = {}
+        self._drawn = False
+
+    def update(self, report: FileReport, fraction: float) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        started = self._started.setdefault(report.path, now)
+        elapsed = now - started
+        rate = report.records / elapsed if elapsed > 0 else 0.0
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else 0.0
+        line = (
+            f"{Path(report.path).name}: {fraction:6.1%}  {report.records:>12,} records  "
+            f"{rate:>10,.0f}/s  ETA {eta:5.0f}s"
+        )
+        sys.stderr.write("\r" + line[: shutil.get_terminal_size().columns - 1])
+        sys.stderr.flush()
+        self._drawn = True
+
+    def wrap(self, on_file: Callable[[FileReport], None]) -> Callable[[FileReport], None]:
+        def done(report: FileReport) -> None:
+            self.clear()
+            on_file(report)
+
+        return done
+
+    def clear(self) -> None:
+        if self._drawn:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+            self._drawn = False
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.clear()
 
 
 def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: bool) -> None:
@@ -145,6 +192,13 @@ def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: boo
     help="Exit 3 when any row was quarantined (for cron alerts).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Load files in parallel with this many processes (PostgreSQL targets).",
+)
+@click.option(
     "--db-retries",
     type=click.IntRange(min=1),
     default=5,
@@ -177,6 +231,7 @@ def replay(
     on_invalid: str,
     quarantine_dir: Path,
     fail_on_quarantine: bool,
+    workers: int,
     db_retries: int,
     db_retry_max_wait: float,
     batch_size: int,
@@ -192,10 +247,13 @@ def replay(
         rules_files=rules_files,
         mapping_file=mapping_file,
         db_retry=RetryPolicy(db_retries, db_retry_max_wait),
+        workers=workers,
     )
     replayer = Replayer(options)
     files = expand_paths(paths)
-    report = replayer.run(files, on_file=_print_file)
+    with Progress() as progress:
+        replayer.on_progress = progress.update
+        report = replayer.run(files, on_file=progress.wrap(_print_file))
     _finish(report, report_path, fail_on_quarantine)
 
 

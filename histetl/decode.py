@@ -218,6 +218,15 @@ class DbnFile:
             )
         return table_spec(schema)
 
+    def progress(self, records_done: int) -> float:
+        """The fraction of the file processed, 0..1: exact for plain files (the record count
+        follows from the size), from compressed bytes read for zstd."""
+        size = self.path.stat().st_size
+        if not self.compressed:
+            total = (size - self.header_length) // self.record_dtype.itemsize
+            return min(records_done / total, 1.0) if total else 1.0
+        return min(self._raw.tell() / size, 1.0) if size else 1.0
+
     @property
     def schema(self) -> str:
         return self.spec.schema

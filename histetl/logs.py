@@ -20,9 +20,19 @@ def log_dir() -> Path:
     return Path(state) / "histetl"
 
 
+_level = 20  # INFO
+
+
+def logger_level() -> int:
+    """The stderr log level the CLI configured (10 debug, 20 info, 30 warning)."""
+    return _level
+
+
 def configure(verbose: bool = False, quiet: bool = False, json_logs: bool = False) -> None:
+    global _level
     logger.remove()
     level = "DEBUG" if verbose else ("WARNING" if quiet else "INFO")
+    _level = {"DEBUG": 10, "INFO": 20, "WARNING": 30}[level]
     logger.add(
         sys.stderr,
         level=level,

@@ -9,12 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import hashlib
+import multiprocessing
 import os
 import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
@@ -60,6 +62,7 @@ class ReplayOptions:
     rules_files: tuple[Path, ...] = ()
     mapping_file: Path | None = None
     db_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    workers: int = 1  # files loaded in parallel by this many processes (PostgreSQL targets)
 
 
 def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
@@ -106,19 +109,25 @@ class Replayer:
     def __init__(self, options: ReplayOptions, run_id: str | None = None) -> None:
         self.options = options
         self.run_id = run_id or new_run_id()
+        # called per batch with the file's report so far and the fraction of it read
+        self.on_progress: Callable[[FileReport, float], None] | None = None
         # Configuration errors surface here, before any file is touched.
         self.rules = RuleBook.load(options.rules_files)
         self.mapping = Mapping.load(options.mapping_file)
         if options.batch_size < 1:
             raise ConfigError("batch size must be at least 1", where="--batch-size")
+        if options.workers < 1:
+            raise ConfigError("workers must be at least 1", where="--workers")
 
     def run(
         self, paths: Sequence[Path], on_file: Callable[[FileReport], None] | None = None
     ) -> RunReport:
-        mode = "validate-only" if self.options.validate_only else "load"
         options = self.options
+        mode = "validate-only" if options.validate_only else "load"
+        if options.workers > 1:
+            return self._run_parallel(paths, on_file, mode)
         sink = None if options.validate_only else open_sink(options.db, options.db_retry)
-        report = RunReport(self.run_id, sink.display if sink else redact(self.options.db), mode)
+        report = RunReport(self.run_id, sink.display if sink else redact(options.db), mode)
         try:
             for path in paths:
                 file_report = self.process(path, sink)
@@ -128,6 +137,33 @@ class Replayer:
         finally:
             if sink is not None:
                 sink.close()
+        report.finished_at = dt.datetime.now(dt.UTC).isoformat()
+        return report
+
+    def _run_parallel(
+        self, paths: Sequence[Path], on_file: Callable[[FileReport], None] | None, mode: str
+    ) -> RunReport:
+        """Files spread over worker processes, each with its own database connection."""
+        options = self.options
+        if not options.validate_only and options.db.lower().startswith("duckdb"):
+            raise ConfigError(
+                "DuckDB allows one writing process per database file",
+                where="--workers",
+                hint="use --workers 1 with DuckDB, or a PostgreSQL/TimescaleDB target",
+            )
+        report = RunReport(self.run_id, redact(options.db), mode)
+        done: dict[int, FileReport] = {}
+        context = multiprocessing.get_context("spawn")  # no fork of threads or connections
+        with ProcessPoolExecutor(options.workers, mp_context=context) as pool:
+            futures = {
+                pool.submit(_process_in_worker, options, self.run_id, path): i
+                for i, path in enumerate(paths)
+            }
+            for future in as_completed(futures):
+                done[futures[future]] = file_report = future.result()
+                if on_file is not None:
+                    on_file(file_report)
+        report.files = [done[i] for i in range(len(paths))]
         report.finished_at = dt.datetime.now(dt.UTC).isoformat()
         return report
 
@@ -168,7 +204,12 @@ class Replayer:
             report.sha256 = sha256_file(dbn.path)
             entry = None if self.options.force else sink.ledger_entry(report.sha256, table.table)
             target = TableTarget(table.table, table.arrow_schema, table.key, table.key[0])
-            load = None if entry else sink.begin(target, report.sha256, self.options.force, merge)
+            span = (_ns_or_none(dbn.metadata.start), _ns_or_none(dbn.metadata.end))
+            load = (
+                None
+                if entry
+                else sink.begin(target, report.sha256, self.options.force, merge, span)
+            )
             if load is None:
                 report.status = "skipped"
                 entry = entry or sink.ledger_entry(report.sha256, table.table)
@@ -227,6 +268,10 @@ class Replayer:
         report.quarantine_file = _str_or_none(writer.close())
         report.status = "loaded" if load is not None else "validated"
 
+    def _progress(self, report: FileReport, fraction: float) -> None:
+        if self.on_progress is not None:
+            self.on_progress(report, fraction)
+
     def _batches(
         self,
         dbn: DbnFile,
@@ -247,7 +292,15 @@ class Replayer:
         # Decoding the next batch overlaps validating and loading this one: numpy, Polars,
         # Arrow and the database drivers release the GIL for their heavy parts.
         with Prefetch(decoded()) as batches:
-            valid = self._validated(batches, rules, table, writer, report, loading=load is not None)
+            valid = self._validated(
+                batches,
+                rules,
+                table,
+                writer,
+                report,
+                load is not None,
+                lambda: self._progress(report, dbn.progress(report.records)),
+            )
             if load is None:
                 for _ in valid:  # validate-only, or the file will be rejected
                     pass
@@ -267,6 +320,7 @@ class Replayer:
         writer: QuarantineWriter,
         report: FileReport,
         loading: bool,
+        tick: Callable[[], None],
     ) -> Iterator[pa.Table]:
         """Valid rows in the target's schema; quarantines the rest and counts everything."""
         for batch in batches:
@@ -274,6 +328,7 @@ class Replayer:
             assert isinstance(frame, pl.DataFrame)
             split = rules.split(frame, first_ordinal=report.records)
             report.records += batch.num_rows
+            tick()
             report.add_rules(split.counts)
             report.quarantined += split.invalid.height
             writer.write(split.invalid)
@@ -347,6 +402,18 @@ class Prefetch(Generic[T]):
 @dataclass
 class _Raised:
     exc: BaseException
+
+
+_WORKER: dict[str, tuple[Replayer, Sink | None]] = {}
+
+
+def _process_in_worker(options: ReplayOptions, run_id: str, path: Path) -> FileReport:
+    """One file in a worker process; the worker keeps its Replayer and connection."""
+    if run_id not in _WORKER:
+        sink = None if options.validate_only else open_sink(options.db, options.db_retry)
+        _WORKER[run_id] = (Replayer(options, run_id), sink)
+    replayer, sink = _WORKER[run_id]
+    return replayer.process(path, sink)
 
 
 def fault_point(name: str, records: int = 0) -> None:

@@ -184,3 +184,14 @@ def test_rules_are_read_from_yaml_data(tmp_path: Path) -> None:
     }
     assert "tiny" in names
     assert "price_present" in names
+
+
+def test_example_rules_and_mapping_configs_load() -> None:
+    from histetl.mapping import Mapping
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    book = RuleBook.load([configs / "rules.example.yaml"])
+    names = {r.name for r in book.for_file(table_spec("trades"), "GLBX.MDP3", 0, None).rules}
+    assert "size_plausible" in names
+    mapping = Mapping.load(configs / "mapping.example.yaml")
+    assert mapping.for_spec(table_spec("trades")).table == "es_trades"

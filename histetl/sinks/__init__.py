@@ -78,7 +78,12 @@ class Sink(Protocol):
     def ledger(self) -> list[LedgerEntry]: ...
 
     def begin(
-        self, target: TableTarget, sha256: str, force: bool, merge: bool = False
+        self,
+        target: TableTarget,
+        sha256: str,
+        force: bool,
+        merge: bool = False,
+        span: tuple[int | None, int | None] = (None, None),
     ) -> FileLoad | None:
         """Start a file's transaction; None when the ledger already has the file (checked
         again under the sink's lock, so concurrent loaders never load it twice)."""

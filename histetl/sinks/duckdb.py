@@ -167,9 +167,15 @@ class DuckDBSink:
             self.ensure_table(target)
 
     def begin(
-        self, target: TableTarget, sha256: str, force: bool, merge: bool = False
+        self,
+        target: TableTarget,
+        sha256: str,
+        force: bool,
+        merge: bool = False,
+        span: tuple[int | None, int | None] = (None, None),
     ) -> DuckDBFileLoad | None:
-        """DuckDB always merges: its ON CONFLICT insert is as fast as a plain one."""
+        """DuckDB always merges (its ON CONFLICT insert is as fast as a plain one) and has
+        one writer per file, so `span` needs no locks here."""
         self.ensure_table(target)
         if not force and self.ledger_entry(sha256, target.name) is not None:
             return None

@@ -281,15 +281,35 @@ class PostgresSink:
 
     # -- loading -------------------------------------------------------------------------------
     def begin(
-        self, target: TableTarget, sha256: str, force: bool, merge: bool = False
+        self,
+        target: TableTarget,
+        sha256: str,
+        force: bool,
+        merge: bool = False,
+        span: tuple[int | None, int | None] = (None, None),
     ) -> PostgresFileLoad | None:
-        """Start a file's transaction; None when the ledger (checked under the table's lock)
-        already has this file."""
+        """Start a file's transaction; None when the ledger (checked under the locks) already
+        has this file.
+
+        Locks: a file's rows lie inside its metadata's [start, end) (rows outside are
+        quarantined), so loaders take transaction advisory locks on the UTC days the file
+        covers, in ascending order, under a shared lock on the table. Files of different
+        days load in parallel; files sharing a day take turns, so overlapping loads never
+        double-load or deadlock. A file without a usable range, or spanning more than
+        MAX_DAY_LOCKS days, takes the table lock exclusively."""
         self.ensure_table(target)
-        self.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            (f"histetl:load:{target.name}",),
-        )
+        days = _days(span)
+        table_key = f"histetl:load:{target.name}"
+        if days is None:
+            self.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", (table_key,))
+        else:
+            self.execute(
+                "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))", (table_key,)
+            )
+            for day in days:
+                self.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", (f"{table_key}:{day}",)
+                )
         if not force:
             rows = self.execute(
                 f"SELECT 1 FROM {LEDGER_TABLE} WHERE sha256 = $1 AND target_table = $2",
@@ -299,6 +319,18 @@ class PostgresSink:
                 self._conn.rollback()
                 return None
         return PostgresFileLoad(self, target, merge)
+
+
+MAX_DAY_LOCKS = 64
+_NS_PER_DAY = 86_400 * 10**9
+
+
+def _days(span: tuple[int | None, int | None]) -> range | None:
+    start, end = span
+    if start is None or end is None or end <= start:
+        return None
+    days = range(start // _NS_PER_DAY, (end - 1) // _NS_PER_DAY + 1)
+    return days if len(days) <= MAX_DAY_LOCKS else None
 
 
 class PostgresFileLoad:
