@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.pgserver import PgServer, start_postgres
+from tests.support.pgtimescale import TimescaleUnavailable, start_timescale
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "databento-samples"
 SUPPORTED_SUFFIX = ".dbn.zst"
@@ -29,3 +33,22 @@ def _isolated_logs(
 ) -> None:
     """Keep the CLI's rotating log file out of the user's home."""
     monkeypatch.setenv("HISTETL_LOG_DIR", str(tmp_path_factory.getbasetemp() / "logs"))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL the session starts from the machine's binaries (or $HISTETL_TEST_PG_URI)."""
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def timescale_server() -> Iterator[PgServer]:
+    """PGlite + TimescaleDB over the wire protocol (or $HISTETL_TEST_TIMESCALE_URI)."""
+    try:
+        server = start_timescale()
+    except TimescaleUnavailable as exc:
+        pytest.skip(f"TimescaleDB test server unavailable: {exc}")
+    yield server
+    server.stop()

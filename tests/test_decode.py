@@ -12,30 +12,12 @@ import zstandard
 from histetl.decode import DbnFile, read_table, record_hash
 from histetl.errors import DecodeError, UnsupportedSchemaError
 from histetl.schemas import PRICE_TYPE, SUPPORTED_SCHEMAS, TS_TYPE, table_spec
+from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
 from histetl.synth import SynthSpec, write_dbn
 from tests.conftest import sample_params
 from tests.reference import decode_with_symbols, mismatches
 
-GENERATED = [
-    s
-    for s in SUPPORTED_SCHEMAS
-    if s
-    in {
-        "ohlcv-1s",
-        "ohlcv-1m",
-        "ohlcv-1h",
-        "ohlcv-1d",
-        "trades",
-        "tbbo",
-        "mbp-1",
-        "bbo-1s",
-        "bbo-1m",
-        "statistics",
-        "definition",
-        "status",
-        "imbalance",
-    }
-]
+GENERATED = SYNTH_SCHEMAS  # every schema the generator writes
 
 # bars: one per instrument and interval, so coarse schemas fit fewer records into a few days
 SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 3}

@@ -15,24 +15,11 @@ import pytest
 from histetl.errors import ConfigError
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths
 from histetl.report import RunReport
+from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.reference import decode_with_symbols
 
-SCHEMAS = [
-    "ohlcv-1s",
-    "ohlcv-1m",
-    "ohlcv-1h",
-    "ohlcv-1d",
-    "trades",
-    "tbbo",
-    "mbp-1",
-    "bbo-1s",
-    "bbo-1m",
-    "statistics",
-    "definition",
-    "status",
-    "imbalance",
-]
+SCHEMAS = SYNTH_SCHEMAS
 SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 3}
 
 

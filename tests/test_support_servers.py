@@ -18,31 +18,13 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from tests.support.pgserver import PgServer, fresh_schema, start_postgres, with_search_path
-from tests.support.pgtimescale import TimescaleUnavailable, start_timescale
+from tests.support.pgserver import PgServer, fresh_schema, with_search_path
 
 N_ROWS = 100_000
 BASE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[PgServer]:
-    server = start_postgres()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def timescale_server() -> Iterator[PgServer]:
-    try:
-        server = start_timescale()
-    except TimescaleUnavailable as exc:
-        pytest.skip(f"TimescaleDB test server unavailable: {exc}")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(
@@ -53,7 +35,7 @@ def timescale_server() -> Iterator[PgServer]:
     ],
 )
 def server(request: pytest.FixtureRequest) -> PgServer:
-    name = "postgres_server" if request.param == "postgres" else "timescale_server"
+    name = "pg_server" if request.param == "postgres" else "timescale_server"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 

@@ -15,6 +15,20 @@ import pyarrow as pa
 from histetl.errors import ConfigError
 
 LEDGER_TABLE = "histetl_ledger"
+LEDGER_COLUMNS = (
+    "sha256",
+    "target_table",
+    "path",
+    "dataset",
+    "schema",
+    "records",
+    "loaded",
+    "duplicates",
+    "quarantined",
+    "run_id",
+    "loaded_at",
+)
+LEDGER_SELECT = f"SELECT {', '.join(LEDGER_COLUMNS)} FROM {LEDGER_TABLE}"
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,34 @@ class LedgerEntry:
     quarantined: int
     run_id: str
     loaded_at: dt.datetime
+
+
+def ledger_upsert_sql(placeholders: list[str]) -> str:
+    """INSERT of a ledger row that replaces an earlier one (a --force reload)."""
+    updates = ", ".join(
+        f"{c} = excluded.{c}" for c in LEDGER_COLUMNS[2:] if c not in ("dataset", "schema")
+    )
+    return (
+        f"INSERT INTO {LEDGER_TABLE} ({', '.join(LEDGER_COLUMNS)}) VALUES "
+        f"({', '.join(placeholders)}) ON CONFLICT (sha256, target_table) DO UPDATE SET "
+        f"{updates}"
+    )
+
+
+def ledger_params(entry: LedgerEntry) -> tuple[object, ...]:
+    return (
+        entry.sha256,
+        entry.table,
+        entry.path,
+        entry.dataset,
+        entry.schema,
+        entry.records,
+        entry.loaded,
+        entry.duplicates,
+        entry.quarantined,
+        entry.run_id,
+        entry.loaded_at.astimezone(dt.UTC),
+    )
 
 
 class MergeRequired(Exception):

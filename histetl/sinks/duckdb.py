@@ -9,7 +9,6 @@ waits for the lock (up to `lock_timeout_s`) and then exits with a clear message.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,22 +18,17 @@ import adbc_driver_duckdb.dbapi as duckdb_dbapi
 import pyarrow as pa
 
 from histetl.errors import ConfigError, LoadError
-from histetl.sinks import LEDGER_TABLE, LedgerEntry, TableTarget
+from histetl.sinks import (
+    LEDGER_COLUMNS,
+    LEDGER_SELECT,
+    LEDGER_TABLE,
+    LedgerEntry,
+    TableTarget,
+    ledger_params,
+    ledger_upsert_sql,
+)
 
 _STAGE = "histetl_stage"
-_LEDGER_COLUMNS = (
-    "sha256",
-    "target_table",
-    "path",
-    "dataset",
-    "schema",
-    "records",
-    "loaded",
-    "duplicates",
-    "quarantined",
-    "run_id",
-    "loaded_at",
-)
 _LEDGER_DDL = f"""
 CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
     sha256 VARCHAR NOT NULL,
@@ -138,8 +132,7 @@ class DuckDBSink:
     def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None:
         with self._conn.cursor() as cur:
             cur.execute(
-                f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM {LEDGER_TABLE} "
-                "WHERE sha256 = ? AND target_table = ?",
+                LEDGER_SELECT + " WHERE sha256 = ? AND target_table = ?",
                 (sha256, table),
             )
             row = cur.fetchone()
@@ -148,9 +141,7 @@ class DuckDBSink:
 
     def ledger(self) -> list[LedgerEntry]:
         with self._conn.cursor() as cur:
-            cur.execute(
-                f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM {LEDGER_TABLE} ORDER BY loaded_at, path"
-            )
+            cur.execute(LEDGER_SELECT + " ORDER BY loaded_at, path")
             rows = cur.fetchall()
         self._conn.commit()
         return [LedgerEntry(*row) for row in rows]
@@ -213,27 +204,7 @@ class DuckDBFileLoad:
 
     def commit(self, entry: LedgerEntry) -> None:
         with self._conn.cursor() as cur:
-            cur.execute(
-                f"INSERT INTO {LEDGER_TABLE} ({', '.join(_LEDGER_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in _LEDGER_COLUMNS)}) "
-                "ON CONFLICT (sha256, target_table) DO UPDATE SET path = excluded.path, "
-                "records = excluded.records, loaded = excluded.loaded, "
-                "duplicates = excluded.duplicates, quarantined = excluded.quarantined, "
-                "run_id = excluded.run_id, loaded_at = excluded.loaded_at",
-                (
-                    entry.sha256,
-                    entry.table,
-                    entry.path,
-                    entry.dataset,
-                    entry.schema,
-                    entry.records,
-                    entry.loaded,
-                    entry.duplicates,
-                    entry.quarantined,
-                    entry.run_id,
-                    entry.loaded_at.astimezone(dt.UTC),
-                ),
-            )
+            cur.execute(ledger_upsert_sql(["?"] * len(LEDGER_COLUMNS)), ledger_params(entry))
         self._conn.commit()
 
     def rollback(self) -> None:

@@ -17,7 +17,6 @@ Load path, one transaction per file:
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -31,28 +30,19 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from histetl.errors import LoadError, TransientLoadError
 from histetl.sinks import (
+    LEDGER_COLUMNS,
+    LEDGER_SELECT,
     LEDGER_TABLE,
     LedgerEntry,
     MergeRequired,
     RetryPolicy,
     TableTarget,
+    ledger_params,
+    ledger_upsert_sql,
     redact,
 )
 from histetl.sinks.pgschema import create_table_sql, pg_arrow_schema, quote, to_pg_arrow
 
-_LEDGER_COLUMNS = (
-    "sha256",
-    "target_table",
-    "path",
-    "dataset",
-    "schema",
-    "records",
-    "loaded",
-    "duplicates",
-    "quarantined",
-    "run_id",
-    "loaded_at",
-)
 _MIGRATIONS_TABLE = "histetl_migrations"
 _UNIQUE_VIOLATION = "23505"
 
@@ -265,17 +255,14 @@ class PostgresSink:
     # -- ledger --------------------------------------------------------------------------------
     def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None:
         rows = self.execute(
-            f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM {LEDGER_TABLE} "
-            "WHERE sha256 = $1 AND target_table = $2",
+            LEDGER_SELECT + " WHERE sha256 = $1 AND target_table = $2",
             (sha256, table),
         )
         self._conn.commit()
         return LedgerEntry(*rows[0]) if rows else None
 
     def ledger(self) -> list[LedgerEntry]:
-        rows = self.execute(
-            f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM {LEDGER_TABLE} ORDER BY loaded_at, path"
-        )
+        rows = self.execute(LEDGER_SELECT + " ORDER BY loaded_at, path")
         self._conn.commit()
         return [LedgerEntry(*row) for row in rows]
 
@@ -383,27 +370,8 @@ class PostgresFileLoad:
                 raise self._sink.error(what, exc, _is_connection_error(exc)) from None
 
     def commit(self, entry: LedgerEntry) -> None:
-        self._sink.execute(
-            f"INSERT INTO {LEDGER_TABLE} ({', '.join(_LEDGER_COLUMNS)}) VALUES "
-            f"({', '.join(f'${i + 1}' for i in range(len(_LEDGER_COLUMNS)))}) "
-            "ON CONFLICT (sha256, target_table) DO UPDATE SET path = excluded.path, "
-            "records = excluded.records, loaded = excluded.loaded, "
-            "duplicates = excluded.duplicates, quarantined = excluded.quarantined, "
-            "run_id = excluded.run_id, loaded_at = excluded.loaded_at",
-            (
-                entry.sha256,
-                entry.table,
-                entry.path,
-                entry.dataset,
-                entry.schema,
-                entry.records,
-                entry.loaded,
-                entry.duplicates,
-                entry.quarantined,
-                entry.run_id,
-                entry.loaded_at.astimezone(dt.UTC),
-            ),
-        )
+        placeholders = [f"${i + 1}" for i in range(len(LEDGER_COLUMNS))]
+        self._sink.execute(ledger_upsert_sql(placeholders), ledger_params(entry))
         try:
             self._sink._conn.commit()
         except Exception as exc:

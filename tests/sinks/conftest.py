@@ -8,25 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.pgserver import PgServer, fresh_schema, start_postgres
-from tests.support.pgtimescale import TimescaleUnavailable, start_timescale
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    server = start_postgres()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def timescale_server() -> Iterator[PgServer]:
-    try:
-        server = start_timescale()
-    except TimescaleUnavailable as exc:
-        pytest.skip(f"TimescaleDB test server unavailable: {exc}")
-    yield server
-    server.stop()
+from tests.support.pgserver import PgServer, fresh_schema
 
 
 @pytest.fixture

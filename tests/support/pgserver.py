@@ -165,16 +165,25 @@ def _make_root(tmp_root: Path | None, as_postgres: dict[str, Any]) -> Path:
     return root
 
 
-def _stop_process(proc: subprocess.Popen[bytes], root: Path, log: Any) -> None:
+def stop_process(
+    proc: subprocess.Popen[Any],
+    root: Path,
+    log: Any,
+    sig: signal.Signals = signal.SIGINT,
+    timeout: float = 15,
+) -> None:
+    """Stop a test server (SIGINT is PostgreSQL's fast shutdown), then remove its files."""
     try:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # "fast" shutdown
+            proc.send_signal(sig)
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait(timeout=15)
+                proc.wait(timeout=timeout)
     finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
         log.close()
         shutil.rmtree(root, ignore_errors=True)
 
@@ -234,7 +243,7 @@ def start_postgres(tmp_root: Path | None = None, *, timeout: float = 30.0) -> Pg
         for k, v in _FAST_SETTINGS.items():
             args += ["-c", f"{k}={v}"]
         log_path = root / f"postgres-{port}.log"
-        log = open(log_path, "wb")  # noqa: SIM115 - closed by _stop_process
+        log = open(log_path, "wb")  # noqa: SIM115 - closed by stop_process
         proc = subprocess.Popen(
             args,
             cwd=root,
@@ -246,7 +255,7 @@ def start_postgres(tmp_root: Path | None = None, *, timeout: float = 30.0) -> Pg
         )
         if _wait_ready(proc, data, timeout):
             uri = f"postgresql://postgres@{host}:{port}/postgres"
-            stopper = weakref.finalize(proc, _stop_process, proc, root, log)
+            stopper = weakref.finalize(proc, stop_process, proc, root, log)
             return PgServer(uri=uri, host=host, port=port, _stopper=stopper)
         last_error = _tail(log_path)
         if proc.poll() is None:

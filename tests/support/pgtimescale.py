@@ -28,7 +28,7 @@ import weakref
 from pathlib import Path
 from typing import IO, Any
 
-from tests.support.pgserver import PgServer, server_from_uri
+from tests.support.pgserver import PgServer, server_from_uri, stop_process
 
 TIMESCALE_URI_ENV = "HISTETL_TEST_TIMESCALE_URI"
 NODE_ENV = "HISTETL_TEST_NODE"  # optional path to the node binary
@@ -91,22 +91,6 @@ def _tail(path: Path, n: int = 30) -> str:
         return "(no log)"
 
 
-def _stop_process(proc: subprocess.Popen[str], workdir: Path, log: IO[bytes]) -> None:
-    try:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-    finally:
-        if proc.stdout is not None:
-            proc.stdout.close()
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def _wait_accepting(host: str, port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -139,7 +123,7 @@ def start_timescale(
 
     workdir = Path(tempfile.mkdtemp(prefix="histetl-pglite-"))
     log_path = workdir / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed by _stop_process
+    log = open(log_path, "wb")  # noqa: SIM115 - closed by stop_process
     args = [node, str(PGLITE_DIR / "server.mjs"), "--port", "0", "--host", "127.0.0.1"]
     args += ["--queue-timeout", str(queue_timeout)]
     if debug:
@@ -167,9 +151,9 @@ def start_timescale(
         host, port = m.group(1), int(m.group(2))
         _wait_accepting(host, port, 10)
     except BaseException:
-        _stop_process(proc, workdir, log)
+        stop_process(proc, workdir, log, signal.SIGTERM, 10)
         raise
-    stopper = weakref.finalize(proc, _stop_process, proc, workdir, log)
+    stopper = weakref.finalize(proc, stop_process, proc, workdir, log, signal.SIGTERM, 10)
     uri = f"postgresql://postgres@{host}:{port}/template1"
     return PgServer(uri=uri, host=host, port=port, concurrent_connections=False, _stopper=stopper)
 
