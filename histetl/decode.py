@@ -8,7 +8,10 @@ UNDEF_STAT_QUANTITY) become NULL. Memory is bounded by `batch_size` records, not
 
 from __future__ import annotations
 
+import io
+import queue
 import struct
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -105,6 +108,61 @@ def record_hash(records: np.ndarray) -> np.ndarray:
     return h.view(np.int64)
 
 
+class _ReadAhead(io.RawIOBase):
+    """Decompresses in a background thread (zstd releases the GIL), a few chunks ahead of
+    the decoder, so decompression overlaps decoding instead of adding to it."""
+
+    _CHUNK = 1 << 22
+    _DEPTH = 4
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__()
+        self._stream = stream
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self._DEPTH)
+        self._stop = threading.Event()
+        self._pending = memoryview(b"")
+        self._done = False
+        self._thread = threading.Thread(target=self._fill, name="histetl-zstd", daemon=True)
+        self._thread.start()
+
+    def _fill(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self._stream.read(self._CHUNK)
+                self._put(chunk)
+                if not chunk:
+                    return
+        except BaseException as exc:  # raised in the reading thread by read()
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending and not self._done:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if not item:
+                self._done = True
+            self._pending = memoryview(item)
+        n = len(self._pending) if size < 0 else min(size, len(self._pending))
+        data, self._pending = bytes(self._pending[:n]), self._pending[n:]
+        return data
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._stream.close()
+        super().close()
+
+
 class DbnFile:
     """One DBN file: its header, and its records as Arrow batches of the canonical table.
 
@@ -140,7 +198,7 @@ class DbnFile:
         self._raw.seek(0)
         if magic == _ZSTD_MAGIC:
             reader = zstandard.ZstdDecompressor().stream_reader(self._raw, read_across_frames=True)
-            return reader, True
+            return _ReadAhead(reader), True  # type: ignore[return-value]
         return self._raw, False
 
     def _read(self, size: int) -> bytes:
@@ -160,7 +218,7 @@ class DbnFile:
                 f"zstd decompression failed: {exc}",
                 offset=self._offset + size - remaining,
             ) from exc
-        data = b"".join(chunks)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._offset += len(data)
         return data
 
@@ -276,16 +334,23 @@ class DbnFile:
                 offset=start + i * size,
             )
 
-    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
-        """Canonical record batches (every column but `symbol`)."""
+    def batches(
+        self, batch_size: int = DEFAULT_BATCH_SIZE, with_hash: bool = True
+    ) -> Iterator[pa.RecordBatch]:
+        """Canonical record batches (every column but `symbol`). Without `with_hash` the
+        record_hash column is NULL: nothing will be loaded, so no key is needed."""
         schema = decoded_schema(self.spec)
         columns = [self.spec.column(name) for name in schema.names]
         for start, records in self.record_arrays(batch_size):
-            arrays = [self._column(records, c, start) for c in columns]
+            arrays = [self._column(records, c, start, with_hash) for c in columns]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-    def _column(self, records: np.ndarray, column: Column, start: int) -> pa.Array:
+    def _column(
+        self, records: np.ndarray, column: Column, start: int, with_hash: bool = True
+    ) -> pa.Array:
         if column.name == HASH_COLUMN:
+            if not with_hash:
+                return pa.nulls(records.size, pa.int64())
             return pa.array(record_hash(records), type=pa.int64())
         names = records.dtype.names or ()
         if column.name not in names:

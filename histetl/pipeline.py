@@ -285,7 +285,9 @@ class Replayer:
         index_ts = dbn.spec.index_ts
 
         def decoded() -> Iterator[pa.RecordBatch]:
-            for batch in dbn.batches(self.options.batch_size):
+            # validate-only loads nothing, so it needs no record_hash key
+            with_hash = not self.options.validate_only
+            for batch in dbn.batches(self.options.batch_size, with_hash):
                 symbol = symbols.resolve(batch.column("instrument_id"), batch.column(index_ts))
                 yield batch.append_column(SYMBOL_COLUMN, symbol)
 
