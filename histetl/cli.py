@@ -544,5 +544,239 @@ def jobs_command(job_file: Path, job_names: tuple[str, ...]) -> None:
     click.echo(format_plans(local_plans(jobs.select(job_names), jobs.raw_dir), show_files=True))
 
 
+# -- histetl query / verify / resample: read back, check, derive bars ---------------------------
+
+
+@main.command("query")
+@_db_option
+@click.option(
+    "--schema",
+    required=True,
+    metavar="SCHEMA",
+    help="What to read: a DBN schema (ohlcv-1m, trades, definition...) or derived bars (ohlcv-5m).",
+)
+@click.option(
+    "--symbols",
+    multiple=True,
+    metavar="SYMBOLS",
+    help="Comma-separated; repeatable. Continuous (ES.c.0), raw (ESH4) or parent (ES.FUT) "
+    "symbols, resolved through the loaded mappings and definitions. Default: all.",
+)
+@click.option(
+    "--start",
+    metavar="TIME",
+    help="From this time (inclusive): 2023-12-14, 2023-12-14T14:30, "
+    "2023-12-14T14:30:00.123456789Z, a +HH:MM offset, or epoch nanoseconds. UTC unless an "
+    "offset is given.",
+)
+@click.option("--end", metavar="TIME", help="Up to this time (exclusive); same forms as --start.")
+@click.option(
+    "--columns",
+    multiple=True,
+    metavar="COLUMNS",
+    help="Comma-separated; repeatable. Default: every column of the table.",
+)
+@click.option("--limit", type=click.IntRange(min=0), help="At most this many rows.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet"]),
+    default="table",
+    show_default=True,
+    help="table (aligned text), csv, json (JSON Lines) or parquet (needs -o). Timestamps "
+    "and prices are exact: ISO 8601 with nanoseconds and fixed-point decimals in text, "
+    "timestamp[ns, UTC] and decimal128(19,9) in Parquet.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+@handle_errors
+def query_command(
+    db: str | None,
+    schema: str,
+    symbols: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    columns: tuple[str, ...],
+    limit: int | None,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Read loaded rows back, streamed, in the same columns from DuckDB or PostgreSQL.
+
+    Rows are ordered by the index timestamp (ts_recv, ts_event for bars), instrument_id and
+    record_hash. An empty result is not an error: it says so on stderr and exits 0.
+    """
+    from histetl.query import QueryOptions, export, split_list
+
+    options = QueryOptions(
+        db=db or default_db(),
+        schema=schema,
+        symbols=split_list(symbols),
+        start=start,
+        end=end,
+        columns=split_list(columns),
+        limit=limit,
+    )
+    stdout = sys.stdout.buffer if output is None else None
+    result = export(options, fmt, stdout, output)
+    if result.reader_gone:  # `histetl query ... | head`: stop quietly, like other tools
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
+    if result.rows == 0:
+        click.echo(f"no rows for {result.description}", err=True)
+    elif output is not None:
+        click.echo(f"wrote {result.rows} rows to {output}", err=True)
+
+
+@main.command("verify")
+@_db_option
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    metavar="TABLE",
+    help="Check only this table or schema (ohlcv_1m, ohlcv-5m); repeatable. Default: every "
+    "loaded table.",
+)
+@click.option(
+    "--check",
+    "checks",
+    multiple=True,
+    type=click.Choice(["duplicates", "rules", "ledger", "gaps", "definitions"]),
+    help="Run only this check; repeatable. Default: all.",
+)
+@click.option("--start", metavar="TIME", help="Check only rows from this time (as in query).")
+@click.option(
+    "--end", metavar="TIME", help="Check only rows before this time (the ledger check is skipped)."
+)
+@click.option(
+    "--rules",
+    "rules_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Extra rules YAML, as given to replay/run; repeatable.",
+)
+@click.option(
+    "--calendar",
+    default="auto",
+    show_default=True,
+    metavar="NAME|FILE",
+    help="Trading sessions for the gap check: auto (by the table's dataset), cme-globex, "
+    "us-equity, 24x7, or a calendar YAML file.",
+)
+@click.option(
+    "--no-status",
+    is_flag=True,
+    help="Ignore loaded status messages: sessions from the calendar only.",
+)
+@click.option(
+    "--min-gap",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Report only holes of at least this many missing bars.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the results as JSON to this file.",
+)
+@handle_errors
+def verify_command(
+    db: str | None,
+    tables: tuple[str, ...],
+    checks: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    rules_files: tuple[Path, ...],
+    calendar: str,
+    no_status: bool,
+    min_gap: int,
+    report_path: Path | None,
+) -> None:
+    """Integrity checks on a loaded database; exit 1 when any fails (for monitoring).
+
+    Duplicate keys, rows breaking the active error rules, row counts against the load ledger,
+    bars missing inside trading sessions, instruments without definitions.
+    """
+    from histetl.verify import CHECKS, VerifyOptions, verify
+
+    options = VerifyOptions(
+        db=db or default_db(),
+        tables=tables,
+        checks=checks or CHECKS,
+        start=start,
+        end=end,
+        rules_files=rules_files,
+        calendar=calendar,
+        min_gap=min_gap,
+        use_status=not no_status,
+    )
+    report = verify(options)
+    click.echo(report.text())
+    if report_path is not None:
+        report.write_json(report_path)
+    if report.failed:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command("resample")
+@_db_option
+@click.option(
+    "--interval",
+    "intervals",
+    multiple=True,
+    required=True,
+    metavar="N[smhd]",
+    help="Bar interval to derive: 5m, 15m, 60m, 4h...; repeatable. Stored as ohlcv_<interval>.",
+)
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d"]),
+    default="ohlcv-1m",
+    show_default=True,
+    help="Source bars.",
+)
+@click.option("--start", metavar="TIME", help="Only the windows (UTC days) from this time.")
+@click.option("--end", metavar="TIME", help="Only the windows before this time.")
+@click.option(
+    "--table",
+    metavar="NAME",
+    help="Target table instead of ohlcv_<interval> (with a single --interval).",
+)
+@handle_errors
+def resample_command(
+    db: str | None,
+    intervals: tuple[str, ...],
+    source: str,
+    start: str | None,
+    end: str | None,
+    table: str | None,
+) -> None:
+    """Derive OHLCV bars of any multiple of the source interval and store them like the source.
+
+    Whole windows (about a UTC day) are recomputed and replaced in one transaction each, so a
+    rerun after late data corrects the bars.
+    """
+    from histetl.resample import ResampleOptions, check_options, resample
+
+    if table and len(intervals) > 1:
+        raise ConfigError("--table needs a single --interval", where="--table")
+    uri = db or default_db()
+    runs = [ResampleOptions(uri, interval, source, start, end, table) for interval in intervals]
+    for options in runs:  # every interval checked before any work
+        check_options(options)
+    for options in runs:
+        click.echo(resample(options).summary())
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

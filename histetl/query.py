@@ -16,6 +16,7 @@ and `instrument_class` (or, without definitions, the raw symbols in the `symbol`
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import re
@@ -62,6 +63,12 @@ def literal(value: str | int) -> str:
     if "\x00" in value:
         raise ConfigError(f"NUL character in {value!r}")
     return "'" + value.replace("'", "''") + "'"
+
+
+def split_list(values: Sequence[str]) -> tuple[str, ...]:
+    """`--symbols ES.c.0,NQ.c.0 --symbols CL.c.0` -> ("ES.c.0", "NQ.c.0", "CL.c.0")."""
+    items = (item.strip() for value in values for item in value.split(","))
+    return tuple(dict.fromkeys(item for item in items if item))
 
 
 def parse_time(text: str, where: str) -> int:
@@ -180,11 +187,10 @@ class Database:
 
     def close(self) -> None:
         if self._owned and self.conn is not None:
-            try:
-                self.conn.rollback()  # end the read transaction; nothing is written
-                self.conn.close()
-            finally:
-                self.conn = None
+            conn, self.conn = self.conn, None
+            with contextlib.suppress(Exception):  # no transaction open, or the connection is gone
+                conn.rollback()  # end the read transaction; nothing was written
+            conn.close()
 
     # -- raw access ---------------------------------------------------------------------------
     def stream(self, sql: str) -> pa.RecordBatchReader:
@@ -284,8 +290,9 @@ class Database:
         where: Sequence[str] = (),
         order_by: str | None = None,
         limit: int | None = None,
+        batch_rows: int = 65_536,
     ) -> pa.RecordBatchReader:
-        """Rows of `table` in canonical types, as a stream."""
+        """Rows of `table` in canonical types, as a stream of batches of about `batch_rows`."""
         known = {c.name: c for c in self.columns(table)}
         chosen = [known[n] for n in columns] if columns else list(known.values())
         sql = f"SELECT {', '.join(c.sql for c in chosen)} FROM {quote(table)}"
@@ -299,12 +306,26 @@ class Database:
         schema = pa.schema([pa.field(c.name, c.type) for c in chosen])
 
         def canonical() -> Iterator[pa.RecordBatch]:
-            for batch in raw:
-                if batch.num_rows:
-                    arrays = [batch.column(i).cast(c.type) for i, c in enumerate(chosen)]
-                    yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            pending: list[pa.RecordBatch] = []
+            rows = 0
+            for batch in raw:  # DuckDB streams 2048-row vectors: regroup into bigger batches
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= batch_rows:
+                    yield _canonical(pending, chosen, schema)
+                    pending, rows = [], 0
+            if rows:
+                yield _canonical(pending, chosen, schema)
 
         return pa.RecordBatchReader.from_batches(schema, canonical())
+
+
+def _canonical(
+    batches: list[pa.RecordBatch], columns: list[DbColumn], schema: pa.Schema
+) -> pa.RecordBatch:
+    table = pa.Table.from_batches(batches).combine_chunks()
+    arrays = [table.column(i).cast(c.type).combine_chunks() for i, c in enumerate(columns)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _ts_literal(ns: int) -> str:
@@ -385,11 +406,12 @@ def resolve_symbols(db: Database, table: str, requested: Sequence[str]) -> Symbo
     names = set(db.column_names(table))
     if "symbol" not in names and "instrument_id" not in names:
         raise ConfigError(f"table {table} has no symbol or instrument_id column", where="--symbols")
-    definitions = (
-        DEFINITION_TABLE in db.tables()
-        and {"raw_symbol", "instrument_id", "asset", "instrument_class"}
-        <= set(db.column_names(DEFINITION_TABLE))
-    )
+    definitions = DEFINITION_TABLE in db.tables() and {
+        "raw_symbol",
+        "instrument_id",
+        "asset",
+        "instrument_class",
+    } <= set(db.column_names(DEFINITION_TABLE))
     symbols: list[str] = []
     ids: list[int] = []
     unknown: list[str] = []
@@ -397,7 +419,7 @@ def resolve_symbols(db: Database, table: str, requested: Sequence[str]) -> Symbo
         found_symbols = [symbol] if "symbol" in names and _has_symbol(db, table, symbol) else []
         found_ids: list[int] = []
         parent = _PARENT.match(symbol)
-        if parent and not _CONTINUOUS.match(symbol):
+        if parent:
             root, kind = parent["root"], parent["kind"]
             if definitions:
                 classes = ", ".join(literal(c) for c in PARENT_CLASSES[kind])
@@ -480,9 +502,7 @@ def table_for_schema(db: Database, schema: str) -> tuple[str, str]:
     spec = spec_for(schema)
     table = schema.replace("-", "_")
     if spec is None or table not in db.tables():
-        loaded = sorted(
-            t for t in db.tables() if spec_for(t) is not None and not t.startswith("histetl_")
-        )
+        loaded = sorted(t for t in db.tables() if spec_for(t) is not None and db.has_rows(t))
         close = difflib.get_close_matches(schema, [t.replace("_", "-") for t in loaded], n=3)
         what = "unknown schema" if spec is None else "nothing loaded for schema"
         raise ConfigError(
@@ -505,6 +525,7 @@ class QueryResult:
     reader: pa.RecordBatchReader
     db: Database
     rows: int = field(default=0)
+    reader_gone: bool = False  # the output was a pipe its reader closed (`| head`)
 
     def __enter__(self) -> QueryResult:
         return self
@@ -601,7 +622,8 @@ class _TableWriter:
         frame = _text_frame(batch).select(pl.all().cast(pl.String).fill_null(""))
         if self.widths is None:
             self.widths = [
-                max(len(n), int(frame[n].str.len_chars().max() or 0)) for n in self.names
+                max(len(n), int(frame[n].str.len_chars().fill_null(0).max() or 0))  # type: ignore[arg-type]
+                for n in self.names
             ]
             header = "  ".join(n.ljust(w) for n, w in zip(self.names, self.widths, strict=True))
             self.out.write((header.rstrip() + "\n").encode())
@@ -643,21 +665,28 @@ def _write_text(result: QueryResult, fmt: str, out: IO[bytes]) -> int:
     names = result.reader.schema.names
     table = _TableWriter(out, names)
     first = True
-    for batch in result.batches():
-        if fmt == "table":
-            table.write(batch)
-        elif fmt == "csv":
-            _text_frame(batch).write_csv(out, include_header=first)
-        else:
-            _text_frame(batch).write_ndjson(out)
-        first = False
-    if first and fmt == "csv":  # no rows: still a header
-        out.write((",".join(names) + "\n").encode())
-    out.flush()
+    try:
+        for batch in result.batches():
+            if fmt == "table":
+                table.write(batch)
+            elif fmt == "csv":
+                _text_frame(batch).write_csv(out, include_header=first)
+            else:
+                _text_frame(batch).write_ndjson(out)
+            first = False
+        if first and fmt == "csv":  # no rows: still a header
+            out.write((",".join(names) + "\n").encode())
+        out.flush()
+    except OSError as exc:  # polars reports a closed pipe as a plain OSError
+        if not (isinstance(exc, BrokenPipeError) or "broken pipe" in str(exc).lower()):
+            raise
+        result.reader_gone = True
     return result.rows
 
 
-def export(options: QueryOptions, fmt: str, out: IO[bytes] | None, path: Path | None) -> QueryResult:
+def export(
+    options: QueryOptions, fmt: str, out: IO[bytes] | None, path: Path | None
+) -> QueryResult:
     """`histetl query` as one call: run the query and stream it out; the result says how many
     rows were written and what was asked for."""
     if fmt == "parquet" and path is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
@@ -114,6 +114,12 @@ class FileLoad(Protocol):
 
 class Sink(Protocol):
     display: str  # the target without secrets, for logs and reports
+    backend: str  # "duckdb" or "postgres"
+
+    @property
+    def connection(self) -> Any:
+        """The sink's ADBC DB-API connection: reads and deletes that must share the sink's
+        transaction (e.g. `histetl resample` replacing a window) go through it."""
 
     def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None: ...
 

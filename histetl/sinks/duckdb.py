@@ -16,6 +16,7 @@ from typing import Any
 
 import adbc_driver_duckdb.dbapi as duckdb_dbapi
 import pyarrow as pa
+from loguru import logger
 
 from histetl.errors import ConfigError, LoadError
 from histetl.sinks import (
@@ -99,6 +100,7 @@ class DuckDBSink:
     def __init__(self, uri: str, lock_timeout_s: float = 60.0) -> None:
         self.path = duckdb_path(uri)
         self.display = f"duckdb:///{self.path}"
+        self.backend = "duckdb"
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = self._connect(lock_timeout_s)
@@ -145,6 +147,10 @@ class DuckDBSink:
             rows = cur.fetchall()
         self._conn.commit()
         return [LedgerEntry(*row) for row in rows]
+
+    @property
+    def connection(self) -> Any:
+        return self._conn
 
     def ensure_table(self, target: TableTarget) -> None:
         if target.name not in self._created:
@@ -196,16 +202,35 @@ class DuckDBFileLoad:
             for batch in batches:
                 if batch.num_rows == 0:
                     continue
-                cur.adbc_ingest(_STAGE, batch, mode="replace", temporary=True)
-                cur.execute(self._merge)
-                row = cur.fetchone()
+                try:
+                    cur.adbc_ingest(_STAGE, batch, mode="replace", temporary=True)
+                    cur.execute(self._merge)
+                    row = cur.fetchone()
+                except Exception as exc:  # the driver's error classes
+                    raise _load_error("load failed", self._target.name, exc) from None
                 inserted += int(row[0]) if row else 0
         return inserted
 
     def commit(self, entry: LedgerEntry) -> None:
-        with self._conn.cursor() as cur:
-            cur.execute(ledger_upsert_sql(["?"] * len(LEDGER_COLUMNS)), ledger_params(entry))
-        self._conn.commit()
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(ledger_upsert_sql(["?"] * len(LEDGER_COLUMNS)), ledger_params(entry))
+            self._conn.commit()
+        except Exception as exc:  # the driver's error classes
+            raise _load_error("commit failed", self._target.name, exc) from None
 
     def rollback(self) -> None:
-        self._conn.rollback()
+        try:
+            self._conn.rollback()
+        except Exception as exc:  # nothing to roll back after a failed commit
+            logger.debug("DuckDB rollback: {}", exc)
+
+
+def _load_error(what: str, table: str, exc: BaseException) -> LoadError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    hint = (
+        "DuckDB ran out of memory: load smaller files, or use PostgreSQL for very large loads"
+        if "memory" in str(exc).lower()
+        else None
+    )
+    return LoadError(f"{what}: {first}", where=f"DuckDB table {table}", hint=hint)

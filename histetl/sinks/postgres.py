@@ -89,6 +89,7 @@ class PostgresSink:
         self._password = parts.password
         self.host = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
         self.display = redact(uri)
+        self.backend = "postgres"
         self.retry = retry or RetryPolicy()
         self.timescale_options = timescale or TimescaleOptions()
         self._conn: Any = None
@@ -145,6 +146,10 @@ class PostgresSink:
             except Exception as exc:
                 raise self.error("query failed", exc, _is_connection_error(exc)) from None
             return list(cur.fetchall()) if cur.description else []
+
+    @property
+    def connection(self) -> Any:
+        return self._conn
 
     def reconnect(self) -> None:
         self.connect()

@@ -1,0 +1,744 @@
+"""`histetl verify`: integrity checks on a loaded database, for monitoring (exit 1 on failure).
+
+Checks, per loaded table (canonical, derived bars, and every table the ledger names):
+
+- `duplicates`: rows sharing a primary key (index timestamp, instrument_id, record_hash), which
+  the database's own constraint should make impossible (a table restored without it), and, for
+  bars, two bars of one instrument and publisher at one timestamp (a revised file loaded next to
+  the old one).
+- `rules`: rows breaking the active validation rules (built-in plus `--rules` files), with the
+  rule names; `error` rules fail, `warn` rules only warn. The per-file rule
+  `index_ts_in_file_range` does not apply: a table does not record which file a row came from.
+- `ledger`: rows in each table against the load ledger. A table must hold exactly the rows the
+  ledger says were loaded, or, after files were reloaded with --force (whose ledger row then
+  counts its rows as duplicates), between that and loaded + duplicates. Skipped with
+  --start/--end (the ledger has no time ranges).
+- `gaps`: bars missing inside trading sessions, for bar series of 1 minute up to 1 day
+  (`ohlcv_1m`, `ohlcv_1h`, derived `ohlcv_5m`...). A series is one instrument_id, publisher
+  and symbol; every hole between two consecutive bars is measured against the sessions: the
+  instrument's `status` messages (is_trading, else the action) from its first message on, the
+  calendar before that, and only while its `definition` says it is listed (activation to
+  expiration). Missing bars before a series' first or after its last bar are not seen.
+- `definitions`: instruments in the data tables with no row in `definition` (skipped when no
+  definitions are loaded).
+
+Calendars: `cme-globex` (Sunday to Thursday 17:00 - 16:00 next day, America/Chicago),
+`us-equity` (Monday to Friday 09:30 - 16:00, America/New_York), `24x7`, or a YAML file
+(see `CalendarModel`); `auto` picks by the table's dataset in the ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from histetl.config import load_model
+from histetl.errors import ConfigError
+from histetl.query import (
+    DEFINITION_TABLE,
+    Database,
+    format_ns,
+    parse_time,
+    quote,
+    spec_for,
+)
+from histetl.resample import parse_interval
+from histetl.schemas import TableSpec
+from histetl.sinks import LEDGER_TABLE
+from histetl.validate import RULES_COLUMN, RuleBook, RuleSet
+
+Status = Literal["PASS", "FAIL", "WARN", "SKIP"]
+CHECKS: tuple[str, ...] = ("duplicates", "rules", "ledger", "gaps", "definitions")
+Ranges = npt.NDArray[np.int64]  # (k, 2) sorted, disjoint [start, end) rows
+_DAY_NS = 86_400 * 10**9
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_OFF_ACTIONS = (8, 9, 10, 12, 13, 15)  # HALT, PAUSE, SUSPEND, CLOSE, POST_CLOSE, NOT_AVAILABLE
+_TRADING_ACTION = 7
+_EQUITY_VENUES = re.compile(
+    r"^(XNAS|XNYS|ARCX|BATS|BATY|EDGA|EDGX|IEXG|XBOS|XPSX|XCHI|XCIS|MEMX|EPRL|XASE|DBEQ|EQUS)\."
+)
+
+
+# -- calendars ------------------------------------------------------------------------------------
+
+
+class SessionModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
+    open: str = Field(pattern=r"^\d{2}:\d{2}$")
+    close: str = Field(pattern=r"^\d{2}:\d{2}$")  # at or before `open`: the next day
+
+
+class CalendarModel(BaseModel):
+    """A calendar file: weekly sessions in a time zone, and holidays (the session that would
+    close on a holiday is dropped)."""
+
+    model_config = ConfigDict(extra="forbid")
+    timezone: str
+    sessions: list[SessionModel]
+    holidays: list[dt.date] = []
+
+
+CALENDARS: dict[str, CalendarModel] = {
+    "cme-globex": CalendarModel(
+        timezone="America/Chicago",
+        sessions=[
+            SessionModel(days=["sun", "mon", "tue", "wed", "thu"], open="17:00", close="16:00")
+        ],
+    ),
+    "us-equity": CalendarModel(
+        timezone="America/New_York",
+        sessions=[
+            SessionModel(days=["mon", "tue", "wed", "thu", "fri"], open="09:30", close="16:00")
+        ],
+    ),
+    "24x7": CalendarModel(
+        timezone="UTC",
+        sessions=[
+            SessionModel(
+                days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], open="00:00", close="00:00"
+            )
+        ],
+    ),
+}
+
+
+class Calendar:
+    def __init__(self, name: str, model: CalendarModel) -> None:
+        self.name = name
+        self.model = model
+        try:
+            self.zone = ZoneInfo(model.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"unknown time zone {model.timezone!r}",
+                where=name,
+                hint="an IANA name such as America/Chicago",
+            ) from None
+
+    @classmethod
+    def load(cls, name: str) -> Calendar:
+        if name in CALENDARS:
+            return cls(name, CALENDARS[name])
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown calendar {name!r}",
+                where="--calendar",
+                hint=f"one of {', '.join(['auto', *CALENDARS])}, or a calendar YAML file",
+            )
+        return cls(str(path), load_model(CalendarModel, path))
+
+    def ranges(self, start_ns: int, end_ns: int) -> Ranges:
+        """The sessions overlapping [start, end) as sorted, merged [open, close) ns ranges."""
+        first = dt.datetime.fromtimestamp(start_ns // 10**9, dt.UTC).date() - dt.timedelta(days=2)
+        last = dt.datetime.fromtimestamp(end_ns // 10**9, dt.UTC).date() + dt.timedelta(days=1)
+        holidays = set(self.model.holidays)
+        out: list[tuple[int, int]] = []
+        day = first
+        while day <= last:
+            for session in self.model.sessions:
+                if _WEEKDAYS[day.weekday()] not in session.days:
+                    continue
+                opens, closes = (
+                    dt.time.fromisoformat(session.open),
+                    dt.time.fromisoformat(session.close),
+                )
+                close_day = day + dt.timedelta(days=1) if closes <= opens else day
+                if close_day in holidays:
+                    continue
+                o = _ns(dt.datetime.combine(day, opens, self.zone))
+                c = _ns(dt.datetime.combine(close_day, closes, self.zone))
+                if c > start_ns and o < end_ns:
+                    out.append((o, c))
+            day += dt.timedelta(days=1)
+        return _merge(np.array(out, dtype=np.int64).reshape(-1, 2))
+
+
+def _ns(stamp: dt.datetime) -> int:
+    return int(stamp.timestamp()) * 10**9
+
+
+def calendar_for(name: str, datasets: Sequence[str]) -> Calendar | None:
+    """The named calendar, or with `auto` the one of the datasets (None: no known calendar)."""
+    if name != "auto":
+        return Calendar.load(name)
+    names = set()
+    for dataset in datasets:
+        if dataset.startswith("GLBX."):
+            names.add("cme-globex")
+        elif _EQUITY_VENUES.match(dataset):
+            names.add("us-equity")
+        else:
+            return None
+    return Calendar.load(names.pop()) if len(names) == 1 else None
+
+
+# -- ranges (bucket index arithmetic) -------------------------------------------------------------
+
+
+def _merge(ranges: Ranges) -> Ranges:
+    if len(ranges) == 0:
+        return ranges.reshape(0, 2)
+    ranges = ranges[np.argsort(ranges[:, 0], kind="stable")]
+    ranges = ranges[ranges[:, 1] > ranges[:, 0]]
+    if len(ranges) == 0:
+        return ranges.reshape(0, 2)
+    ends = np.maximum.accumulate(ranges[:, 1])
+    new = np.concatenate([[True], ranges[1:, 0] > ends[:-1]])
+    starts = ranges[new, 0]
+    group = np.cumsum(new) - 1
+    merged_ends = np.zeros(len(starts), dtype=np.int64)
+    np.maximum.at(merged_ends, group, ranges[:, 1])
+    return np.stack([starts, merged_ends], axis=1).astype(np.int64)
+
+
+def buckets(ranges: Ranges, interval_ns: int) -> Ranges:
+    """Time ranges -> ranges of bucket indexes whose [k*I, (k+1)*I) overlaps them."""
+    if len(ranges) == 0:
+        return ranges
+    start = ranges[:, 0] // interval_ns
+    end = -(-ranges[:, 1] // interval_ns)
+    return _merge(np.stack([start, end], axis=1))
+
+
+def covered(
+    ranges: Ranges, lo: npt.NDArray[np.int64], hi: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """For each [lo, hi), how many integers lie inside the (merged) ranges."""
+    if len(ranges) == 0:
+        return np.zeros(len(lo), dtype=np.int64)
+    starts, lengths = ranges[:, 0], ranges[:, 1] - ranges[:, 0]
+    before = np.concatenate([[0], np.cumsum(lengths)])
+
+    def upto(x: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        j = np.searchsorted(starts, x, side="right") - 1
+        inside = np.clip(x - starts[np.maximum(j, 0)], 0, lengths[np.maximum(j, 0)])
+        out: npt.NDArray[np.int64] = np.where(j < 0, 0, before[np.maximum(j, 0)] + inside)
+        return out
+
+    counts: npt.NDArray[np.int64] = np.maximum(upto(hi) - upto(lo), 0)
+    return counts
+
+
+def status_ranges(
+    ts: npt.NDArray[np.int64],
+    is_trading: Sequence[str | None],
+    action: npt.NDArray[np.int64],
+    calendar: Ranges,
+    end_ns: int,
+) -> Ranges:
+    """Trading time from an instrument's status messages (sorted by ts): `is_trading` Y/N, else
+    the action (TRADING on; HALT, PAUSE, SUSPEND, CLOSE... off), else unchanged. Before the first
+    message, the calendar."""
+    flag = pl.Series(
+        [1 if t == "Y" else 0 if t == "N" else None for t in is_trading], dtype=pl.Int8
+    )
+    by_action = pl.Series(
+        np.where(action == _TRADING_ACTION, 1, np.where(np.isin(action, _OFF_ACTIONS), 0, -1))
+    )
+    state = (
+        pl.DataFrame({"flag": flag, "action": by_action})
+        .select(
+            pl.coalesce(pl.col("flag"), pl.when(pl.col("action") >= 0).then(pl.col("action")))
+            .forward_fill()
+            .fill_null(0)
+        )
+        .to_series()
+        .to_numpy()
+    )
+    until = np.append(ts[1:], max(end_ns, int(ts[-1]) + 1))
+    trading = np.stack([ts, until], axis=1)[state == 1]
+    before = calendar.copy()
+    before[:, 1] = np.minimum(before[:, 1], ts[0])
+    return _merge(np.concatenate([before, trading.astype(np.int64)]))
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    name: str
+    table: str
+    status: Status
+    detail: str
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VerifyReport:
+    db: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "FAIL"]
+
+    def text(self) -> str:
+        lines = []
+        width = max([len(c.table) for c in self.checks] + [5])
+        for c in self.checks:
+            lines.append(f"{c.status:<4}  {c.name:<11}  {c.table or '-':<{width}}  {c.detail}")
+            lines += [f"      {e}" for e in c.examples]
+        failed = len(self.failed)
+        lines.append(
+            f"verify {self.db}: {failed} of {len(self.checks)} checks failed"
+            if failed
+            else f"verify {self.db}: all {len(self.checks)} checks passed or were skipped"
+        )
+        return "\n".join(lines)
+
+    def write_json(self, path: Path) -> None:
+        data = {
+            "db": self.db,
+            "failed": len(self.failed),
+            "checks": [asdict(c) for c in self.checks],
+        }
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    db: str
+    tables: tuple[str, ...] = ()  # schema or table names; default every loaded table
+    checks: tuple[str, ...] = CHECKS
+    start: str | None = None
+    end: str | None = None
+    rules_files: tuple[Path, ...] = ()
+    calendar: str = "auto"
+    min_gap: int = 1  # ignore holes with fewer missing bars
+    use_status: bool = True  # sessions from loaded status messages (else the calendar only)
+    examples: int = 5
+
+
+# -- the checks ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    """One table's ledger rows summed: rows loaded, loaded + duplicates, datasets, schemas."""
+
+    loaded: int = 0
+    upper: int = 0
+    datasets: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()
+
+
+@dataclass
+class _Context:
+    db: Database
+    options: VerifyOptions
+    start: int | None
+    end: int | None
+    ledger: dict[str, LedgerTotals]
+
+    rulesets: dict[tuple[str, str], RuleSet] = field(default_factory=dict)
+
+    def where(self, table: str, spec: TableSpec) -> list[str]:
+        return self.db.time_range(spec.index_ts, self.start, self.end)
+
+    def ruleset(self, book: RuleBook, spec: TableSpec, dataset: str) -> RuleSet:
+        """The rules of a schema and dataset; no file range (a table has no file per row)."""
+        key = (spec.schema, dataset)
+        if key not in self.rulesets:
+            self.rulesets[key] = book.for_file(spec, dataset, None, None)
+        return self.rulesets[key]
+
+
+def verify(options: VerifyOptions, on_check: Callable[[Check], None] | None = None) -> VerifyReport:
+    """Run the checks; the library form of `histetl verify`."""
+    unknown = [c for c in options.checks if c not in CHECKS]
+    if unknown:
+        raise ConfigError(
+            f"unknown check {', '.join(unknown)}", where="--check", hint=", ".join(CHECKS)
+        )
+    if options.min_gap < 1:
+        raise ConfigError("--min-gap must be at least 1", where="--min-gap")
+    start = parse_time(options.start, "--start") if options.start else None
+    end = parse_time(options.end, "--end") if options.end else None
+    rules = RuleBook.load(options.rules_files) if "rules" in options.checks else None
+    if options.calendar != "auto" and "gaps" in options.checks:
+        Calendar.load(options.calendar)  # a bad calendar fails before any work
+    with Database.open(options.db) as db:
+        report = VerifyReport(db.display)
+        ctx = _Context(db, options, start, end, _ledger(db))
+        tables = _tables(ctx)
+
+        def add(check: Check) -> None:
+            report.checks.append(check)
+            if on_check is not None:
+                on_check(check)
+
+        for table, spec in tables.items():
+            if "duplicates" in options.checks:
+                add(_duplicates(ctx, table, spec))
+            if "rules" in options.checks and rules is not None:
+                add(_rules(ctx, table, spec, rules))
+            if "ledger" in options.checks:
+                add(_ledger_check(ctx, table))
+            if "gaps" in options.checks and _bar_interval(table) is not None:
+                add(_gaps(ctx, table, spec))
+        if "ledger" in options.checks and not options.tables:
+            for table in sorted(set(ctx.ledger) - set(db.tables())):
+                add(
+                    Check(
+                        "ledger",
+                        table,
+                        "FAIL",
+                        "the ledger lists loads into a table that does not exist",
+                    )
+                )
+        if "definitions" in options.checks:
+            add(_definitions(ctx, tables))
+    return report
+
+
+def _ledger(db: Database) -> dict[str, LedgerTotals]:
+    if LEDGER_TABLE not in db.tables():
+        return {}
+    rows = db.rows(
+        "SELECT target_table, CAST(sum(loaded) AS BIGINT), "
+        "CAST(sum(loaded + duplicates) AS BIGINT), "
+        "string_agg(DISTINCT dataset, ','), string_agg(DISTINCT schema, ',') "
+        f"FROM {LEDGER_TABLE} GROUP BY target_table"
+    )
+    return {str(t): LedgerTotals(int(a), int(b), _sorted(d), _sorted(s)) for t, a, b, d, s in rows}
+
+
+def _sorted(joined: object) -> tuple[str, ...]:
+    return tuple(sorted(str(joined).split(","))) if joined else ()
+
+
+def _tables(ctx: _Context) -> dict[str, TableSpec]:
+    db = ctx.db
+    found: dict[str, TableSpec] = {}
+    for table in sorted(db.tables()):
+        if table.startswith("histetl_"):
+            continue
+        spec = spec_for(table)
+        if spec is None and table in ctx.ledger:
+            spec = next((s for s in map(spec_for, ctx.ledger[table].schemas) if s), None)
+        if spec is not None and (table in ctx.ledger or db.has_rows(table)):
+            found[table] = spec
+    if not ctx.options.tables:
+        return found
+    chosen: dict[str, TableSpec] = {}
+    for name in ctx.options.tables:
+        table = name.replace("-", "_")
+        if table not in found:
+            close = difflib.get_close_matches(table, list(found), n=3)
+            raise ConfigError(
+                f"no loaded table {name!r}"
+                + (f" (close matches: {', '.join(close)})" if close else ""),
+                where="--table",
+                hint=f"loaded: {', '.join(found) or 'nothing'}",
+            )
+        chosen[table] = found[table]
+    return chosen
+
+
+def _has(ctx: _Context, table: str, columns: Sequence[str]) -> bool:
+    return set(columns) <= set(ctx.db.column_names(table))
+
+
+def _bar_interval(table: str) -> int | None:
+    match = re.fullmatch(r"ohlcv_(\d+[smhd])", table)
+    if match is None:
+        return None
+    interval = parse_interval(match[1])
+    return interval if 60 * 10**9 <= interval < _DAY_NS else None
+
+
+def _key_sql(db: Database, spec: TableSpec, columns: Sequence[str]) -> list[str]:
+    ts_columns = {c.name for c in spec.columns if c.kind == "timestamp"}
+    return [db.time_ns(c) if c in ts_columns else quote(c) for c in columns]
+
+
+def _duplicates(ctx: _Context, table: str, spec: TableSpec) -> Check:
+    db = ctx.db
+    keys = {"primary key": list(spec.key)}
+    if table.startswith("ohlcv_"):
+        keys["one bar per instrument, publisher and time"] = [
+            "ts_event",
+            "instrument_id",
+            "publisher_id",
+        ]
+    where = ctx.where(table, spec)
+    filter_sql = (" WHERE " + " AND ".join(where)) if where else ""
+    found: list[str] = []
+    examples: list[str] = []
+    for label, columns in keys.items():
+        if not _has(ctx, table, columns):
+            return Check(
+                "duplicates", table, "SKIP", f"no {', '.join(columns)} columns (mapped table?)"
+            )
+        key = _key_sql(db, spec, columns)
+        grouped = (
+            f"SELECT {', '.join(f'{k} AS k{i}' for i, k in enumerate(key))}, count(*) AS n "
+            f"FROM {quote(table)}{filter_sql} GROUP BY {', '.join(key)} HAVING count(*) > 1"
+        )
+        groups, extra = db.rows(
+            f"SELECT count(*), CAST(coalesce(sum(n - 1), 0) AS BIGINT) FROM ({grouped}) d"
+        )[0]
+        if groups:
+            found.append(f"{label}: {groups} key(s), {extra} extra row(s)")
+            for row in db.rows(f"{grouped} LIMIT {ctx.options.examples}"):
+                values = [format_ns(int(v)) if i == 0 else str(v) for i, v in enumerate(row[:-1])]
+                examples.append(
+                    f"{label} ({', '.join(columns)}) = ({', '.join(values)}): {row[-1]} rows"
+                )
+    if found:
+        return Check(
+            "duplicates", table, "FAIL", "; ".join(found), examples[: ctx.options.examples]
+        )
+    return Check("duplicates", table, "PASS", "no duplicate keys")
+
+
+def _rules(ctx: _Context, table: str, spec: TableSpec, book: RuleBook) -> Check:
+    db = ctx.db
+    names = db.column_names(table)
+    if not set(spec.column_names) <= set(names):
+        return Check("rules", table, "SKIP", "not the canonical columns (mapped table?)")
+    datasets = ctx.ledger.get(table, LedgerTotals()).datasets
+    fallback = datasets[0] if len(datasets) == 1 else ""
+    counts: dict[str, int] = {}
+    errors: set[str] = set()
+    bad_rows = rows = 0
+    examples: list[str] = []
+    for batch in db.read(table, where=ctx.where(table, spec)):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        parts = (
+            frame.partition_by("publisher_id", as_dict=True)
+            if "publisher_id" in names
+            else {(None,): frame}
+        )
+        for (publisher,), part in parts.items():
+            ruleset = ctx.ruleset(book, spec, _dataset(publisher, fallback))
+            errors |= set(ruleset.errors)
+            split = ruleset.split(part, first_ordinal=rows)
+            rows += part.height
+            for rule, n in split.counts.items():
+                counts[rule] = counts.get(rule, 0) + n
+            bad_rows += split.invalid.height
+            for row in split.invalid.head(ctx.options.examples - len(examples)).iter_rows(
+                named=True
+            ):
+                examples.append(
+                    f"{row[spec.index_ts]} {row.get('symbol')} ({row['instrument_id']}): "
+                    f"{', '.join(row[RULES_COLUMN])}"
+                )
+    broken = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda x: -x[1]))
+    if bad_rows:
+        return Check(
+            "rules",
+            table,
+            "FAIL",
+            f"{bad_rows} of {rows} rows break error rules ({broken})",
+            examples,
+        )
+    if counts:
+        return Check("rules", table, "WARN", f"{rows} rows; warn rules broken ({broken})")
+    return Check("rules", table, "PASS", f"{rows} rows, no rule broken")
+
+
+@cache
+def _publisher_dataset(publisher: int) -> str:
+    from databento.common.publishers import Publisher
+
+    try:
+        return str(Publisher.from_int(publisher).dataset.value)
+    except ValueError:
+        return ""
+
+
+def _dataset(publisher: object, fallback: str) -> str:
+    return (_publisher_dataset(int(publisher)) if isinstance(publisher, int) else "") or fallback
+
+
+def _ledger_check(ctx: _Context, table: str) -> Check:
+    if ctx.start is not None or ctx.end is not None:
+        return Check(
+            "ledger", table, "SKIP", "not with --start/--end (the ledger counts whole files)"
+        )
+    count = int(ctx.db.rows(f"SELECT count(*) FROM {quote(table)}")[0][0])
+    totals = ctx.ledger.get(table, LedgerTotals())
+    loaded, upper = totals.loaded, totals.upper
+    if count == loaded:
+        return Check("ledger", table, "PASS", f"{count} rows, as the ledger says")
+    if loaded < count <= upper:
+        return Check(
+            "ledger", table, "PASS",
+            f"{count} rows; ledger: {loaded} loaded + up to {upper - loaded} reloaded with --force",
+        )  # fmt: skip
+    if count < loaded:
+        return Check(
+            "ledger", table, "FAIL",
+            f"{count} rows but the ledger says {loaded} were loaded: {loaded - count} missing "
+            "(deleted outside histetl, or dropped by a retention policy)",
+        )  # fmt: skip
+    return Check(
+        "ledger", table, "FAIL",
+        f"{count} rows but the ledger accounts for at most {upper}: {count - upper} rows were "
+        "written outside histetl",
+    )  # fmt: skip
+
+
+def _gaps(ctx: _Context, table: str, spec: TableSpec) -> Check:
+    db, options = ctx.db, ctx.options
+    interval = _bar_interval(table)
+    assert interval is not None
+    datasets = ctx.ledger.get(table, LedgerTotals()).datasets
+    calendar = calendar_for(options.calendar, datasets)
+    if calendar is None:
+        return Check(
+            "gaps", table, "SKIP",
+            f"no calendar for dataset(s) {', '.join(datasets) or 'unknown'}; pass --calendar",
+        )  # fmt: skip
+    if not _has(ctx, table, ["ts_event", "instrument_id", "publisher_id", "symbol"]):
+        return Check("gaps", table, "SKIP", "no ts_event/instrument_id/symbol columns")
+    ts = db.time_ns("ts_event")
+    where = ctx.where(table, spec)
+    holes = db.fetch(
+        "SELECT instrument_id, symbol, prev_ns, ts_ns FROM ("
+        f"SELECT instrument_id, symbol, {ts} AS ts_ns, lag({ts}) OVER (PARTITION BY "
+        f"instrument_id, publisher_id, symbol ORDER BY {ts}) AS prev_ns FROM {quote(table)}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f") h WHERE ts_ns - prev_ns > {int(interval)}"
+    )
+    frame = pl.from_arrow(holes)
+    assert isinstance(frame, pl.DataFrame)
+    if frame.is_empty():
+        return Check(
+            "gaps", table, "PASS", f"no holes in any bar series (calendar {calendar.name})"
+        )
+    frame = frame.with_columns(pl.col("instrument_id").cast(pl.Int64))
+    span = (int(frame["prev_ns"].min()), int(frame["ts_ns"].max()))  # type: ignore[arg-type]
+    base = calendar.ranges(*span)
+    windows = _listed(db, frame["instrument_id"].unique().to_list())
+    status = _status(db, frame["instrument_id"].unique().to_list()) if options.use_status else {}
+    missing = np.zeros(frame.height, dtype=np.int64)
+    for (iid,), part in (
+        frame.with_row_index("i").partition_by("instrument_id", as_dict=True).items()
+    ):
+        sessions = base
+        if iid in status:
+            sessions = status_ranges(*status[iid], calendar=base, end_ns=span[1])
+        if iid in windows:
+            lo, hi = windows[iid]
+            sessions = _merge(np.clip(sessions, lo, hi))
+        a = part["prev_ns"].to_numpy().astype(np.int64)
+        b = part["ts_ns"].to_numpy().astype(np.int64)
+        missing[part["i"].to_numpy()] = covered(
+            buckets(sessions, interval), a // interval + 1, b // interval
+        )
+    frame = frame.with_columns(pl.Series("missing", missing)).filter(
+        pl.col("missing") >= options.min_gap
+    )
+    if frame.is_empty():
+        return Check(
+            "gaps", table, "PASS", f"no bars missing inside sessions (calendar {calendar.name})"
+        )
+    series = frame.select("instrument_id", "symbol").unique().height
+    examples = [
+        f"{r['symbol']} ({r['instrument_id']}): {r['missing']} missing between "
+        f"{format_ns(r['prev_ns'])} and {format_ns(r['ts_ns'])}"
+        for r in frame.sort("missing", descending=True).head(options.examples).iter_rows(named=True)
+    ]
+    total = int(frame["missing"].sum())
+    return Check(
+        "gaps", table, "FAIL",
+        f"{total} bar(s) missing inside sessions in {frame.height} hole(s) of {series} series "
+        f"(calendar {calendar.name})",
+        examples,
+    )  # fmt: skip
+
+
+def _definitions_loaded(db: Database) -> bool:
+    return db.has_rows(DEFINITION_TABLE) and "instrument_id" in db.column_names(DEFINITION_TABLE)
+
+
+def _listed(db: Database, ids: list[int]) -> dict[int, tuple[int, int]]:
+    """instrument_id -> [activation, expiration] from the definitions (open ends unbounded)."""
+    if not ids or not _definitions_loaded(db):
+        return {}
+    names = db.column_names(DEFINITION_TABLE)
+    if not {"activation", "expiration"} <= set(names):
+        return {}
+    rows = db.rows(
+        f"SELECT instrument_id, min({db.time_ns('activation')}), max({db.time_ns('expiration')}) "
+        f"FROM {DEFINITION_TABLE} WHERE instrument_id IN ({', '.join(map(str, ids))}) "
+        "GROUP BY instrument_id"
+    )
+    low, high = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    return {
+        int(i): (int(a) if a is not None else low, int(e) if e is not None else high)
+        for i, a, e in rows
+    }
+
+
+def _status(
+    db: Database, ids: list[int]
+) -> dict[int, tuple[npt.NDArray[np.int64], list[str | None], npt.NDArray[np.int64]]]:
+    if not ids or "status" not in db.tables():
+        return {}
+    if not {"ts_event", "instrument_id", "is_trading", "action"} <= set(db.column_names("status")):
+        return {}
+    ts = db.time_ns("ts_event")
+    table = db.fetch(
+        f"SELECT instrument_id, {ts} AS ts, is_trading, action FROM status "
+        f"WHERE instrument_id IN ({', '.join(map(str, ids))}) ORDER BY instrument_id, {ts}"
+    )
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    out = {}
+    for (iid,), part in frame.partition_by("instrument_id", as_dict=True).items():
+        out[int(iid)] = (
+            part["ts"].to_numpy().astype(np.int64),
+            part["is_trading"].to_list(),
+            part["action"].fill_null(0).to_numpy().astype(np.int64),
+        )
+    return out
+
+
+def _definitions(ctx: _Context, tables: dict[str, TableSpec]) -> Check:
+    db = ctx.db
+    if not _definitions_loaded(db):
+        return Check("definitions", "", "SKIP", "no definitions loaded")
+    missing: dict[tuple[int, str], set[str]] = {}
+    for table, spec in tables.items():
+        if table == DEFINITION_TABLE or not _has(ctx, table, ["instrument_id", "symbol"]):
+            continue
+        where = [
+            *ctx.where(table, spec),
+            f"NOT EXISTS (SELECT 1 FROM {DEFINITION_TABLE} d "
+            "WHERE d.instrument_id = t.instrument_id)",
+        ]
+        for iid, symbol in db.rows(
+            f"SELECT DISTINCT instrument_id, symbol FROM {quote(table)} t "
+            f"WHERE {' AND '.join(where)}"
+        ):
+            missing.setdefault((int(iid), str(symbol)), set()).add(table)
+    if not missing:
+        return Check("definitions", "", "PASS", "every instrument has a definition")
+    examples = [
+        f"{symbol} ({iid}) in {', '.join(sorted(found))}"
+        for (iid, symbol), found in sorted(missing.items())[: ctx.options.examples]
+    ]
+    return Check(
+        "definitions", "", "FAIL", f"{len(missing)} instrument(s) without a definition", examples
+    )
