@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import shutil
 import sys
 import time
@@ -28,7 +29,7 @@ from histetl.logs import configure, logger_level
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths, init_db, ledger
 from histetl.quarantine import list_quarantine, rule_counts, sample
 from histetl.report import FileReport, RunReport
-from histetl.sinks import RetryPolicy
+from histetl.sinks import RetryPolicy, TimescaleOptions
 from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -264,10 +265,41 @@ def db() -> None:
 
 @db.command("init")
 @_db_option
+@click.option(
+    "--chunk-interval",
+    default="1 day",
+    show_default=True,
+    help="TimescaleDB chunk interval of new hypertables (PostgreSQL interval).",
+)
+@click.option(
+    "--compress-after",
+    metavar="INTERVAL",
+    help="TimescaleDB: add a compression policy, e.g. '7 days'.",
+)
+@click.option(
+    "--retain-for",
+    metavar="INTERVAL",
+    help="TimescaleDB: add a retention policy (drops older chunks), e.g. '2 years'.",
+)
 @handle_errors
-def db_init(db: str | None) -> None:
-    """Apply migrations and create every canonical table (idempotent)."""
-    shown = init_db(db or default_db())
+def db_init(
+    db: str | None, chunk_interval: str, compress_after: str | None, retain_for: str | None
+) -> None:
+    """Apply migrations and create every canonical table (idempotent); on TimescaleDB also
+    hypertables and the compression/retention policies given."""
+    for option, value in (
+        ("--chunk-interval", chunk_interval),
+        ("--compress-after", compress_after),
+        ("--retain-for", retain_for),
+    ):
+        if value is not None and not re.fullmatch(r"\d+\s*[a-z]+", value.strip()):
+            raise ConfigError(
+                f"{value!r} is not an interval",
+                where=option,
+                hint="write it like '7 days' or '12 hours'",
+            )
+    options = TimescaleOptions(chunk_interval, compress_after, retain_for)
+    shown = init_db(db or default_db(), options)
     click.echo(f"database ready: {shown}")
 
 

@@ -39,6 +39,7 @@ from histetl.sinks import (
     RetryPolicy,
     Sink,
     TableTarget,
+    TimescaleOptions,
     canonical_targets,
     open_sink,
     redact,
@@ -457,9 +458,10 @@ def _str_or_none(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
 
-def init_db(uri: str) -> str:
-    """Create the ledger and every canonical table (idempotent); returns the target shown."""
-    sink = open_sink(uri)
+def init_db(uri: str, timescale: TimescaleOptions | None = None) -> str:
+    """Create the ledger and every canonical table (idempotent), with TimescaleDB policies;
+    returns the target shown."""
+    sink = open_sink(uri, timescale=timescale)
     try:
         sink.init_tables(canonical_targets())
         return sink.display

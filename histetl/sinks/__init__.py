@@ -41,6 +41,15 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class TimescaleOptions:
+    """Hypertable settings (TimescaleDB only); intervals in PostgreSQL syntax ("7 days")."""
+
+    chunk_interval: str = "1 day"
+    compress_after: str | None = None  # add a compression policy
+    retain_for: str | None = None  # add a retention policy (drops older chunks)
+
+
+@dataclass(frozen=True)
 class TableTarget:
     """What a sink needs to know about a target table."""
 
@@ -160,7 +169,9 @@ def canonical_targets() -> list[TableTarget]:
     return [TableTarget(s.table, s.arrow_schema, s.key, s.index_ts) for s in all_specs()]
 
 
-def open_sink(uri: str, retry: RetryPolicy | None = None) -> Sink:
+def open_sink(
+    uri: str, retry: RetryPolicy | None = None, timescale: TimescaleOptions | None = None
+) -> Sink:
     scheme = uri.split(":", 1)[0].lower()
     if scheme == "duckdb":
         from histetl.sinks.duckdb import DuckDBSink
@@ -169,7 +180,7 @@ def open_sink(uri: str, retry: RetryPolicy | None = None) -> Sink:
     if scheme in ("postgresql", "postgres"):
         from histetl.sinks.postgres import PostgresSink
 
-        return PostgresSink(uri, retry=retry)
+        return PostgresSink(uri, retry=retry, timescale=timescale)
     raise ConfigError(
         f"unsupported database URI scheme {scheme!r} in {redact(uri)}",
         where="--db",

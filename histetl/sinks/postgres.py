@@ -18,7 +18,6 @@ Load path, one transaction per file:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +36,7 @@ from histetl.sinks import (
     MergeRequired,
     RetryPolicy,
     TableTarget,
+    TimescaleOptions,
     ledger_params,
     ledger_upsert_sql,
     redact,
@@ -45,13 +45,6 @@ from histetl.sinks.pgschema import create_table_sql, pg_arrow_schema, quote, to_
 
 _MIGRATIONS_TABLE = "histetl_migrations"
 _UNIQUE_VIOLATION = "23505"
-
-
-@dataclass(frozen=True)
-class TimescaleOptions:
-    chunk_interval: str = "1 day"
-    compress_after: str | None = None  # e.g. "7 days": add a compression policy
-    retain_for: str | None = None  # e.g. "365 days": add a retention policy
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -228,9 +221,13 @@ class PostgresSink:
         self._created.add(target.name)
 
     def init_tables(self, targets: list[TableTarget]) -> None:
-        """`histetl db init`: every canonical table, ready before the first load."""
+        """`histetl db init`: every canonical table, ready before the first load, with the
+        configured compression and retention policies on TimescaleDB."""
         for target in targets:
             self.ensure_table(target)
+            if self.timescale:
+                self._apply_policies(target)
+                self._conn.commit()
 
     def _make_hypertable(self, target: TableTarget) -> None:
         options = self.timescale_options
@@ -241,6 +238,12 @@ class PostgresSink:
             f"chunk_time_interval => INTERVAL '{options.chunk_interval}', "
             "if_not_exists => TRUE, migrate_data => TRUE)"
         )
+        self._apply_policies(target)
+
+    def _apply_policies(self, target: TableTarget) -> None:
+        """Compression and retention policies (idempotent: if_not_exists)."""
+        options = self.timescale_options
+        table = quote(target.name)
         if options.compress_after:
             self.execute(
                 f"ALTER TABLE {table} SET (timescaledb.compress, "

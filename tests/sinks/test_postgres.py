@@ -18,6 +18,7 @@ import pytest
 from histetl.pipeline import FAULT_ENV, Replayer, ReplayOptions, expand_paths, init_db
 from histetl.report import RunReport
 from histetl.schemas import all_specs
+from histetl.sinks import TimescaleOptions
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.reference import decode_with_symbols
 
@@ -339,3 +340,44 @@ def test_workers_with_duckdb_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "DuckDB allows one writing process" in result.stderr
+
+
+def test_db_init_adds_timescale_policies_from_options(timescale_uri: str) -> None:
+    options = TimescaleOptions(
+        chunk_interval="12 hours", compress_after="7 days", retain_for="730 days"
+    )
+    init_db(timescale_uri, options)
+    init_db(timescale_uri, options)  # idempotent
+    jobs = query(
+        timescale_uri,
+        "SELECT proc_name, hypertable_name FROM "
+        "timescaledb_information.jobs WHERE hypertable_schema = "
+        "current_schema() AND hypertable_name = 'trades'",
+    )
+    assert sorted(proc for proc, _ in jobs) == ["policy_compression", "policy_retention"]
+    interval = query(
+        timescale_uri,
+        "SELECT time_interval FROM "
+        "timescaledb_information.dimensions WHERE hypertable_schema"
+        " = current_schema() AND hypertable_name = 'trades'",
+    )
+    assert str(interval[0][0]) == "12:00:00"
+
+
+def test_db_init_rejects_a_bad_interval(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            *HISTETL,
+            "db",
+            "init",
+            "--db",
+            f"duckdb:///{tmp_path / 'x.db'}",
+            "--compress-after",
+            "soon",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--compress-after: 'soon' is not an interval" in result.stderr
