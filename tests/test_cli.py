@@ -11,8 +11,10 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from pydantic import BaseModel
 
 from histetl.cli import main
+from histetl.jobs import JobFile, JobSpec
 from histetl.synth import Defects, SynthSpec, write_dbn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,3 +167,22 @@ def test_demo_loads_the_sample_data(tmp_path: Path) -> None:
     assert re.search(r"^trades\s+40000\s+ES\.c\.0,NQ\.c\.0", result.stdout, re.MULTILINE)
     again = run("demo", cwd=tmp_path)  # idempotent: everything is already loaded
     assert "skipped" in again.stdout
+
+
+def _keys(model: type[BaseModel], prefix: str) -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            keys.extend(_keys(nested, key + "."))
+        else:
+            keys.append(key)
+    return keys
+
+
+def test_every_job_file_key_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    keys = _keys(JobFile, "") + _keys(JobSpec, "jobs[].")
+    missing = [k for k in keys if f"`{k}`" not in readme]
+    assert missing == []
