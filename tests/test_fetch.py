@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -38,7 +37,6 @@ from histetl.fetch import (
 from histetl.jobs import JobFile, load_job_file, plan_chunks
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
-from tests.support import fake_gateway
 from tests.support.fake_gateway import FakeGateway, Scripted
 
 DATASET = "GLBX.MDP3"
@@ -66,23 +64,9 @@ def trades(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return synth_bytes(tmp_path_factory.mktemp("synth"))
 
 
-def no_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TCP_NODELAY on the fake's sockets: its responses go out in several writes, and Nagle's
-    algorithm against the client's delayed ACK costs ~40 ms per request otherwise."""
-    get_request = fake_gateway._Server.get_request
-
-    def with_no_delay(self: Any) -> Any:
-        sock, addr = get_request(self)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock, addr
-
-    monkeypatch.setattr(fake_gateway._Server, "get_request", with_no_delay)
-
-
 @pytest.fixture
 def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGateway]:
     """The fake gateway with no data; the environment points the client and key at it."""
-    no_delay(monkeypatch)
     with FakeGateway(cost_per_record=0.0001) as fake:
         for name, value in fake.env().items():
             monkeypatch.setenv(name, value)
