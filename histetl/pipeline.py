@@ -200,26 +200,23 @@ class Replayer:
         spec = dbn.spec
         table = self.mapping.for_spec(spec)
         report.dataset, report.schema, report.table = dbn.dataset, spec.schema, table.table
+        start, end = _ns_or_none(dbn.metadata.start), _ns_or_none(dbn.metadata.end)
         load = None
         if sink is not None:
             report.sha256 = sha256_file(dbn.path)
             entry = None if self.options.force else sink.ledger_entry(report.sha256, table.table)
             target = TableTarget(table.table, table.arrow_schema, table.key, table.key[0])
-            span = (_ns_or_none(dbn.metadata.start), _ns_or_none(dbn.metadata.end))
             load = (
                 None
                 if entry
-                else sink.begin(target, report.sha256, self.options.force, merge, span)
+                else sink.begin(target, report.sha256, self.options.force, merge, (start, end))
             )
             if load is None:
                 report.status = "skipped"
                 entry = entry or sink.ledger_entry(report.sha256, table.table)
                 report.skipped = entry.records if entry else 0
                 return
-        meta = dbn.metadata
-        rules = self.rules.for_file(
-            spec, dbn.dataset, _ns_or_none(meta.start), _ns_or_none(meta.end)
-        )
+        rules = self.rules.for_file(spec, dbn.dataset, start, end)
         writer = QuarantineWriter(
             quarantine_path(
                 self.options.quarantine_dir, self.run_id, dbn.dataset, spec.schema, dbn.path
