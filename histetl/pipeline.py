@@ -100,8 +100,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _ns_or_none(value: int) -> int | None:
-    return None if value >= 2**63 else value
+def _ns_or_none(value: int | None) -> int | None:
+    """A metadata timestamp, or None when absent or UNDEF_TIMESTAMP."""
+    return None if value is None or value >= 2**63 else value
 
 
 class Replayer:
