@@ -29,6 +29,7 @@ fmt:
 
 # Benchmarks side by side (HISTETL_BENCH_ROWS=N for a quick run); writes benchmarks/results/latest.json
 bench:
+    [ -x {{venv}}/python ] || scripts/bootstrap --dev
     {{venv}}/python -m benchmarks.run
 
 # Generate sample data and load it into ./histetl.duckdb

@@ -7,6 +7,8 @@ a copy, which makes them the cheapest way into the validation stage.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
@@ -84,3 +86,21 @@ def null_bitmap(valid: np.ndarray | None) -> pa.Buffer | None:
     if valid is None or valid.all():
         return None
     return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def numpy_values(array: pa.Array, dtype: np.dtype[Any] | type | None = None) -> np.ndarray:
+    """The values buffer of a fixed-width Arrow array as numpy, without a copy (NULL slots
+    hold whatever the buffer has; combine with `validity`). Avoids Array.to_numpy, which
+    imports pandas."""
+    type_ = np.dtype(dtype) if dtype is not None else np.dtype(str(array.type))
+    data = array.buffers()[1]
+    return np.frombuffer(data, dtype=type_, count=len(array), offset=array.offset * type_.itemsize)
+
+
+def validity(array: pa.Array) -> np.ndarray:
+    """Boolean numpy mask of the non-NULL values."""
+    bitmap = array.buffers()[0]
+    if bitmap is None or array.null_count == 0:
+        return np.ones(len(array), dtype=bool)
+    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
+    return bits[array.offset : array.offset + len(array)].astype(bool)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import queue
 import struct
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,12 +87,20 @@ def _first_invalid_utf8(raw: np.ndarray) -> int:
 
 
 def _integer_array(raw: np.ndarray, column: Column, sentinel: bool) -> pa.Array:
-    target = np.dtype(column.type.to_pandas_dtype())
+    target = np.dtype(str(column.type))  # int8 ... uint64
     values = np.ascontiguousarray(raw, dtype=target)
     if not sentinel:
-        return pa.array(values, type=column.type)
+        return _numeric_array(values, column.type)
     limit = np.iinfo(raw.dtype).max if column.name == "quantity" else np.iinfo(target).max
-    return pa.array(values, type=column.type, mask=raw == limit)
+    return _numeric_array(values, column.type, raw != limit)
+
+
+def _numeric_array(
+    values: np.ndarray, type_: pa.DataType, valid: np.ndarray | None = None
+) -> pa.Array:
+    """Wrap a contiguous numpy array as Arrow without a copy (and without pyarrow's pandas
+    import that pa.array() triggers)."""
+    return pa.Array.from_buffers(type_, values.size, [null_bitmap(valid), pa.py_buffer(values)])
 
 
 def record_hash(records: np.ndarray) -> np.ndarray:
@@ -144,17 +153,29 @@ class _ReadAhead(io.RawIOBase):
                 continue
 
     def read(self, size: int = -1) -> bytes:
-        while not self._pending and not self._done:
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            if not item:
-                self._done = True
-            self._pending = memoryview(item)
-        n = len(self._pending) if size < 0 else min(size, len(self._pending))
-        data, self._pending = bytes(self._pending[:n]), self._pending[n:]
-        return data
+        """`size` bytes (fewer only at the end of the stream), copied once from the
+        decompressed chunks. Returns a bytearray: numpy reads it without another copy."""
+        if size < 0:
+            size = sys.maxsize
+        out = bytearray()
+        while len(out) < size and not self._done:
+            if not self._pending:
+                item = self._queue.get()
+                if isinstance(item, BaseException):
+                    self._done = True
+                    raise item
+                if not item:
+                    self._done = True
+                    break
+                self._pending = memoryview(item)
+                if not out and len(item) >= size:  # the common case: one chunk suffices
+                    out = bytearray(self._pending[:size])
+                    self._pending = self._pending[size:]
+                    break
+            n = min(size - len(out), len(self._pending))
+            out += self._pending[:n]
+            self._pending = self._pending[n:]
+        return out  # type: ignore[return-value]
 
     def close(self) -> None:
         self._stop.set()
@@ -248,7 +269,7 @@ class DbnFile:
                 offset=self._offset,
             )
         try:
-            metadata = databento_dbn.Metadata.decode(prelude + body)
+            metadata = databento_dbn.Metadata.decode(bytes(prelude + body))
         except Exception as exc:  # databento_dbn raises its own DBNError or ValueError
             raise DecodeError(self.path, f"corrupt metadata header: {exc}", offset=8) from exc
         return version, metadata
@@ -351,7 +372,7 @@ class DbnFile:
         if column.name == HASH_COLUMN:
             if not with_hash:
                 return pa.nulls(records.size, pa.int64())
-            return pa.array(record_hash(records), type=pa.int64())
+            return _numeric_array(record_hash(records), pa.int64())
         names = records.dtype.names or ()
         if column.name not in names:
             return pa.nulls(records.size, column.type)  # a field this DBN version lacks

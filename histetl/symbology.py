@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from histetl.arrowutil import StringTable
+from histetl.arrowutil import StringTable, numpy_values, validity
 from histetl.errors import DecodeError
 
 _NS_PER_DAY = 86_400 * 10**9
@@ -92,10 +91,9 @@ class SymbolMap:
         n = len(instrument_ids)
         if n == 0 or len(self) == 0:
             return pa.nulls(n, pa.string_view())
-        ids = instrument_ids.to_numpy(zero_copy_only=False).astype(np.uint64)
-        ts_valid = pc.is_valid(timestamps).to_numpy(zero_copy_only=False)
-        ns = pc.fill_null(timestamps.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-        days = ns // _NS_PER_DAY
+        ids = numpy_values(instrument_ids).astype(np.uint64)
+        ts_valid = validity(timestamps)
+        days = numpy_values(timestamps, np.int64) // _NS_PER_DAY
         query = (ids << np.uint64(32)) | days.astype(np.uint64)
         pos = np.searchsorted(self._keys, query, side="right") - 1
         safe = np.maximum(pos, 0)

@@ -1,0 +1,206 @@
+"""Ratios between timings of one run, and the project's acceptance targets.
+
+Every ratio is defined so that its meaning is in its name: `a_vs_b` is how many times faster
+histetl's `a` is than `b` (higher is better), except where the name says `_share` or
+`_overhead` (lower is better).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.bench import Timing
+
+Timings = dict[str, Timing]
+
+
+def _secs(t: Timings, key: str, process: bool = False) -> float | None:
+    timing = t.get(key)
+    if timing is None:
+        return None
+    return timing.process_seconds if process else timing.seconds
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def _rate(t: Timings, key: str) -> float | None:
+    timing = t.get(key)
+    return timing.rows_per_s if timing else None
+
+
+def ratios(t: Timings) -> dict[str, float | None]:
+    v = "decode.histetl_validate"
+    load = "pg.histetl_load"
+    out = {
+        # issue 2: decode + map + validate vs databento's to_df
+        "decode_vs_to_df": _div(_secs(t, "decode.to_df_fixed"), _secs(t, v)),
+        "decode_vs_to_df_decimal": _div(_secs(t, "decode.to_df_decimal"), _secs(t, v)),
+        "decode_vs_to_ndarray": _div(_secs(t, "decode.to_ndarray"), _secs(t, v)),
+        "decode_map_only_vs_to_df": _div(
+            _secs(t, "decode.to_df_fixed"), _secs(t, "decode.histetl_arrow")
+        ),
+        "process_vs_to_df_process": _div(
+            _secs(t, "decode.to_df_fixed", process=True), _secs(t, v, process=True)
+        ),
+        "zst_overhead_vs_decompress": _div(
+            _secs(t, "zstd.histetl_validate"), _secs(t, "zstd.decompress")
+        ),
+        # issue 4 / 7: PostgreSQL
+        "load_vs_copy": _div(_secs(t, "pg.server_copy"), _secs(t, load)),
+        "load_process_vs_copy": _div(_secs(t, "pg.server_copy"), _secs(t, load, process=True)),
+        "load_vs_psycopg_copy": _div(_secs(t, "pg.psycopg_copy"), _secs(t, load)),
+        "vs_rowwise_loader": _div(_rate(t, load), _rate(t, "pg.rowwise")),
+        "vs_rowwise_loader_same_rows": _div(
+            _secs(t, "pg.rowwise"), _secs(t, "pg.histetl_load_rowwise_rows")
+        ),
+        "rerun_vs_first_load": _div(_secs(t, "pg.histetl_rerun"), _secs(t, load)),
+        "rerun_process_vs_first_load_process": _div(
+            _secs(t, "pg.histetl_rerun", process=True), _secs(t, load, process=True)
+        ),
+        "force_rerun_vs_first_load": _div(_secs(t, "pg.histetl_force"), _secs(t, load)),
+        # DuckDB: loading the trades file vs databento merely decoding it
+        "duckdb_load_vs_to_df": _div(
+            _secs(t, "decode.to_df_fixed"), _duckdb_trades_seconds(t.get("duckdb.load"))
+        ),
+        "workers_2_vs_1": _div(_secs(t, "workers.1"), _secs(t, "workers.2")),
+    }
+    for key, timing in t.items():
+        if timing.rss_growth is not None:
+            out[f"rss_growth.{key}"] = round(timing.rss_growth, 3)
+    return out
+
+
+def _duckdb_trades_seconds(timing: Timing | None) -> float | None:
+    if timing is None:
+        return None
+    per_file = timing.extra.get("file_seconds", {})
+    trades = [s for name, s in per_file.items() if name.startswith("trades-")]
+    return float(trades[0]) if trades else None
+
+
+@dataclass(frozen=True)
+class Target:
+    issue: int
+    claim: str
+    ratio: str
+    goal: str
+    met: Callable[[float], bool]
+    size: str = ""  # the Sizes field the target is stated for
+    rows: int = 0  # ... and at how many rows
+
+
+DECODE_ROWS, PG_ROWS = 10_000_000, 3_000_000
+
+
+RSS_GROWTH_LIMIT = 1.25  # peak RSS at 4x the rows: allowed growth for "does not grow"
+TARGETS = (
+    Target(
+        2,
+        "decode + map + validate vs to_df(fixed, map_symbols)",
+        "decode_vs_to_df",
+        ">= 15x",
+        lambda x: x >= 15,
+        "trades",
+        DECODE_ROWS,
+    ),
+    Target(
+        2,
+        "replay --validate-only process vs to_df process (wall)",
+        "process_vs_to_df_process",
+        ">= 15x",
+        lambda x: x >= 15,
+        "trades",
+        DECODE_ROWS,
+    ),
+    Target(
+        2,
+        ".dbn.zst: decode + map + validate vs zstd decompression alone",
+        "zst_overhead_vs_decompress",
+        "<= 1.5x",
+        lambda x: x <= 1.5,
+        "trades",
+        DECODE_ROWS,
+    ),
+    Target(
+        2,
+        "peak RSS of replay --validate-only at 4x the rows",
+        "rss_growth.decode.histetl_validate",
+        f"<= {RSS_GROWTH_LIMIT}x",
+        lambda x: x <= RSS_GROWTH_LIMIT,
+    ),
+    Target(
+        4,
+        "PostgreSQL load speed / server-side binary COPY (file seconds)",
+        "load_vs_copy",
+        ">= 0.7",
+        lambda x: x >= 0.7,
+        "pg",
+        PG_ROWS,
+    ),
+    Target(
+        4,
+        "PostgreSQL load speed / server-side binary COPY (whole process)",
+        "load_process_vs_copy",
+        ">= 0.7",
+        lambda x: x >= 0.7,
+        "pg",
+        PG_ROWS,
+    ),
+    Target(
+        4,
+        "rerun of a loaded file / first load (file seconds)",
+        "rerun_vs_first_load",
+        "< 0.05",
+        lambda x: x < 0.05,
+        "pg",
+        PG_ROWS,
+    ),
+    Target(
+        4,
+        "rerun of a loaded file / first load (whole process)",
+        "rerun_process_vs_first_load_process",
+        "< 0.05",
+        lambda x: x < 0.05,
+        "pg",
+        PG_ROWS,
+    ),
+    Target(
+        7,
+        "peak RSS of the PostgreSQL load at 4x the rows",
+        "rss_growth.pg.histetl_load",
+        f"<= {RSS_GROWTH_LIMIT}x",
+        lambda x: x <= RSS_GROWTH_LIMIT,
+    ),
+    Target(
+        7,
+        "peak RSS of the DuckDB load at 4x the rows",
+        "rss_growth.duckdb.load",
+        f"<= {RSS_GROWTH_LIMIT}x",
+        lambda x: x <= RSS_GROWTH_LIMIT,
+    ),
+)
+
+
+def targets(values: dict[str, float | None], sizes: dict[str, int]) -> list[dict[str, Any]]:
+    """Each target with its measured value; `met` is None when not measured, or measured on
+    fewer rows than the target is stated for (`below_size`)."""
+    out = []
+    for target in TARGETS:
+        value = values.get(target.ratio)
+        below = bool(target.size) and sizes[target.size] < target.rows
+        entry = {
+            "issue": target.issue,
+            "claim": target.claim,
+            "ratio": target.ratio,
+            "goal": target.goal,
+            "value": value,
+            "met": None if value is None or below else target.met(value),
+        }
+        if below:
+            entry["below_size"] = target.rows
+        out.append(entry)
+    return out

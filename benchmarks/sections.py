@@ -1,0 +1,128 @@
+"""The comparisons that need no database server: decode, zstd, validation, DuckDB."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from benchmarks.bench import Bench, Entry, Sample
+from benchmarks.data import DataSet, Sizes
+from benchmarks.measure import BenchError, histetl, probe
+
+
+def replay(
+    tmp: Path,
+    *paths: Path,
+    db: str | None = None,
+    force: bool = False,
+    options: tuple[str, ...] = (),
+) -> Sample:
+    """`histetl replay` as a user runs it. Seconds are the report's per-file seconds (the
+    work on the files); the process wall time (interpreter start, connecting) is kept too."""
+    args: list[str | Path] = ["replay", *paths, "--quarantine-dir", tmp / "quarantine"]
+    args += ["--db", db] if db else ["--validate-only"]
+    if force:
+        args.append("--force")
+    args += options
+    proc = histetl(*args, report=tmp / f"report-{uuid.uuid4().hex}.json")
+    files = proc.result["files"]
+    failed = [f for f in files if f["status"] == "failed"]
+    if failed:
+        raise BenchError(f"histetl replay failed on {failed[0]['path']}: {failed[0]['error']}")
+    totals = proc.result["totals"]
+    extra = {
+        "status": sorted({f["status"] for f in files}),
+        "totals": totals,
+        "file_seconds": {Path(f["path"]).name: round(f["seconds"], 4) for f in files},
+    }
+    rows = totals["records"] or totals["skipped"]
+    return Sample(sum(f["seconds"] for f in files), rows, proc, extra)
+
+
+def probe_sample(op: str, *args: str | Path | int, rows: int | None = None) -> Sample:
+    proc = probe(op, *args)
+    result = dict(proc.result)
+    seconds = result.pop("seconds")
+    count = rows if rows is not None else result.pop("rows")
+    return Sample(seconds, count, proc, {k: v for k, v in result.items() if k != "rows"})
+
+
+def decode(bench: Bench, data: DataSet, sizes: Sizes, tmp: Path) -> None:
+    n, small = sizes.trades, Sizes.small(sizes.trades)
+    paths = [
+        Entry(
+            "decode.histetl_validate",
+            "histetl replay --validate-only (decode + map + validate)",
+            lambda rows: replay(tmp, data.trades(rows)),
+        ),
+        Entry(
+            "decode.histetl_arrow",
+            "histetl decode + map only (DBN -> Arrow with symbols)",
+            lambda rows: probe_sample("decode", data.trades(rows)),
+        ),
+    ]
+    for price_type in ("fixed", "decimal"):
+        paths.append(
+            Entry(
+                f"decode.to_df_{price_type}",
+                f'DBNStore.to_df(price_type="{price_type}", map_symbols=True)',
+                lambda rows, p=price_type: probe_sample("to_df", data.trades(rows), p),  # type: ignore[misc]
+            )
+        )
+    paths.append(
+        Entry(
+            "decode.to_ndarray",
+            "DBNStore.to_ndarray() (raw structs: no mapping, no symbols)",
+            lambda rows: probe_sample("to_ndarray", data.trades(rows)),
+        )
+    )
+    bench.group(paths, n, small)
+    zst = [
+        Entry(
+            "zstd.histetl_validate",
+            "histetl replay --validate-only on .dbn.zst",
+            lambda rows: replay(tmp, data.trades(rows, zst=True)),
+        ),
+        Entry(
+            "zstd.decompress",
+            "zstd decompression alone (python-zstandard, streamed)",
+            lambda rows: probe_sample("zstd", data.trades(rows, zst=True), rows=rows),
+        ),
+    ]
+    bench.group(zst, n, small)
+
+
+def validate(bench: Bench, data: DataSet, sizes: Sizes) -> None:
+    limit = sizes.validate
+    bench.measure(
+        "validate.trades",
+        "full rule set on trades (Polars, batches of 100k)",
+        lambda rows: probe_sample("validate", data.trades(sizes.trades), rows),
+        limit,
+    )
+    mbp = min(sizes.mbp1, 5_000_000)
+    bench.measure(
+        "validate.mbp1",
+        "full rule set on mbp-1 (Polars, batches of 100k)",
+        lambda rows: probe_sample("validate", data.mbp1(sizes.mbp1), rows),
+        mbp,
+    )
+
+
+def duckdb(bench: Bench, data: DataSet, sizes: Sizes, tmp: Path) -> None:
+    def run(rows: int) -> Sample:
+        files = (data.trades(rows), data.mbp1(max(rows // 2, 1)), data.definition())
+        target = tmp / f"bench-{uuid.uuid4().hex}.duckdb"
+        try:
+            return replay(tmp, *files, db=f"duckdb:///{target}")
+        finally:
+            for leftover in tmp.glob(target.name + "*"):
+                leftover.unlink()
+
+    bench.measure(
+        "duckdb.load",
+        "histetl replay trades + mbp-1 + definition -> DuckDB",
+        run,
+        sizes.trades,
+        Sizes.small(sizes.trades),
+    )
