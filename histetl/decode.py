@@ -8,11 +8,11 @@ UNDEF_STAT_QUANTITY) become NULL. Memory is bounded by `batch_size` records, not
 
 from __future__ import annotations
 
+import functools
 import io
-import queue
+import os
 import struct
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +25,7 @@ import zstandard
 
 from histetl.arrowutil import char_views, null_bitmap, string_views
 from histetl.errors import DecodeError, UnsupportedSchemaError
+from histetl.prefetch import Prefetch
 from histetl.schemas import (
     DBN_VERSIONS,
     HASH_COLUMN,
@@ -61,8 +62,7 @@ def _price_array(raw: np.ndarray) -> pa.Array:
 
 def _timestamp_array(raw: np.ndarray, type_: pa.DataType) -> pa.Array:
     values = np.ascontiguousarray(raw, dtype=np.uint64)
-    bitmap = null_bitmap(values < _TS_LIMIT)
-    return pa.Array.from_buffers(type_, values.size, [bitmap, pa.py_buffer(values.view(np.int64))])
+    return _numeric_array(values.view(np.int64), type_, values < _TS_LIMIT)
 
 
 def _string_array(raw: np.ndarray) -> pa.Array:
@@ -127,30 +127,11 @@ class _ReadAhead(io.RawIOBase):
     def __init__(self, stream: IO[bytes]) -> None:
         super().__init__()
         self._stream = stream
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self._DEPTH)
-        self._stop = threading.Event()
+        self._prefetch = Prefetch(
+            iter(functools.partial(stream.read, self._CHUNK), b""), self._DEPTH, "histetl-zstd"
+        )
+        self._chunks = self._prefetch.__enter__()
         self._pending = memoryview(b"")
-        self._done = False
-        self._thread = threading.Thread(target=self._fill, name="histetl-zstd", daemon=True)
-        self._thread.start()
-
-    def _fill(self) -> None:
-        try:
-            while not self._stop.is_set():
-                chunk = self._stream.read(self._CHUNK)
-                self._put(chunk)
-                if not chunk:
-                    return
-        except BaseException as exc:  # raised in the reading thread by read()
-            self._put(exc)
-
-    def _put(self, item: bytes | BaseException) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
 
     def read(self, size: int = -1) -> bytes:
         """`size` bytes (fewer only at the end of the stream), copied once from the
@@ -158,17 +139,13 @@ class _ReadAhead(io.RawIOBase):
         if size < 0:
             size = sys.maxsize
         out = bytearray()
-        while len(out) < size and not self._done:
+        while len(out) < size:
             if not self._pending:
-                item = self._queue.get()
-                if isinstance(item, BaseException):
-                    self._done = True
-                    raise item
-                if not item:
-                    self._done = True
+                chunk = next(self._chunks, None)  # raises the decompressor's error, if any
+                if chunk is None:
                     break
-                self._pending = memoryview(item)
-                if not out and len(item) >= size:  # the common case: one chunk suffices
+                self._pending = memoryview(chunk)
+                if not out and len(chunk) >= size:  # the common case: one chunk suffices
                     out = bytearray(self._pending[:size])
                     self._pending = self._pending[size:]
                     break
@@ -178,8 +155,7 @@ class _ReadAhead(io.RawIOBase):
         return out  # type: ignore[return-value]
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._prefetch.__exit__()
         self._stream.close()
         super().close()
 
@@ -200,6 +176,7 @@ class DbnFile:
             raise DecodeError(
                 self.path, f"cannot open: {exc.strerror}", hint="check the path and its permissions"
             ) from exc
+        self.size = os.fstat(self._raw.fileno()).st_size
         try:
             self._stream, self.compressed = self._open_stream()
             self._offset = 0
@@ -300,7 +277,7 @@ class DbnFile:
     def progress(self, records_done: int) -> float:
         """The fraction of the file processed, 0..1: exact for plain files (the record count
         follows from the size), from compressed bytes read for zstd."""
-        size = self.path.stat().st_size
+        size = self.size
         if not self.compressed:
             total = (size - self.header_length) // self.record_dtype.itemsize
             return min(records_done / total, 1.0) if total else 1.0

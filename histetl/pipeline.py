@@ -11,15 +11,13 @@ import glob
 import hashlib
 import multiprocessing
 import os
-import queue
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, Literal, TypeVar
+from typing import Literal
 
 import polars as pl
 import pyarrow as pa
@@ -29,6 +27,7 @@ from histetl.config import default_db
 from histetl.decode import DEFAULT_BATCH_SIZE, DbnFile
 from histetl.errors import ConfigError, HistetlError, TransientError
 from histetl.mapping import Mapping, TableMapping, to_arrow
+from histetl.prefetch import Prefetch
 from histetl.quarantine import QuarantineWriter, quarantine_path
 from histetl.report import FileReport, RunReport, new_run_id
 from histetl.schemas import SYMBOL_COLUMN
@@ -47,7 +46,6 @@ from histetl.sinks import (
 from histetl.symbology import SymbolMap
 from histetl.validate import RuleBook, RuleSet
 
-T = TypeVar("T")
 FAULT_ENV = "HISTETL_TEST_FAULT"
 DBN_SUFFIXES = (".dbn", ".dbn.zst")
 
@@ -351,58 +349,6 @@ class _Counter:
         for table in self._tables:
             self.rows += table.num_rows
             yield table
-
-
-class Prefetch(Generic[T]):
-    """Run an iterator in a background thread, `depth` items ahead of its consumer."""
-
-    _DONE = object()
-
-    def __init__(self, source: Iterator[T], depth: int = 2) -> None:
-        self._source = source
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="histetl-decode", daemon=True)
-
-    def _produce(self) -> None:
-        try:
-            for item in self._source:
-                if not self._put(item):
-                    return
-            self._put(self._DONE)
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._put(_Raised(exc))
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __enter__(self) -> Iterator[T]:
-        self._thread.start()
-        return self._items()
-
-    def _items(self) -> Iterator[T]:
-        while True:
-            item = self._queue.get()
-            if item is self._DONE:
-                return
-            if isinstance(item, _Raised):
-                raise item.exc
-            yield item  # type: ignore[misc]
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-@dataclass
-class _Raised:
-    exc: BaseException
 
 
 _WORKER: dict[str, tuple[Replayer, Sink | None]] = {}
