@@ -574,7 +574,12 @@ class _Server(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        self.gateway.errors.append(sys.exc_info()[1])  # quiet: no traceback on stderr
+        error = sys.exc_info()[1]
+        # A client that hangs up mid-response (e.g. the databento client aborting on an
+        # X-Warning header) is the client's business, not a fault of the fake.
+        if isinstance(error, (ConnectionError, ssl.SSLEOFError)):
+            return
+        self.gateway.errors.append(error)  # quiet: no traceback on stderr
 
     def abort_connections(self) -> None:
         with self._conns_lock:
