@@ -22,7 +22,7 @@ from tests.conftest import sample_files
 from tests.reference import decode_with_symbols
 
 SCHEMAS = SYNTH_SCHEMAS
-SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 3}
+SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 3, "ohlcv-eod": 3}
 
 
 def replay(tmp_path: Path, paths: list[Path], **options: object) -> RunReport:
@@ -88,7 +88,7 @@ def test_replay_keeps_every_trade_of_one_exchange_packet(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    ("schema", "defects", "expected_rules"),
+    ("schema", "defects", "expected_rules", "warned"),
     [
         (
             "trades",
@@ -103,28 +103,50 @@ def test_replay_keeps_every_trade_of_one_exchange_packet(tmp_path: Path) -> None
                 "zero_size": "size_positive",
                 "missing_price": "price_present",
                 "bad_timestamp": "index_ts_in_file_range",
-                "unmapped_instrument": "symbol_present",
             },
+            # an instrument without a mapping loads with symbol NULL (as to_df shows it)
+            {"unmapped_instrument": "symbol_present"},
         ),
         (
             "mbp-1",
-            Defects(crossed_quotes=9, locked_quotes=4, exact_duplicates=2),
+            Defects(
+                crossed_quotes=9, locked_quotes=4, missing_price=5, zero_size=3, exact_duplicates=2
+            ),
+            {"missing_price": "event_price_present", "zero_size": "event_size_positive"},
+            {"crossed_quotes": "quote_not_crossed", "locked_quotes": "quote_not_locked"},
+        ),
+        (
+            "mbp-10",
+            Defects(crossed_quotes=2, missing_price=4, zero_size=3),
+            {"missing_price": "event_price_present", "zero_size": "event_size_positive"},
             {"crossed_quotes": "quote_not_crossed"},
         ),
         (
             "tbbo",
             Defects(crossed_quotes=3, zero_size=2),
-            {"crossed_quotes": "quote_not_crossed", "zero_size": "size_positive"},
+            {"zero_size": "size_positive"},
+            {"crossed_quotes": "quote_not_crossed"},
+        ),
+        (
+            "tcbbo",
+            Defects(missing_price=3, locked_quotes=2),
+            {"missing_price": "price_present"},
+            {"locked_quotes": "quote_not_locked"},
         ),
         (
             "ohlcv-1m",
             Defects(high_below_low=6, missing_price=2),
             {"high_below_low": "high_ge_open_close_low", "missing_price": "bar_prices_present"},
+            {},
         ),
     ],
 )
 def test_replay_quarantines_exactly_the_injected_defects(
-    tmp_path: Path, schema: str, defects: Defects, expected_rules: dict[str, str]
+    tmp_path: Path,
+    schema: str,
+    defects: Defects,
+    expected_rules: dict[str, str],
+    warned: dict[str, str],
 ) -> None:
     path = tmp_path / f"{schema}.dbn.zst"
     result = write_dbn(SynthSpec(schema=schema, records=2000, seed=11, defects=defects), path)
@@ -140,11 +162,14 @@ def test_replay_quarantines_exactly_the_injected_defects(
     assert set(quarantined["ordinal"].to_list()) == bad
     for name, rule in expected_rules.items():
         broke = quarantined.filter(pl.col("rules_broken").list.contains(rule))["ordinal"]
-        assert injected[name] <= set(broke.to_list()), name
-        assert file.rules[rule] >= len(injected[name])
-    if defects.locked_quotes:  # a warning: loaded and counted, not quarantined
-        assert file.rules["quote_not_locked"] == defects.locked_quotes
-        assert not injected["locked_quotes"] & set(quarantined["ordinal"].to_list())
+        assert set(broke.to_list()) == injected[name], name
+        assert file.rules[rule] == len(injected[name])
+    for name, rule in warned.items():  # warnings: loaded and counted, not quarantined
+        assert file.rules[rule] == len(injected[name]), rule
+        assert not injected[name] & set(quarantined["ordinal"].to_list())
+    # nothing else was counted (high < low also puts low above open and close)
+    extra = {"low_le_open_close"} if defects.high_below_low else set()
+    assert set(file.rules) == set(expected_rules.values()) | set(warned.values()) | extra
     assert quarantined["source_file"].unique().to_list() == [str(path.resolve())]
 
 

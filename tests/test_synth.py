@@ -35,11 +35,16 @@ pytestmark = [
 
 UNDEF_PRICE = dbn.UNDEF_PRICE
 UNDEF_TS = dbn.UNDEF_TIMESTAMP
-OHLCV = ("ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d")
-QUOTES = ("tbbo", "mbp-1", "bbo-1s", "bbo-1m")
-TRADE_LIKE = ("trades", "tbbo", "mbp-1")
+OHLCV = ("ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d", "ohlcv-eod")
+BBO = ("bbo-1s", "bbo-1m", "cbbo-1s", "cbbo-1m")
+BOOK = ("tbbo", "tcbbo", "mbp-1", "mbp-10", "cmbp-1")
+QUOTES = (*BOOK, *BBO)
+TRADE_LIKE = ("trades", *BOOK)
+SHARED_KEY = ("trades", "tbbo", "mbp-1")
+GRID_S = {"ohlcv-1s": 1, "ohlcv-1m": 60, "ohlcv-1h": 3600, "ohlcv-1d": 86400, "ohlcv-eod": 86400}
+GRID_S |= {"bbo-1s": 1, "bbo-1m": 60, "cbbo-1s": 1, "cbbo-1m": 60}
 # small record counts that fit every schema's grid in the default two days
-SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 2}
+SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 2, "ohlcv-eod": 2}
 
 
 def small(schema: str) -> int:
@@ -76,6 +81,10 @@ def test_layouts_come_from_databento_dbn() -> None:
 @pytest.mark.parametrize("version", [1, 2, 3])
 @pytest.mark.parametrize("schema", SUPPORTED_SCHEMAS)
 def test_round_trip_through_databento(tmp: Path, schema: str, version: int) -> None:
+    if schema == "ohlcv-eod" and version < 3:
+        with pytest.raises(ValueError, match="ohlcv-eod is written as DBN version 3 only"):
+            write_dbn(SynthSpec(schema=schema, records=1, version=version), tmp / "eod.dbn")
+        return
     spec = SynthSpec(schema=schema, records=small(schema), version=version, seed=version)
     plain = write_dbn(spec, tmp / f"{schema}-v{version}.dbn")
     packed = write_dbn(spec, tmp / f"{schema}-v{version}.dbn.zst")
@@ -172,7 +181,7 @@ def all_defects(schema: str) -> Defects:
         "zero_size": schema in TRADE_LIKE,
         "missing_price": schema in TRADE_LIKE or schema in OHLCV,
     }
-    n = 1 if schema == "ohlcv-1d" else 3
+    n = 1 if schema in ("ohlcv-1d", "ohlcv-eod") else 3
     return Defects(
         **{k: n for k, ok in applicable.items() if ok},
         bad_timestamp=n,
@@ -184,9 +193,11 @@ def all_defects(schema: str) -> Defects:
 @pytest.mark.parametrize("version", [1, 3])
 @pytest.mark.parametrize("schema", SUPPORTED_SCHEMAS)
 def test_defects_are_exactly_where_reported(tmp: Path, schema: str, version: int) -> None:
+    if schema == "ohlcv-eod":
+        version = 3
     defects = all_defects(schema)
-    records = {"ohlcv-1d": 6, "ohlcv-1h": 60}.get(schema, 400)
-    days = {"ohlcv-1d": 8, "ohlcv-1h": 5}.get(schema, 2)
+    records = {"ohlcv-1d": 6, "ohlcv-eod": 6, "ohlcv-1h": 60}.get(schema, 400)
+    days = {"ohlcv-1d": 8, "ohlcv-eod": 8, "ohlcv-1h": 5}.get(schema, 2)
     spec = SynthSpec(
         schema=schema, records=records, version=version, defects=defects, days=days, seed=7
     )
@@ -211,10 +222,8 @@ def test_defects_are_exactly_where_reported(tmp: Path, schema: str, version: int
     ts = arr[index_field(schema)].astype(np.int64)
     good = ~masks["bad_timestamp"]
     assert (np.diff(ts[good]) >= 0).all()
-    if schema in OHLCV or schema.startswith("bbo"):  # bad timestamps stay on the grid
-        grid = {"ohlcv-1s": 1, "ohlcv-1m": 60, "ohlcv-1h": 3600, "ohlcv-1d": 86400}.get(schema)
-        grid = grid or {"bbo-1s": 1, "bbo-1m": 60}[schema]
-        assert (ts % (grid * 10**9) == 0).all()
+    if schema in GRID_S:  # bad timestamps stay on the grid
+        assert (ts % (GRID_S[schema] * 10**9) == 0).all()
 
     # only unmapped rows lose their symbol; bad-timestamp rows still resolve
     df = store.to_df(price_type="fixed", map_symbols=True)
@@ -223,7 +232,7 @@ def test_defects_are_exactly_where_reported(tmp: Path, schema: str, version: int
     )
 
 
-@pytest.mark.parametrize("schema", TRADE_LIKE)
+@pytest.mark.parametrize("schema", SHARED_KEY)
 def test_shared_key_trades(tmp: Path, schema: str) -> None:
     spec = SynthSpec(
         schema=schema, records=500, shared_key_trades=6, defects=Defects(exact_duplicates=2), seed=3
@@ -283,7 +292,7 @@ def test_sentinels_and_realism_per_schema(tmp: Path) -> None:
         assert empty_bid.any(), schema
         assert empty_ask.any(), schema
         assert (arr["bid_sz_00"][empty_bid] == 0).all()
-        assert (arr["ask_ct_00"][empty_ask] == 0).all()
+        assert (arr["ask_sz_00"][empty_ask] == 0).all()
     # statistics: the unused field holds the version's sentinel
     for version, qty_max in ((1, np.iinfo(np.int32).max), (3, dbn.UNDEF_STAT_QUANTITY)):
         spec = SynthSpec(schema="statistics", records=400, version=version)
@@ -413,7 +422,7 @@ def test_start_date_and_raw_symbol_future(tmp: Path) -> None:
         (SynthSpec(schema="ohlcv-1s", records=10, shared_key_trades=1), "shared_key_trades"),
         (SynthSpec(schema="ohlcv-1d", records=3), "at most 2"),
         (SynthSpec(schema="trades", records=2, defects=Defects(zero_size=3)), "only 2 records"),
-        (SynthSpec(schema="mbo", records=1), "unsupported schema"),
+        (SynthSpec(schema="mbp-20", records=1), "unsupported schema"),
         (SynthSpec(schema="trades", records=1, version=4), "version"),
         (SynthSpec(schema="trades", records=1, symbols=("ESH4",)), "continuous"),
         (SynthSpec(schema="trades", records=1, symbols=("ES.c.0",), stype_in="parent"), "parent"),
