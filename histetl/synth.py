@@ -28,26 +28,36 @@ What the data looks like
   symbol of every record resolves by the UTC date of that timestamp.
 * Prices are a random walk on each instrument's tick grid (ES: 0.25 around 4700.00, the next
   contract a little higher), scaled so one day moves roughly 1%. Quotes have bid < ask; a few
-  rows of tbbo/mbp-1/bbo have an empty side (price `UNDEF_PRICE`, size 0, count 0). Trade sizes
-  are 1..50 contracts (odd and round lots for equities), sides 'A'/'B'/'N', `ts_recv >=
+  rows of every quote schema have an empty side (price `UNDEF_PRICE`, size 0, count 0). Trade
+  sizes are 1..50 contracts (odd and round lots for equities), sides 'A'/'B'/'N', `ts_recv >=
   ts_event` with a small latency and `ts_in_delta`, sequence numbers increase.
-* OHLCV: at most one bar per instrument per interval, `ts_event` on the 1s/1m/1h/1d grid (open
-  time), low <= open, close <= high, volume > 0. BBO: sampled on the 1s/1m grid (`ts_recv` on
-  the grid, `ts_event` the last change before it). Statistics: a mix of stat types, with
-  `UNDEF_PRICE` for quantity stats and `UNDEF_STAT_QUANTITY` (of the version's width) for price
-  stats, `ts_ref` set for settlements only. Status: a per-instrument cycle of pre-open,
-  trading, implied-matching, halt, resume, close messages. Definitions: one record per
-  instrument occurrence with raw symbol, class, expiration > activation for futures
+* Every schema histetl supports. OHLCV (1s/1m/1h/1d, and eod in DBN v3 only): at most one bar
+  per instrument per interval, `ts_event` on the grid (open time), low <= open, close <= high,
+  volume > 0. trades; tbbo/tcbbo: trades with the BBO before them; mbp-1/cmbp-1/mbp-10: adds,
+  cancels, modifies and trades (mbp-10 at any of ten levels, with ten levels per side); the
+  consolidated schemas (cmbp-1, tcbbo, cbbo-*) name each side's venue (`bid_pb_00`) from the
+  dataset's publishers. BBO/CBBO: sampled on the 1s/1m grid (`ts_recv` on the grid, `ts_event`
+  the last trade before it). MBO: order events (add, cancel, modify, trade, fill) with order
+  ids. Statistics: a mix of stat types, with `UNDEF_PRICE` for quantity stats and
+  `UNDEF_STAT_QUANTITY` (of the version's width) for price stats (indicative opening price
+  carries both), `ts_ref` set for settlements only. Status: a per-instrument cycle of
+  pre-open, trading, implied-matching, halt, resume, close messages. Definitions: one record
+  per instrument occurrence with raw symbol, class, expiration > activation for futures
   (`UNDEF_TIMESTAMP` for equities), tick, multiplier; v3 spreads alternate one record per leg.
   Imbalance: Nasdaq NOII-style messages in the auction windows.
 
-Defects and shared keys
------------------------
+Defects, shapes and shared keys
+-------------------------------
 `Defects` counts rows to corrupt with exactly one named defect each (see its docstring); the
 rows are chosen at random, disjoint, and every other row stays clean. `exact_duplicates` and
 `SynthSpec.shared_key_trades` add rows (a copy right after its original, or a second fill of
 the same exchange packet); all other defects modify existing rows. `SynthResult.defect_rows`
 gives the 0-based ordinal of every injected row in the written file.
+
+`Shapes` counts rows of unusual but valid real data (interval records before the session's
+first trade, sideless book updates, book clears) and `SynthSpec.symbology=False` writes a file
+without symbology mappings: records a validator must load, never quarantine.
+`SynthResult.shape_rows` gives their ordinals.
 
 Generation is vectorized numpy in fixed blocks of `BLOCK_RECORDS` records with one random
 stream per block, so memory does not grow with the record count and the bytes depend only on
@@ -607,6 +617,7 @@ _STAT_MIX: Final[tuple[tuple[int, float], ...]] = (
     (8, 0.05),  # HIGHEST_BID
 )
 _QUANTITY_STATS: Final = (6, 9, 19, 10001)  # CLEARED_VOLUME, OPEN_INTEREST, BLOCK_VOLUME, VENUE_1
+_PAIRED_STATS: Final = (2, 13)  # INDICATIVE_OPENING_PRICE, VWAP: price and quantity
 # (action, reason, trading_event, is_trading, is_quoting)
 _STATUS_CYCLE: Final = (
     (1, 1, 0, b"N", b"Y"),  # PRE_OPEN, SCHEDULED
@@ -1405,7 +1416,9 @@ class _Synth:
         rec["ts_recv"] = ts
         rec["ts_ref"] = np.where(settle, (ts // DAY_NS) * DAY_NS, UNDEF_TIMESTAMP).astype(np.uint64)
         rec["price"] = np.where(is_qty, UNDEF_PRICE, price)
-        rec["quantity"] = np.where(is_qty, np.minimum(quantity, qty_max - 1), qty_max)
+        # indicative opening price and VWAP carry a quantity beside their price
+        has_qty = is_qty | np.isin(stat, _PAIRED_STATS)
+        rec["quantity"] = np.where(has_qty, np.minimum(quantity, qty_max - 1), qty_max)
         rec["sequence"] = self._sequence(n, rng)
         rec["ts_in_delta"] = delta
         rec["stat_type"] = stat
