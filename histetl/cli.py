@@ -361,7 +361,7 @@ def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
 @handle_errors
 def demo(db: str | None, directory: Path) -> None:
     """Generate sample Databento-style data (ES/NQ futures) and load it, end to end."""
-    from histetl.demo import duckdb_summary, write_demo_files  # generator: only when used
+    from histetl.demo import summary, write_demo_files  # generator: only when used
 
     uri = db or default_db()
     files = write_demo_files(directory / "raw")
@@ -370,9 +370,10 @@ def demo(db: str | None, directory: Path) -> None:
         files, on_file=_print_file
     )
     click.echo(report.table())
-    if uri.startswith("duckdb:"):
+    tables = [f.table for f in report.files if f.table and f.status != "failed"]
+    if tables:
         click.echo("\nwhat was loaded:")
-        click.echo(duckdb_summary(uri, [f.table for f in report.files if f.table]))
+        click.echo(summary(uri, tables))
     if report.failed:
         sys.exit(EXIT_FAILED)
 

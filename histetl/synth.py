@@ -71,7 +71,7 @@ import math
 import re
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -91,6 +91,7 @@ __all__ = [
     "Shapes",
     "SynthResult",
     "SynthSpec",
+    "grid_capacity",
     "index_field",
     "record_class",
     "record_dtype",
@@ -1781,6 +1782,16 @@ def _validate(spec: SynthSpec) -> None:
         raise ValueError(
             f"{wanted} defect/shared-key/shape rows requested but only {spec.records} records"
         )
+
+
+def grid_capacity(spec: SynthSpec) -> int:
+    """How many bars (OHLCV) or samples (BBO/CBBO) fit `spec`'s days and symbols: one per
+    instrument and interval inside the trading sessions. With `records` equal to it, no interval
+    of any session is missing."""
+    if spec.schema not in _GRID_NS:
+        raise ValueError(f"{spec.schema!r} is not on an interval grid")
+    synth = _Synth(replace(spec, records=0, defects=Defects(), shapes=Shapes()))
+    return int(synth.grid_offsets[-1])
 
 
 def _is_zstd(path: Path) -> bool:
