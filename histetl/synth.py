@@ -1300,7 +1300,7 @@ class _Synth:
         empty_ask[empty] = ~empty_bid[empty]
         rec = self._new(n)
         rec["instrument_id"] = self.ids[inst]
-        rec["ts_event"] = np.maximum(ts - since, self.start_ns)
+        rec["ts_event"] = ts - since  # the first interval's last trade may precede the file
         rec["price"] = np.where(trade_side == 0, ask, bid) * tick
         rec["size"] = self._trade_size(inst, rng)
         rec["side"] = _SIDES[trade_side]

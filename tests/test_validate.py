@@ -111,6 +111,13 @@ VALID_SHAPES: dict[str, tuple[str, str, Change, set[str]]] = {
         _set(ts_event=None, price=None, size=0, side="N"),
         set(),
     ),
+    # the first interval of a file: its last trade happened before the file's start
+    "bbo_1m_last_trade_before_file_start": (
+        "bbo-1m",
+        "GLBX.MDP3",
+        _with(ts_event=pl.col("ts_recv") - dt.timedelta(days=6)),
+        set(),
+    ),
     # a two-sided BBO change (options venues): side N, no price, size 0
     "mbp_1_sideless_add": (
         "mbp-1",
