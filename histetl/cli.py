@@ -361,7 +361,7 @@ def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
 @handle_errors
 def demo(db: str | None, directory: Path) -> None:
     """Generate sample Databento-style data (ES/NQ futures) and load it, end to end."""
-    from histetl.demo import duckdb_summary, write_demo_files  # generator: only when used
+    from histetl.demo import summary, write_demo_files  # generator: only when used
 
     uri = db or default_db()
     files = write_demo_files(directory / "raw")
@@ -370,9 +370,10 @@ def demo(db: str | None, directory: Path) -> None:
         files, on_file=_print_file
     )
     click.echo(report.table())
-    if uri.startswith("duckdb:"):
+    tables = [f.table for f in report.files if f.table and f.status != "failed"]
+    if tables:
         click.echo("\nwhat was loaded:")
-        click.echo(duckdb_summary(uri, [f.table for f in report.files if f.table]))
+        click.echo(summary(uri, tables))
     if report.failed:
         sys.exit(EXIT_FAILED)
 
@@ -436,6 +437,17 @@ def demo(db: str | None, directory: Path) -> None:
     show_default=True,
     help="DBN version of the file.",
 )
+@click.option(
+    "--shape",
+    "shapes",
+    multiple=True,
+    metavar="NAME=COUNT",
+    help="Rows of an unusual but valid real-data shape (repeatable): no_last_trade, "
+    "sideless_book_updates, book_clears.",
+)
+@click.option(
+    "--no-symbology", is_flag=True, help="Write no symbology mappings (records have no symbol)."
+)
 @handle_errors
 def synth(
     path: Path,
@@ -448,10 +460,23 @@ def synth(
     days: int,
     seed: int,
     dbn_version: int,
+    shapes: tuple[str, ...],
+    no_symbology: bool,
 ) -> None:
     """Write a realistic synthetic DBN file (.dbn, or zstd with .dbn.zst)."""
-    from histetl.synth import SynthSpec, write_dbn  # generator: only when used
+    from histetl.synth import Shapes, SynthSpec, write_dbn  # generator: only when used
 
+    known = Shapes().counts()
+    counts: dict[str, int] = {}
+    for item in shapes:
+        name, _, count = item.partition("=")
+        if name not in known or not count.isdigit():
+            raise ConfigError(
+                f"--shape {item!r}: expected NAME=COUNT",
+                where="histetl synth",
+                hint=f"names: {', '.join(known)}",
+            )
+        counts[name] = int(count)
     spec = SynthSpec(
         schema=schema,
         records=records,
@@ -462,6 +487,8 @@ def synth(
         days=days,
         seed=seed,
         version=dbn_version,
+        shapes=Shapes(**counts),
+        symbology=not no_symbology,
     )
     try:
         result = write_dbn(spec, path)

@@ -1,69 +1,87 @@
-"""`histetl demo`: generate a realistic sample day of futures data and load it.
+"""`histetl demo`: generate a realistic sample of futures data and load it.
 
 The bundled sample data is generated (seeded, so every machine gets the same bytes) because
 Databento's data may not be redistributed: two continuous futures over a roll, as trades, TBBO,
 1-minute bars, statistics and definitions, one DBN file per schema and day, as `histetl run`
-would keep them under raw_dir.
+would keep them under raw_dir. The data is coherent, so `histetl verify` passes on it: every
+instrument of the data has a definition (ES.FUT and NQ.FUT, each with its outrights and
+calendar spread), and the 1-minute bars have one bar per instrument and minute of every CME
+Globex session.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
-import duckdb
-
-from histetl.sinks.duckdb import duckdb_path
-from histetl.synth import SynthSpec, write_dbn
+from histetl.query import Database, format_ns, quote
+from histetl.synth import SynthSpec, grid_capacity, write_dbn
 
 DEMO_START = dt.date(2023, 12, 14)
 DEMO_DAYS = 3
+DEMO_SYMBOLS = ("ES.c.0", "NQ.c.0")
+FULL = 0  # records: every interval of the grid (one bar per instrument and minute)
 DEMO_FILES: tuple[tuple[str, int, tuple[str, ...], str], ...] = (
-    ("trades", 40_000, ("ES.c.0", "NQ.c.0"), "continuous"),
-    ("tbbo", 20_000, ("ES.c.0", "NQ.c.0"), "continuous"),
-    ("ohlcv-1m", 2_000, ("ES.c.0", "NQ.c.0"), "continuous"),
-    ("statistics", 600, ("ES.c.0", "NQ.c.0"), "continuous"),
-    ("definition", 20, ("ES.FUT",), "parent"),
+    ("trades", 40_000, DEMO_SYMBOLS, "continuous"),
+    ("tbbo", 20_000, DEMO_SYMBOLS, "continuous"),
+    ("ohlcv-1m", FULL, DEMO_SYMBOLS, "continuous"),
+    ("statistics", 600, DEMO_SYMBOLS, "continuous"),
+    ("definition", 40, ("ES.FUT", "NQ.FUT"), "parent"),
 )
+
+
+def demo_specs() -> list[SynthSpec]:
+    """The demo's files, as generator specs."""
+    specs = []
+    for seed, (schema, records, symbols, stype_in) in enumerate(DEMO_FILES):
+        spec = SynthSpec(
+            schema=schema,
+            records=records,
+            symbols=symbols,
+            stype_in=stype_in,
+            start=DEMO_START,
+            days=DEMO_DAYS,
+            seed=seed,
+        )
+        if records == FULL:
+            spec = replace(spec, records=grid_capacity(spec))
+        specs.append(spec)
+    return specs
 
 
 def write_demo_files(raw_dir: Path) -> list[Path]:
     """Write (or keep, when already there) the demo's DBN files; returns their paths."""
     paths = []
-    for seed, (schema, records, symbols, stype_in) in enumerate(DEMO_FILES):
+    for spec in demo_specs():
+        schema = spec.schema
         path = raw_dir / "GLBX.MDP3" / schema / f"glbx-mdp3-{DEMO_START:%Y%m%d}.{schema}.dbn.zst"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".partial")
-            write_dbn(
-                SynthSpec(
-                    schema=schema,
-                    records=records,
-                    symbols=symbols,
-                    stype_in=stype_in,
-                    start=DEMO_START,
-                    days=DEMO_DAYS,
-                    seed=seed,
-                ),
-                tmp,
-            )
+            write_dbn(spec, tmp)
             tmp.replace(path)
         paths.append(path)
     return paths
 
 
-def duckdb_summary(uri: str, tables: list[str]) -> str:
-    """Rows, symbols and time range per table of a DuckDB target."""
-    lines = [f"{'table':<12} {'rows':>8}  {'symbols':<28} first .. last"]
-    with duckdb.connect(duckdb_path(uri), read_only=True) as con:
+def summary(uri: str, tables: list[str]) -> str:
+    """Rows, symbols and time range per table of a DuckDB or PostgreSQL target."""
+    found: list[tuple[str, int, str, str]] = []
+    with Database.open(uri) as db:
         for table in dict.fromkeys(tables):
-            time_col = "ts_event" if table.startswith("ohlcv") else "ts_recv"
-            row = con.execute(
-                f"SELECT count(*), string_agg(DISTINCT symbol, ',' ORDER BY symbol), "
-                f"min({time_col})::VARCHAR, max({time_col})::VARCHAR FROM {table}"
-            ).fetchone()
-            if row is None:
+            if table not in db.tables():
                 continue
-            count, symbols, first, last = row
-            lines.append(f"{table:<12} {count:>8}  {symbols!s:<28} {first} .. {last}")
+            ns = db.time_ns("ts_event" if table.startswith("ohlcv") else "ts_recv")
+            count, first, last = db.rows(
+                f"SELECT count(*), min({ns}), max({ns}) FROM {quote(table)}"
+            )[0]
+            symbols = db.rows(
+                f"SELECT DISTINCT symbol FROM {quote(table)} WHERE symbol IS NOT NULL ORDER BY 1"
+            )
+            span = f"{format_ns(first)} .. {format_ns(last)}" if count else "-"
+            found.append((table, int(count), ",".join(str(r[0]) for r in symbols), span))
+    width = max([len("symbols"), *(len(f[2]) for f in found)])
+    lines = [f"{'table':<12} {'rows':>8}  {'symbols':<{width}}  first .. last"]
+    lines += [f"{t:<12} {n:>8}  {sym:<{width}}  {span}" for t, n, sym, span in found]
     return "\n".join(lines)

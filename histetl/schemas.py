@@ -49,7 +49,7 @@ _RECORDS: dict[str, tuple[str, tuple[int, ...]]] = {
     "cmbp-1": ("CMBP1Msg", (177,)),
     "cbbo-1s": ("CBBOMsg", (192,)),
     "cbbo-1m": ("CBBOMsg", (193,)),
-    "tcbbo": ("CBBOMsg", (194,)),
+    "tcbbo": ("CMBP1Msg", (194,)),  # databento_dbn: TCBBOMsg is CMBP1Msg
 }
 SUPPORTED_SCHEMAS: tuple[str, ...] = tuple(_RECORDS)
 DBN_VERSIONS: dict[int, types.ModuleType] = {1: v1, 2: v2, 3: v3}
@@ -62,9 +62,9 @@ _INT_TYPES = {
 # Statistic types whose value is a price (`price` set, `quantity` undefined); the rest carry a
 # quantity. From databento_dbn.StatType.
 PRICE_STAT_TYPES: frozenset[int] = frozenset(
-    {1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 24, 25, 26, 10002}
+    {1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 21, 22, 23, 24, 25, 26, 10002}
 )
-QUANTITY_STAT_TYPES: frozenset[int] = frozenset({6, 9, 19, 21, 22, 23, 10001})
+QUANTITY_STAT_TYPES: frozenset[int] = frozenset({6, 9, 19, 10001})
 
 
 class ColumnKind:

@@ -28,26 +28,36 @@ What the data looks like
   symbol of every record resolves by the UTC date of that timestamp.
 * Prices are a random walk on each instrument's tick grid (ES: 0.25 around 4700.00, the next
   contract a little higher), scaled so one day moves roughly 1%. Quotes have bid < ask; a few
-  rows of tbbo/mbp-1/bbo have an empty side (price `UNDEF_PRICE`, size 0, count 0). Trade sizes
-  are 1..50 contracts (odd and round lots for equities), sides 'A'/'B'/'N', `ts_recv >=
+  rows of every quote schema have an empty side (price `UNDEF_PRICE`, size 0, count 0). Trade
+  sizes are 1..50 contracts (odd and round lots for equities), sides 'A'/'B'/'N', `ts_recv >=
   ts_event` with a small latency and `ts_in_delta`, sequence numbers increase.
-* OHLCV: at most one bar per instrument per interval, `ts_event` on the 1s/1m/1h/1d grid (open
-  time), low <= open, close <= high, volume > 0. BBO: sampled on the 1s/1m grid (`ts_recv` on
-  the grid, `ts_event` the last change before it). Statistics: a mix of stat types, with
-  `UNDEF_PRICE` for quantity stats and `UNDEF_STAT_QUANTITY` (of the version's width) for price
-  stats, `ts_ref` set for settlements only. Status: a per-instrument cycle of pre-open,
-  trading, implied-matching, halt, resume, close messages. Definitions: one record per
-  instrument occurrence with raw symbol, class, expiration > activation for futures
+* Every schema histetl supports. OHLCV (1s/1m/1h/1d, and eod in DBN v3 only): at most one bar
+  per instrument per interval, `ts_event` on the grid (open time), low <= open, close <= high,
+  volume > 0. trades; tbbo/tcbbo: trades with the BBO before them; mbp-1/cmbp-1/mbp-10: adds,
+  cancels, modifies and trades (mbp-10 at any of ten levels, with ten levels per side); the
+  consolidated schemas (cmbp-1, tcbbo, cbbo-*) name each side's venue (`bid_pb_00`) from the
+  dataset's publishers. BBO/CBBO: sampled on the 1s/1m grid (`ts_recv` on the grid, `ts_event`
+  the last trade before it). MBO: order events (add, cancel, modify, trade, fill) with order
+  ids. Statistics: a mix of stat types, with `UNDEF_PRICE` for quantity stats and
+  `UNDEF_STAT_QUANTITY` (of the version's width) for price stats (indicative opening price
+  carries both), `ts_ref` set for settlements only. Status: a per-instrument cycle of
+  pre-open, trading, implied-matching, halt, resume, close messages. Definitions: one record
+  per instrument occurrence with raw symbol, class, expiration > activation for futures
   (`UNDEF_TIMESTAMP` for equities), tick, multiplier; v3 spreads alternate one record per leg.
   Imbalance: Nasdaq NOII-style messages in the auction windows.
 
-Defects and shared keys
------------------------
+Defects, shapes and shared keys
+-------------------------------
 `Defects` counts rows to corrupt with exactly one named defect each (see its docstring); the
 rows are chosen at random, disjoint, and every other row stays clean. `exact_duplicates` and
 `SynthSpec.shared_key_trades` add rows (a copy right after its original, or a second fill of
 the same exchange packet); all other defects modify existing rows. `SynthResult.defect_rows`
 gives the 0-based ordinal of every injected row in the written file.
+
+`Shapes` counts rows of unusual but valid real data (interval records before the session's
+first trade, sideless book updates, book clears) and `SynthSpec.symbology=False` writes a file
+without symbology mappings: records a validator must load, never quarantine.
+`SynthResult.shape_rows` gives their ordinals.
 
 Generation is vectorized numpy in fixed blocks of `BLOCK_RECORDS` records with one random
 stream per block, so memory does not grow with the record count and the bytes depend only on
@@ -61,7 +71,7 @@ import math
 import re
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -78,8 +88,10 @@ __all__ = [
     "BLOCK_RECORDS",
     "SUPPORTED_SCHEMAS",
     "Defects",
+    "Shapes",
     "SynthResult",
     "SynthSpec",
+    "grid_capacity",
     "index_field",
     "record_class",
     "record_dtype",
@@ -104,6 +116,13 @@ SUPPORTED_SCHEMAS: Final[tuple[str, ...]] = (
     "definition",
     "status",
     "imbalance",
+    "ohlcv-eod",
+    "mbo",
+    "mbp-10",
+    "cmbp-1",
+    "cbbo-1s",
+    "cbbo-1m",
+    "tcbbo",
 )
 
 BLOCK_RECORDS: Final = 1 << 17
@@ -118,25 +137,38 @@ UNDEF_PRICE: Final[int] = dbn.UNDEF_PRICE
 UNDEF_TIMESTAMP: Final[int] = dbn.UNDEF_TIMESTAMP
 F_LAST: Final[int] = dbn.F_LAST
 
-_OHLCV: Final = frozenset({"ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d"})
-_BBO: Final = frozenset({"bbo-1s", "bbo-1m"})
-_BOOK: Final = frozenset({"tbbo", "mbp-1"})
+_OHLCV: Final = frozenset({"ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d", "ohlcv-eod"})
+_BBO: Final = frozenset({"bbo-1s", "bbo-1m", "cbbo-1s", "cbbo-1m"})  # on interval
+_TRADE_SPACE: Final = frozenset({"tbbo", "tcbbo"})  # every record a trade, with the BBO before
+_BOOK: Final = _TRADE_SPACE | {"mbp-1", "mbp-10", "cmbp-1"}
+_BOOK_EVENTS: Final = frozenset({"mbp-1", "mbp-10", "cmbp-1"})  # adds, cancels, ... and trades
+_CONSOLIDATED: Final = frozenset({"cmbp-1", "tcbbo", "cbbo-1s", "cbbo-1m"})  # bid_pb/ask_pb
 _QUOTES: Final = _BOOK | _BBO
 _TRADE_LIKE: Final = _BOOK | {"trades"}
+_SHARED_KEY: Final = frozenset({"trades", "tbbo", "mbp-1"})
 _GRID_NS: Final[dict[str, int]] = {
     "ohlcv-1s": NS,
     "ohlcv-1m": MINUTE_NS,
     "ohlcv-1h": HOUR_NS,
     "ohlcv-1d": DAY_NS,
+    "ohlcv-eod": DAY_NS,
     "bbo-1s": NS,
     "bbo-1m": MINUTE_NS,
+    "cbbo-1s": NS,
+    "cbbo-1m": MINUTE_NS,
 }
 _CLASS_NAMES: Final[dict[str, str]] = {
     "trades": "TradeMsg",
     "tbbo": "MBP1Msg",
     "mbp-1": "MBP1Msg",
+    "mbp-10": "MBP10Msg",
+    "mbo": "MBOMsg",
     "bbo-1s": "BBOMsg",
     "bbo-1m": "BBOMsg",
+    "cmbp-1": "CMBP1Msg",
+    "tcbbo": "CMBP1Msg",  # databento_dbn: TCBBOMsg is CMBP1Msg
+    "cbbo-1s": "CBBOMsg",
+    "cbbo-1m": "CBBOMsg",
     "statistics": "StatMsg",
     "definition": "InstrumentDefMsg",
     "status": "StatusMsg",
@@ -186,15 +218,16 @@ class Defects:
     """
 
     crossed_quotes: int = 0
-    """tbbo/mbp-1/bbo-*: bid_px_00 > ask_px_00, both sides present with positive sizes."""
+    """Quote schemas (tbbo, tcbbo, mbp-1, mbp-10, cmbp-1, bbo-*, cbbo-*): bid_px_00 > ask_px_00,
+    both sides present with positive sizes."""
     locked_quotes: int = 0
-    """tbbo/mbp-1/bbo-*: bid_px_00 == ask_px_00, both sides present."""
+    """Quote schemas: bid_px_00 == ask_px_00, both sides present."""
     high_below_low: int = 0
     """ohlcv-*: high < low (high and low swapped, so open/close are outside [low, high] too)."""
     zero_size: int = 0
-    """trades/tbbo/mbp-1: size == 0."""
+    """trades, tbbo, tcbbo, mbp-1, mbp-10, cmbp-1 (a trade or a one-sided book event): size == 0."""
     missing_price: int = 0
-    """trades/tbbo/mbp-1: price = UNDEF_PRICE; ohlcv-*: close = UNDEF_PRICE."""
+    """The same schemas: price = UNDEF_PRICE; ohlcv-*: close = UNDEF_PRICE."""
     bad_timestamp: int = 0
     """All schemas: index timestamp outside metadata [start, end), still ts_recv >= ts_event and,
     for bar/bbo schemas, on the interval grid. The symbology intervals at the edges of the
@@ -210,6 +243,35 @@ class Defects:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}
 
 
+@dataclass(frozen=True)
+class Shapes:
+    """How many rows of each unusual but valid shape of real Databento data to generate.
+
+    Unlike `Defects` these rows are legitimate records (each shape occurs in real files), so a
+    validator must load them. Rows are chosen like defects: at random, disjoint from each other
+    and from defect rows. A shape that means nothing for the schema raises `ValueError`.
+    """
+
+    no_last_trade: int = 0
+    """bbo-*/cbbo-*: no trade yet in the session: ts_event UNDEF_TIMESTAMP, price UNDEF_PRICE,
+    size 0, side N; the quote is still valid."""
+    sideless_book_updates: int = 0
+    """mbp-1/mbp-10/cmbp-1: a two-sided BBO change as options venues send it: action A, side N,
+    price UNDEF_PRICE, size 0; the book levels are valid."""
+    book_clears: int = 0
+    """mbp-1/mbp-10/cmbp-1/mbo: a cleaR book: action R, side N, price UNDEF_PRICE, size 0 (and
+    every book level of mbp/cmbp records empty)."""
+
+    def counts(self) -> dict[str, int]:
+        """Shape name -> count, in field order."""
+        return {f.name: int(getattr(self, f.name)) for f in fields(self)}
+
+
+_SHAPE_SCHEMAS: Final[dict[str, frozenset[str]]] = {
+    "no_last_trade": _BBO,
+    "sideless_book_updates": _BOOK_EVENTS,
+    "book_clears": _BOOK_EVENTS | {"mbo"},
+}
 _ALL: Final = frozenset(SUPPORTED_SCHEMAS)
 _DEFECT_SCHEMAS: Final[dict[str, frozenset[str]]] = {
     "crossed_quotes": _QUOTES,
@@ -247,6 +309,11 @@ class SynthSpec:
     """trades/tbbo/mbp-1: extra records that share instrument_id, ts_recv, ts_event and
     sequence with their predecessor but differ in size (or, for trades, sometimes in price by one
     tick): several fills in one exchange packet. The predecessor loses F_LAST."""
+    shapes: Shapes = field(default_factory=Shapes)
+    """Unusual but valid real-data rows (see `Shapes`)."""
+    symbology: bool = True
+    """False: the metadata carries no symbology mappings (as in some of Databento's own sample
+    files), so no record resolves to a symbol."""
 
 
 @dataclass(frozen=True)
@@ -265,6 +332,8 @@ class SynthResult:
         default_factory=lambda: np.empty(0, dtype=np.int64)
     )
     """Ordinals of the added shared-key rows (not defects: legitimate records)."""
+    shape_rows: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+    """Shape name (every `Shapes` field) -> sorted 0-based ordinals of its rows in the file."""
 
 
 # -- products, contracts, instruments -------------------------------------------------------
@@ -549,6 +618,7 @@ _STAT_MIX: Final[tuple[tuple[int, float], ...]] = (
     (8, 0.05),  # HIGHEST_BID
 )
 _QUANTITY_STATS: Final = (6, 9, 19, 10001)  # CLEARED_VOLUME, OPEN_INTEREST, BLOCK_VOLUME, VENUE_1
+_PAIRED_STATS: Final = (2, 13)  # INDICATIVE_OPENING_PRICE, VWAP: price and quantity
 # (action, reason, trading_event, is_trading, is_quoting)
 _STATUS_CYCLE: Final = (
     (1, 1, 0, b"N", b"Y"),  # PRE_OPEN, SCHEDULED
@@ -571,6 +641,16 @@ def _publisher_id(dataset: str) -> int:
         return 1
     preferred = [p for p in matches if p.venue.value == venue]
     return int((preferred or matches)[0].to_int())
+
+
+def _venue_publishers(dataset: str, default: int) -> I64:
+    """Publisher ids of the dataset's venues: the sides of a consolidated book come from them."""
+    try:
+        from databento.common.publishers import Publisher
+    except ImportError:  # pragma: no cover - databento is a dependency
+        return np.array([default], dtype=np.int64)
+    ids = sorted(int(p.to_int()) for p in Publisher if p.dataset.value == dataset)
+    return np.array(ids or [default], dtype=np.int64)
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -612,11 +692,14 @@ class _Synth:
         self.version = spec.version
         self.cls = record_class(spec.schema, spec.version)
         self.dtype = record_dtype(spec.schema, spec.version)
+        self.names = frozenset(self.dtype.names or ())
         self.index = index_field(spec.schema)
         self.grid_ns = _GRID_NS.get(spec.schema, 0)
         self.start_ns = _date_ns(spec.start)
         self.end_ns = self.start_ns + spec.days * DAY_NS
         self.publisher_id = _publisher_id(spec.dataset)
+        self.venue_publishers = _venue_publishers(spec.dataset, self.publisher_id)
+        self.next_order = 1 + int(_rng(spec.seed, 10).integers(0, 1 << 40))
         self.stream = zlib.crc32(spec.schema.encode())  # schemas get independent streams
         self.exchange = spec.dataset.split(".")[0][:4]
         self._build_universe()
@@ -778,7 +861,7 @@ class _Synth:
             symbols=list(self.spec.symbols),
             partial=[],
             not_found=[],
-            mappings=self.mappings(),
+            mappings=self.mappings() if self.spec.symbology else [],
             end=self.end_ns,
             version=self.version,
         )
@@ -788,8 +871,9 @@ class _Synth:
 
     def _plan_defects(self) -> None:
         counts = self.spec.defects.counts()
-        names = [*counts, "shared_key_trades"]
-        sizes = [*counts.values(), self.spec.shared_key_trades]
+        shapes = self.spec.shapes.counts()
+        names = [*counts, "shared_key_trades", *shapes]
+        sizes = [*counts.values(), self.spec.shared_key_trades, *shapes.values()]
         rng = _rng(self.spec.seed, 1)
         picked: I64 = np.empty(0, dtype=np.int64)
         if sum(sizes):
@@ -818,6 +902,7 @@ class _Synth:
             metadata_start=self.start_ns,
             metadata_end=self.end_ns,
             shared_key_rows=self.final_ordinals(self.plan["shared_key_trades"]) + 1,
+            shape_rows={n: self.final_ordinals(self.plan[n]) for n in self.spec.shapes.counts()},
         )
 
     # .. grid (bars, bbo) .....................................................................
@@ -964,7 +1049,7 @@ class _Synth:
         v3 = record_class(self.schema, 3)
         pub = self.publisher_id
         common = {"publisher_id": pub, "instrument_id": 0, "ts_event": 0}
-        if self.schema in ("trades", *_BOOK):
+        if self.schema in ("trades", "tbbo", "mbp-1", "mbp-10"):
             rec = v3(
                 **common,
                 price=UNDEF_PRICE,
@@ -972,6 +1057,26 @@ class _Synth:
                 action=dbn.Action.TRADE,
                 side=dbn.Side.NONE,
                 depth=0,
+                ts_recv=0,
+            )
+        elif self.schema in ("cmbp-1", "tcbbo"):
+            rec = v3(
+                rtype=rtype,
+                **common,
+                price=UNDEF_PRICE,
+                size=0,
+                action=dbn.Action.TRADE,
+                side=dbn.Side.NONE,
+                ts_recv=0,
+            )
+        elif self.schema == "mbo":
+            rec = v3(
+                **common,
+                order_id=0,
+                price=UNDEF_PRICE,
+                size=0,
+                action=dbn.Action.ADD,
+                side=dbn.Side.NONE,
                 ts_recv=0,
             )
         elif self.schema in _BBO:
@@ -1074,12 +1179,13 @@ class _Synth:
         trade_side = _bucket(rng.random(n), 0.47, 0.94)  # B, A, N
         trade_size = self._trade_size(inst, rng)
         trade_px = np.where(trade_side == 0, ask, bid)
-        if self.schema == "tbbo":
+        depth = np.zeros(n, dtype=np.int64)
+        if self.schema in _TRADE_SPACE:
             action = np.full(n, b"T", dtype="S1")
             side_idx = trade_side
             price = trade_px
             size = trade_size
-        else:  # mbp-1: adds, cancels, modifies and trades at the top of the book
+        else:  # mbp-1/mbp-10/cmbp-1: adds, cancels, modifies and trades at the top of the book
             kind = _bucket(rng.random(n), 0.40, 0.72, 0.82)
             kind[forced] = 3
             action = np.array([b"A", b"C", b"M", b"T"], dtype="S1")[kind]
@@ -1091,18 +1197,22 @@ class _Synth:
             size = np.where(
                 is_trade, trade_size, np.where(self.is_equity[inst], order * 100, order)
             )
+            if self.schema == "mbp-10":  # book events at any of the ten levels
+                depth = np.where(is_trade, 0, _geometric(rng.random(n), 0.5, 10) - 1)
+                price = price + np.where(is_trade, 0, np.where(book_side == 0, -depth, depth))
         empty = self._empty_rows(n, rng, forced)
         empty_bid = np.zeros(n, dtype=bool)
         alternate = np.arange(empty.size, dtype=np.int64) % 2  # 0 = bid, 1 = ask empty
-        if self.schema == "tbbo":  # a buy lifted the ask (bid empty) or a sell hit the bid
+        if self.schema in _TRADE_SPACE:  # a buy lifted the ask (bid empty) or a sell hit the bid
             trade_side[empty] = alternate
             price[empty] = np.where(alternate == 0, ask[empty], bid[empty])
             empty_bid[empty] = alternate == 0
-        else:  # a cancel that emptied its side
+        else:  # a cancel at the top that emptied its side
             book_side[empty] = alternate
             action[empty] = b"C"
             empty_bid[empty] = book_side[empty] == 0
             side_idx[empty] = book_side[empty]
+            depth[empty] = 0
             price[empty] = np.where(book_side[empty] == 0, bid[empty], ask[empty])
             size[empty] = np.minimum(size[empty], 100)
         empty_ask = np.zeros(n, dtype=bool)
@@ -1116,31 +1226,62 @@ class _Synth:
         rec["action"] = action
         rec["side"] = _SIDES[side_idx]
         rec["flags"] = F_LAST
-        rec["depth"] = 0
         rec["ts_recv"] = ts
         rec["ts_in_delta"] = delta
-        rec["sequence"] = self._sequence(n, rng)
+        if "depth" in self.names:
+            rec["depth"] = depth
+        if "sequence" in self.names:
+            rec["sequence"] = self._sequence(n, rng)
         self._fill_quotes(
-            rec, bid * tick, ask * tick, (bid_sz, bid_ct), (ask_sz, ask_ct), empty_bid, empty_ask
+            rec,
+            inst,
+            tick,
+            (bid, ask),
+            (bid_sz, bid_ct),
+            (ask_sz, ask_ct),
+            empty_bid,
+            empty_ask,
+            rng,
         )
         return rec, inst
 
-    @staticmethod
     def _fill_quotes(
+        self,
         rec: Records,
-        bid_px: I64,
-        ask_px: I64,
+        inst: I64,
+        tick: I64,
+        levels: tuple[I64, I64],
         bid: tuple[I64, I64],
         ask: tuple[I64, I64],
         empty_bid: npt.NDArray[np.bool_],
         empty_ask: npt.NDArray[np.bool_],
+        rng: np.random.Generator,
     ) -> None:
+        """The top of the book (levels in ticks); mbp-10 also levels 01..09 behind it, and the
+        consolidated schemas the publisher of each side instead of an order count."""
+        bid_px, ask_px = levels[0] * tick, levels[1] * tick
         rec["bid_px_00"] = np.where(empty_bid, UNDEF_PRICE, bid_px)
         rec["ask_px_00"] = np.where(empty_ask, UNDEF_PRICE, ask_px)
         rec["bid_sz_00"] = np.where(empty_bid, 0, bid[0])
         rec["ask_sz_00"] = np.where(empty_ask, 0, ask[0])
+        if self.schema in _CONSOLIDATED:
+            pubs = self.venue_publishers
+            rec["bid_pb_00"] = np.where(empty_bid, 0, pubs[rng.integers(0, pubs.size, inst.size)])
+            rec["ask_pb_00"] = np.where(empty_ask, 0, pubs[rng.integers(0, pubs.size, inst.size)])
+            return
         rec["bid_ct_00"] = np.where(empty_bid, 0, bid[1])
         rec["ask_ct_00"] = np.where(empty_ask, 0, ask[1])
+        if self.schema != "mbp-10":
+            return
+        for k in range(1, 10):
+            for side, empty, px, sign in (
+                ("bid", empty_bid, bid_px, -1),
+                ("ask", empty_ask, ask_px, 1),
+            ):
+                sz, ct = self._book_size(inst, rng)
+                rec[f"{side}_px_{k:02d}"] = np.where(empty, UNDEF_PRICE, px + sign * k * tick)
+                rec[f"{side}_sz_{k:02d}"] = np.where(empty, 0, sz)
+                rec[f"{side}_ct_{k:02d}"] = np.where(empty, 0, ct)
 
     def _bbo(self, a: int, b: int, rng: np.random.Generator, _forced: I64) -> tuple[Records, I64]:
         ts, inst = self._grid(a, b, rng)
@@ -1159,16 +1300,69 @@ class _Synth:
         empty_ask[empty] = ~empty_bid[empty]
         rec = self._new(n)
         rec["instrument_id"] = self.ids[inst]
-        rec["ts_event"] = np.maximum(ts - since, self.start_ns)
+        rec["ts_event"] = ts - since  # the first interval's last trade may precede the file
         rec["price"] = np.where(trade_side == 0, ask, bid) * tick
         rec["size"] = self._trade_size(inst, rng)
         rec["side"] = _SIDES[trade_side]
         rec["flags"] = F_LAST
         rec["ts_recv"] = ts
-        rec["sequence"] = self._sequence(n, rng)
+        if "sequence" in self.names:
+            rec["sequence"] = self._sequence(n, rng)
         self._fill_quotes(
-            rec, bid * tick, ask * tick, (bid_sz, bid_ct), (ask_sz, ask_ct), empty_bid, empty_ask
+            rec,
+            inst,
+            tick,
+            (bid, ask),
+            (bid_sz, bid_ct),
+            (ask_sz, ask_ct),
+            empty_bid,
+            empty_ask,
+            rng,
         )
+        return rec, inst
+
+    def _mbo(self, a: int, b: int, rng: np.random.Generator, _forced: I64) -> tuple[Records, I64]:
+        """Order events: adds, cancels, modifies, trades and fills around the touch."""
+        ts, inst = self._events(a, b, rng)
+        n = b - a
+        tick = self.tick[inst]
+        bid = self._walk(inst, rng)
+        ask = bid + self._spread_ticks(inst, rng)
+        kind = _bucket(rng.random(n), 0.45, 0.80, 0.88, 0.96)  # A, C, M, T, F
+        action = np.array([b"A", b"C", b"M", b"T", b"F"], dtype="S1")[kind]
+        book_side = (rng.random(n) < 0.5).astype(np.int64)  # 0 = B, 1 = A
+        trade_side = _bucket(rng.random(n), 0.47, 0.94)
+        is_trade = kind == 3
+        away = _geometric(rng.random(n), 0.4, 10) - 1  # levels behind the touch
+        resting = np.where(book_side == 0, bid - away, ask + away)
+        price = np.where(is_trade, np.where(trade_side == 0, ask, bid), resting)
+        side_idx = np.where(is_trade, trade_side, book_side)
+        order = _geometric(rng.random(n), 0.3, 100)
+        size = np.where(
+            is_trade,
+            self._trade_size(inst, rng),
+            np.where(self.is_equity[inst], order * 100, order),
+        )
+        # adds take new order ids; cancels, modifies and fills refer to recent ones; trades 0
+        new = kind == 0
+        ids = self.next_order + np.cumsum(new)
+        self.next_order = int(ids[-1]) + 1
+        recent = np.maximum(ids - rng.integers(0, 1000, n), 1)
+        order_id = np.where(new, ids, np.where(is_trade, 0, recent))
+        ts_event, delta = self._latency(ts, rng)
+        rec = self._new(n)
+        rec["instrument_id"] = self.ids[inst]
+        rec["ts_event"] = ts_event
+        rec["order_id"] = order_id
+        rec["price"] = price * tick
+        rec["size"] = size
+        rec["action"] = action
+        rec["side"] = _SIDES[side_idx]
+        rec["flags"] = F_LAST
+        rec["channel_id"] = 0
+        rec["ts_recv"] = ts
+        rec["ts_in_delta"] = delta
+        rec["sequence"] = self._sequence(n, rng)
         return rec, inst
 
     def _ohlcv(self, a: int, b: int, rng: np.random.Generator, _forced: I64) -> tuple[Records, I64]:
@@ -1223,7 +1417,9 @@ class _Synth:
         rec["ts_recv"] = ts
         rec["ts_ref"] = np.where(settle, (ts // DAY_NS) * DAY_NS, UNDEF_TIMESTAMP).astype(np.uint64)
         rec["price"] = np.where(is_qty, UNDEF_PRICE, price)
-        rec["quantity"] = np.where(is_qty, np.minimum(quantity, qty_max - 1), qty_max)
+        # indicative opening price and VWAP carry a quantity beside their price
+        has_qty = is_qty | np.isin(stat, _PAIRED_STATS)
+        rec["quantity"] = np.where(has_qty, np.minimum(quantity, qty_max - 1), qty_max)
         rec["sequence"] = self._sequence(n, rng)
         rec["ts_in_delta"] = delta
         rec["stat_type"] = stat
@@ -1396,8 +1592,8 @@ class _Synth:
     def blocks(self) -> Iterator[Records]:
         generate = {
             "trades": self._trades,
-            "tbbo": self._book,
-            "mbp-1": self._book,
+            "mbo": self._mbo,
+            **dict.fromkeys(_BOOK, self._book),
             "statistics": self._statistics,
             "status": self._status,
             "imbalance": self._imbalance,
@@ -1410,6 +1606,7 @@ class _Synth:
             rng = _rng(self.spec.seed, 2, self.stream, k)
             forced = self._local("shared_key_trades", a, b)
             rec, inst = generate(a, b, rng, forced)
+            self._shape(rec, a, b)
             self._inject(rec, inst, a, b, _rng(self.spec.seed, 3, self.stream, k))
             yield self._insert(rec, a, b)
 
@@ -1421,6 +1618,33 @@ class _Synth:
     def _rank(self, name: str, a: int, local: I64) -> I64:
         """1-based rank of each row among all rows with this defect."""
         return np.searchsorted(self.plan[name], local + a).astype(np.int64) + 1
+
+    def _shape(self, rec: Records, a: int, b: int) -> None:
+        """Turn the planned rows into the unusual but valid shapes of `Shapes`."""
+        rows = self._local("no_last_trade", a, b)
+        if rows.size:
+            rec["ts_event"][rows] = UNDEF_TIMESTAMP
+            rec["price"][rows] = UNDEF_PRICE
+            rec["size"][rows] = 0
+            rec["side"][rows] = b"N"
+        for name, action in (("sideless_book_updates", b"A"), ("book_clears", b"R")):
+            rows = self._local(name, a, b)
+            if rows.size == 0:
+                continue
+            rec["action"][rows] = action
+            rec["side"][rows] = b"N"
+            rec["price"][rows] = UNDEF_PRICE
+            rec["size"][rows] = 0
+            if "depth" in self.names:
+                rec["depth"][rows] = 0
+            if "order_id" in self.names:
+                rec["order_id"][rows] = 0
+            if action == b"R" and "bid_px_00" in self.names:  # the book is empty after a clear
+                for name_ in self.names:
+                    if name_[:7] in ("bid_px_", "ask_px_"):
+                        rec[name_][rows] = UNDEF_PRICE
+                    elif name_[:4] in ("bid_", "ask_"):
+                        rec[name_][rows] = 0
 
     def _inject(self, rec: Records, inst: I64, a: int, b: int, rng: np.random.Generator) -> None:
         tick = self.tick[inst]
@@ -1435,7 +1659,13 @@ class _Synth:
             rec["ask_px_00"][rows] = level
             rec["bid_px_00"][rows] = level + cross * tick[rows]
             for fld in ("bid_sz_00", "ask_sz_00", "bid_ct_00", "ask_ct_00"):
-                rec[fld][rows] = np.maximum(rec[fld][rows], 1)
+                if fld in self.names:
+                    rec[fld][rows] = np.maximum(rec[fld][rows], 1)
+            for fld in ("bid_pb_00", "ask_pb_00"):
+                if fld in self.names:
+                    rec[fld][rows] = np.where(
+                        rec[fld][rows] == 0, self.venue_publishers[0], rec[fld][rows]
+                    )
         rows = self._local("high_below_low", a, b)
         if rows.size:
             high = rec["high"][rows].copy()
@@ -1524,6 +1754,9 @@ def _validate(spec: SynthSpec) -> None:
         raise ValueError(f"unsupported schema {spec.schema!r}; expected one of {SUPPORTED_SCHEMAS}")
     if spec.version not in _VERSION_MODULES:
         raise ValueError(f"unsupported DBN version {spec.version!r}; expected 1, 2 or 3")
+    if spec.schema == "ohlcv-eod" and spec.version < 3:
+        # ohlcv-eod came after DBN v3; databento's own reader knows it in v3 files only
+        raise ValueError("ohlcv-eod is written as DBN version 3 only")
     if spec.stype_in not in _STYPES_IN:
         raise ValueError(f"unsupported stype_in {spec.stype_in!r}; expected one of {_STYPES_IN}")
     if spec.records < 0 or spec.days < 1 or spec.seed < 0 or spec.shared_key_trades < 0:
@@ -1536,13 +1769,29 @@ def _validate(spec: SynthSpec) -> None:
             raise ValueError(f"defect {name} must be >= 0, got {count}")
         if count and spec.schema not in _DEFECT_SCHEMAS[name]:
             raise ValueError(f"defect {name} does not apply to schema {spec.schema!r}")
-    if spec.shared_key_trades and spec.schema not in _TRADE_LIKE:
+    if spec.shared_key_trades and spec.schema not in _SHARED_KEY:
         raise ValueError(f"shared_key_trades does not apply to schema {spec.schema!r}")
-    wanted = sum(counts.values()) + spec.shared_key_trades
+    shapes = spec.shapes.counts()
+    for name, count in shapes.items():
+        if count < 0:
+            raise ValueError(f"shape {name} must be >= 0, got {count}")
+        if count and spec.schema not in _SHAPE_SCHEMAS[name]:
+            raise ValueError(f"shape {name} does not apply to schema {spec.schema!r}")
+    wanted = sum(counts.values()) + spec.shared_key_trades + sum(shapes.values())
     if wanted > spec.records:
         raise ValueError(
-            f"{wanted} defect/shared-key rows requested but only {spec.records} records"
+            f"{wanted} defect/shared-key/shape rows requested but only {spec.records} records"
         )
+
+
+def grid_capacity(spec: SynthSpec) -> int:
+    """How many bars (OHLCV) or samples (BBO/CBBO) fit `spec`'s days and symbols: one per
+    instrument and interval inside the trading sessions. With `records` equal to it, no interval
+    of any session is missing."""
+    if spec.schema not in _GRID_NS:
+        raise ValueError(f"{spec.schema!r} is not on an interval grid")
+    synth = _Synth(replace(spec, records=0, defects=Defects(), shapes=Shapes()))
+    return int(synth.grid_offsets[-1])
 
 
 def _is_zstd(path: Path) -> bool:

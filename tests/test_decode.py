@@ -20,7 +20,7 @@ from tests.reference import decode_with_symbols, mismatches
 GENERATED = SYNTH_SCHEMAS  # every schema the generator writes
 
 # bars: one per instrument and interval, so coarse schemas fit fewer records into a few days
-SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 3}
+SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 3, "ohlcv-eod": 3}
 
 
 @pytest.mark.parametrize("path", sample_params())

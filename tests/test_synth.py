@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import databento
 import databento_dbn as dbn
+import duckdb
 import numpy as np
+import polars as pl
 import pytest
 import zstandard
 
+from histetl.pipeline import Replayer, ReplayOptions, expand_paths
 from histetl.synth import (
     BLOCK_RECORDS,
     SUPPORTED_SCHEMAS,
     Defects,
+    Shapes,
     SynthResult,
     SynthSpec,
     index_field,
@@ -23,6 +29,7 @@ from histetl.synth import (
     record_dtype,
     write_dbn,
 )
+from tests.reference import mismatches
 
 # databento's DataFrame path trips a pandas deprecation warning, and DBNStore.from_file leaves
 # its file handles to the garbage collector; neither is ours to fix.
@@ -35,11 +42,16 @@ pytestmark = [
 
 UNDEF_PRICE = dbn.UNDEF_PRICE
 UNDEF_TS = dbn.UNDEF_TIMESTAMP
-OHLCV = ("ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d")
-QUOTES = ("tbbo", "mbp-1", "bbo-1s", "bbo-1m")
-TRADE_LIKE = ("trades", "tbbo", "mbp-1")
+OHLCV = ("ohlcv-1s", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d", "ohlcv-eod")
+BBO = ("bbo-1s", "bbo-1m", "cbbo-1s", "cbbo-1m")
+BOOK = ("tbbo", "tcbbo", "mbp-1", "mbp-10", "cmbp-1")
+QUOTES = (*BOOK, *BBO)
+TRADE_LIKE = ("trades", *BOOK)
+SHARED_KEY = ("trades", "tbbo", "mbp-1")
+GRID_S = {"ohlcv-1s": 1, "ohlcv-1m": 60, "ohlcv-1h": 3600, "ohlcv-1d": 86400, "ohlcv-eod": 86400}
+GRID_S |= {"bbo-1s": 1, "bbo-1m": 60, "cbbo-1s": 1, "cbbo-1m": 60}
 # small record counts that fit every schema's grid in the default two days
-SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 2}
+SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 2, "ohlcv-eod": 2}
 
 
 def small(schema: str) -> int:
@@ -76,6 +88,10 @@ def test_layouts_come_from_databento_dbn() -> None:
 @pytest.mark.parametrize("version", [1, 2, 3])
 @pytest.mark.parametrize("schema", SUPPORTED_SCHEMAS)
 def test_round_trip_through_databento(tmp: Path, schema: str, version: int) -> None:
+    if schema == "ohlcv-eod" and version < 3:
+        with pytest.raises(ValueError, match="ohlcv-eod is written as DBN version 3 only"):
+            write_dbn(SynthSpec(schema=schema, records=1, version=version), tmp / "eod.dbn")
+        return
     spec = SynthSpec(schema=schema, records=small(schema), version=version, seed=version)
     plain = write_dbn(spec, tmp / f"{schema}-v{version}.dbn")
     packed = write_dbn(spec, tmp / f"{schema}-v{version}.dbn.zst")
@@ -172,7 +188,7 @@ def all_defects(schema: str) -> Defects:
         "zero_size": schema in TRADE_LIKE,
         "missing_price": schema in TRADE_LIKE or schema in OHLCV,
     }
-    n = 1 if schema == "ohlcv-1d" else 3
+    n = 1 if schema in ("ohlcv-1d", "ohlcv-eod") else 3
     return Defects(
         **{k: n for k, ok in applicable.items() if ok},
         bad_timestamp=n,
@@ -184,9 +200,11 @@ def all_defects(schema: str) -> Defects:
 @pytest.mark.parametrize("version", [1, 3])
 @pytest.mark.parametrize("schema", SUPPORTED_SCHEMAS)
 def test_defects_are_exactly_where_reported(tmp: Path, schema: str, version: int) -> None:
+    if schema == "ohlcv-eod":
+        version = 3
     defects = all_defects(schema)
-    records = {"ohlcv-1d": 6, "ohlcv-1h": 60}.get(schema, 400)
-    days = {"ohlcv-1d": 8, "ohlcv-1h": 5}.get(schema, 2)
+    records = {"ohlcv-1d": 6, "ohlcv-eod": 6, "ohlcv-1h": 60}.get(schema, 400)
+    days = {"ohlcv-1d": 8, "ohlcv-eod": 8, "ohlcv-1h": 5}.get(schema, 2)
     spec = SynthSpec(
         schema=schema, records=records, version=version, defects=defects, days=days, seed=7
     )
@@ -211,10 +229,8 @@ def test_defects_are_exactly_where_reported(tmp: Path, schema: str, version: int
     ts = arr[index_field(schema)].astype(np.int64)
     good = ~masks["bad_timestamp"]
     assert (np.diff(ts[good]) >= 0).all()
-    if schema in OHLCV or schema.startswith("bbo"):  # bad timestamps stay on the grid
-        grid = {"ohlcv-1s": 1, "ohlcv-1m": 60, "ohlcv-1h": 3600, "ohlcv-1d": 86400}.get(schema)
-        grid = grid or {"bbo-1s": 1, "bbo-1m": 60}[schema]
-        assert (ts % (grid * 10**9) == 0).all()
+    if schema in GRID_S:  # bad timestamps stay on the grid
+        assert (ts % (GRID_S[schema] * 10**9) == 0).all()
 
     # only unmapped rows lose their symbol; bad-timestamp rows still resolve
     df = store.to_df(price_type="fixed", map_symbols=True)
@@ -223,7 +239,7 @@ def test_defects_are_exactly_where_reported(tmp: Path, schema: str, version: int
     )
 
 
-@pytest.mark.parametrize("schema", TRADE_LIKE)
+@pytest.mark.parametrize("schema", SHARED_KEY)
 def test_shared_key_trades(tmp: Path, schema: str) -> None:
     spec = SynthSpec(
         schema=schema, records=500, shared_key_trades=6, defects=Defects(exact_duplicates=2), seed=3
@@ -283,7 +299,7 @@ def test_sentinels_and_realism_per_schema(tmp: Path) -> None:
         assert empty_bid.any(), schema
         assert empty_ask.any(), schema
         assert (arr["bid_sz_00"][empty_bid] == 0).all()
-        assert (arr["ask_ct_00"][empty_ask] == 0).all()
+        assert (arr["ask_sz_00"][empty_ask] == 0).all()
     # statistics: the unused field holds the version's sentinel
     for version, qty_max in ((1, np.iinfo(np.int32).max), (3, dbn.UNDEF_STAT_QUANTITY)):
         spec = SynthSpec(schema="statistics", records=400, version=version)
@@ -293,7 +309,10 @@ def test_sentinels_and_realism_per_schema(tmp: Path) -> None:
         assert (~qty_type).any()
         assert (arr["price"][qty_type] == UNDEF_PRICE).all()
         assert (arr["quantity"][qty_type] < qty_max).all()
-        assert (arr["quantity"][~qty_type] == qty_max).all()
+        paired = arr["stat_type"] == 2  # indicative opening price: price and quantity
+        assert paired.any()
+        assert (arr["quantity"][paired] < qty_max).all()
+        assert (arr["quantity"][~qty_type & ~paired] == qty_max).all()
         assert (arr["price"][~qty_type] != UNDEF_PRICE).all()
         settle = arr["stat_type"] == 3
         assert (arr["ts_ref"][settle] != UNDEF_TS).all()
@@ -413,7 +432,7 @@ def test_start_date_and_raw_symbol_future(tmp: Path) -> None:
         (SynthSpec(schema="ohlcv-1s", records=10, shared_key_trades=1), "shared_key_trades"),
         (SynthSpec(schema="ohlcv-1d", records=3), "at most 2"),
         (SynthSpec(schema="trades", records=2, defects=Defects(zero_size=3)), "only 2 records"),
-        (SynthSpec(schema="mbo", records=1), "unsupported schema"),
+        (SynthSpec(schema="mbp-20", records=1), "unsupported schema"),
         (SynthSpec(schema="trades", records=1, version=4), "version"),
         (SynthSpec(schema="trades", records=1, symbols=("ESH4",)), "continuous"),
         (SynthSpec(schema="trades", records=1, symbols=("ES.c.0",), stype_in="parent"), "parent"),
@@ -430,3 +449,201 @@ def test_zero_records_writes_a_header_only_file(tmp: Path) -> None:
     assert result.records == 0
     assert len(arr) == 0
     assert store.metadata.dataset == "GLBX.MDP3"
+
+
+@pytest.mark.parametrize(
+    ("schema", "version"),
+    # ohlcv-eod exists in DBN v3 files only (the round-trip test checks the refusal)
+    [(s, v) for s in SUPPORTED_SCHEMAS for v in (1, 2, 3) if s != "ohlcv-eod" or v == 3],
+)
+def test_every_schema_in_every_dbn_version_decodes_equal_to_databento_to_df(
+    tmp: Path, schema: str, version: int
+) -> None:
+    records = {"ohlcv-1h": 40, "ohlcv-1d": 3, "ohlcv-eod": 3}.get(schema, 300)
+    spec = SynthSpec(schema=schema, records=records, days=5, seed=5, version=version)
+    path = write_dbn(spec, tmp / f"ref-{schema}-v{version}.dbn.zst").path
+    assert mismatches(path) == []
+
+
+def replay_one(tmp_path: Path, path: Path) -> Any:
+    options = ReplayOptions(
+        db=f"duckdb:///{tmp_path / 'shapes.duckdb'}", quarantine_dir=tmp_path / "quarantine"
+    )
+    (file,) = Replayer(options).run(expand_paths([path])).files
+    return file
+
+
+def stored(tmp_path: Path, table: str) -> pl.DataFrame:
+    with duckdb.connect(str(tmp_path / "shapes.duckdb"), read_only=True) as con:
+        frame = pl.from_arrow(con.sql(f"SELECT * FROM {table}").to_arrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+# Real-data classes that were once quarantined: (schema, dataset, symbols, stype_in, shapes)
+REAL_SHAPES = {
+    "bbo_1s_no_last_trade": ("bbo-1s", "GLBX.MDP3", ("ES.c.0",), "continuous"),
+    "bbo_1m_no_last_trade_equities": ("bbo-1m", "XNAS.ITCH", ("AAPL", "MSFT"), "raw_symbol"),
+    "cbbo_1s_no_last_trade_options": (
+        "cbbo-1s",
+        "OPRA.PILLAR",
+        ("AAPL  240119C00190000",),
+        "raw_symbol",
+    ),
+    "cbbo_1m_no_last_trade_consolidated": ("cbbo-1m", "EQUS.SUMMARY", ("NVDA",), "raw_symbol"),
+    "mbp_1_options_sideless_adds_and_clears": (
+        "mbp-1",
+        "OPRA.PILLAR",
+        ("SPY   240119P00470000",),
+        "raw_symbol",
+    ),
+    "mbp_10_sideless_updates_and_clears": ("mbp-10", "XNAS.ITCH", ("AAPL",), "raw_symbol"),
+    "cmbp_1_consolidated_sideless_updates": ("cmbp-1", "EQUS.PLUS", ("TSLA",), "raw_symbol"),
+    "mbo_clears_ice": ("mbo", "IFEU.IMPACT", ("BRNH4",), "raw_symbol"),
+}
+SHAPE_COUNTS = {
+    "bbo": Shapes(no_last_trade=7),
+    "cbbo": Shapes(no_last_trade=7),
+    "mbp": Shapes(sideless_book_updates=9, book_clears=2),
+    "cmbp": Shapes(sideless_book_updates=9, book_clears=2),
+    "mbo": Shapes(book_clears=3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REAL_SHAPES))
+def test_replay_of_real_data_shape_quarantines_nothing(tmp_path: Path, case: str) -> None:
+    schema, dataset, symbols, stype_in = REAL_SHAPES[case]
+    shapes = SHAPE_COUNTS[schema.split("-")[0]]
+    spec = SynthSpec(
+        schema=schema,
+        records=600,
+        dataset=dataset,
+        symbols=symbols,
+        stype_in=stype_in,
+        seed=4,
+        shapes=shapes,
+    )
+    result = write_dbn(spec, tmp_path / f"{case}.dbn.zst")
+    assert mismatches(result.path) == []  # still what databento's own reader sees
+    file = replay_one(tmp_path, result.path)
+    assert (file.status, file.quarantined, file.duplicates) == ("loaded", 0, 0)
+    assert file.loaded == file.records == 600
+    assert file.rules == {}
+    frame = stored(tmp_path, schema.replace("-", "_"))
+    for name, rows in result.shape_rows.items():
+        assert len(rows) == shapes.counts()[name]
+    if shapes.no_last_trade:
+        assert frame.filter(pl.col("ts_event").is_null()).height == shapes.no_last_trade
+    sideless = frame.filter((pl.col("side") == "N") & pl.col("price").is_null())
+    assert sideless.height == sum(shapes.counts().values())
+    if shapes.book_clears:
+        assert frame.filter(pl.col("action") == "R").height == shapes.book_clears
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_replay_of_file_without_symbology_loads_every_record_with_symbol_null(
+    tmp_path: Path, version: int
+) -> None:
+    spec = SynthSpec(schema="statistics", records=200, version=version, symbology=False, seed=2)
+    result = write_dbn(spec, tmp_path / f"nosym-v{version}.dbn")
+    store, _ = read(result.path)
+    assert not store.metadata.mappings
+    assert mismatches(result.path) == []
+    file = replay_one(tmp_path, result.path)
+    assert (file.status, file.loaded, file.quarantined) == ("loaded", 200, 0)
+    assert file.rules == {"symbol_present": 200}  # counted, a warning
+    assert stored(tmp_path, "statistics")["symbol"].null_count() == 200
+
+
+def test_replay_of_shaped_file_still_quarantines_exactly_the_injected_defects(
+    tmp_path: Path,
+) -> None:
+    spec = SynthSpec(
+        schema="mbp-1",
+        records=800,
+        dataset="OPRA.PILLAR",
+        symbols=("AAPL  240119C00190000",),
+        stype_in="raw_symbol",
+        seed=8,
+        shapes=Shapes(sideless_book_updates=20, book_clears=4),
+        defects=Defects(missing_price=6, zero_size=5, bad_timestamp=2, crossed_quotes=3),
+    )
+    result = write_dbn(spec, tmp_path / "shaped.dbn.zst")
+    file = replay_one(tmp_path, result.path)
+    bad = {
+        int(r)
+        for name in ("missing_price", "zero_size", "bad_timestamp")
+        for r in result.defect_rows[name]
+    }
+    assert file.quarantined == len(bad) == 13
+    assert file.loaded == 800 - 13
+    assert file.rules == {
+        "event_price_present": 6,
+        "event_size_positive": 5,
+        "index_ts_in_file_range": 2,
+        "quote_not_crossed": 3,  # a warning: crossed books occur on real venues
+    }
+    assert file.quarantine_file is not None
+    quarantined = pl.read_parquet(file.quarantine_file)
+    assert set(quarantined["ordinal"].to_list()) == bad
+    shaped = {int(r) for rows in result.shape_rows.values() for r in rows}
+    assert not shaped & bad
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (SynthSpec(schema="trades", records=5, shapes=Shapes(no_last_trade=1)), "no_last_trade"),
+        (
+            SynthSpec(schema="tbbo", records=5, shapes=Shapes(sideless_book_updates=1)),
+            "sideless_book_updates",
+        ),
+        (SynthSpec(schema="mbo", records=2, shapes=Shapes(book_clears=3)), "only 2 records"),
+        (SynthSpec(schema="ohlcv-eod", records=1, version=2), "version 3 only"),
+    ],
+)
+def test_shape_that_does_not_fit_the_schema_raises(
+    tmp: Path, spec: SynthSpec, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        write_dbn(spec, tmp / "bad-shape.dbn")
+
+
+def test_synth_command_writes_shapes_and_files_without_symbology(tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "histetl.cli"]
+    book = tmp_path / "opra.mbp-1.dbn"
+    stats = tmp_path / "nosym.statistics.dbn"
+    shaped = ["--dataset", "OPRA.PILLAR", "--symbols", "AAPL  240119C00190000"]
+    shaped += ["--stype-in", "raw_symbol", "--shape", "sideless_book_updates=6"]
+    shaped += ["--shape", "book_clears=2"]
+    for args in (
+        [str(book), "--schema", "mbp-1", "--records", "300", *shaped],
+        [str(stats), "--schema", "statistics", "--records", "40", "--no-symbology"],
+    ):
+        done = subprocess.run([*cli, "synth", *args], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+    _, arr = read(book)
+    assert ((arr["side"] == b"N") & (arr["price"] == UNDEF_PRICE)).sum() == 8
+    assert (arr["action"] == b"R").sum() == 2
+    store, _ = read(stats)
+    assert not store.metadata.mappings
+    report = tmp_path / "report.json"
+    db = f"duckdb:///{tmp_path / 'c.duckdb'}"
+    out = ["--quarantine-dir", str(tmp_path / "q"), "--report", str(report)]
+    done = subprocess.run(
+        [*cli, "replay", str(book), str(stats), "--db", db, *out],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "q").exists() or not any((tmp_path / "q").rglob("*.parquet"))
+    bad = subprocess.run(
+        [*cli, "synth", str(tmp_path / "x.dbn"), "--schema", "bbo-1s", "--shape", "nope=1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "--shape 'nope=1': expected NAME=COUNT" in bad.stderr
+    assert "Traceback" not in bad.stderr
