@@ -30,7 +30,7 @@ from histetl.mapping import Mapping, TableMapping, to_arrow
 from histetl.prefetch import Prefetch
 from histetl.quarantine import QuarantineWriter, quarantine_path
 from histetl.report import FileReport, RunReport, new_run_id
-from histetl.schemas import SYMBOL_COLUMN
+from histetl.schemas import SYMBOL_COLUMN, table_spec
 from histetl.sinks import (
     FileLoad,
     LedgerEntry,
@@ -167,6 +167,14 @@ class Replayer:
         report.finished_at = dt.datetime.now(dt.UTC).isoformat()
         return report
 
+    def loaded_entry(self, sink: Sink, sha256: str, schema: str) -> LedgerEntry | None:
+        """The one "already loaded" rule of `replay` and `run`: the ledger has this file's
+        sha256 for the table its schema maps to now (a mapping that changes `table` loads the
+        file again, into the new table). Never with --force."""
+        if self.options.force:
+            return None
+        return sink.ledger_entry(sha256, self.mapping.for_spec(table_spec(schema)).table)
+
     def process(self, path: Path, sink: Sink | None) -> FileReport:
         """One file, in one transaction. An optimistic direct load that meets existing rows
         is replayed in merge mode; a dropped connection is retried with backoff."""
@@ -203,7 +211,7 @@ class Replayer:
         load = None
         if sink is not None:
             report.sha256 = sha256_file(dbn.path)
-            entry = None if self.options.force else sink.ledger_entry(report.sha256, table.table)
+            entry = self.loaded_entry(sink, report.sha256, spec.schema)
             target = TableTarget(table.table, table.arrow_schema, table.key, table.key[0])
             load = (
                 None
