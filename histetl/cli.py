@@ -26,8 +26,16 @@ from histetl import __version__
 from histetl.config import DB_ENV_VAR, default_db
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, ConfigError, HistetlError
 from histetl.logs import configure, logger_level
+from histetl.outputs import check_output, write_json
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths, init_db, ledger
-from histetl.quarantine import list_quarantine, rule_counts, sample
+from histetl.quarantine import (
+    check_file,
+    list_quarantine,
+    rule_columns,
+    rule_counts,
+    rule_expressions,
+    sample,
+)
 from histetl.report import FileReport, RunReport
 from histetl.sinks import RetryPolicy, TimescaleOptions
 from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
@@ -250,6 +258,8 @@ def replay(
         db_retry=RetryPolicy(db_retries, db_retry_max_wait),
         workers=workers,
     )
+    if report_path is not None:
+        check_output(report_path, "--report")
     replayer = Replayer(options)
     files = expand_paths(paths)
     with Progress() as progress:
@@ -342,8 +352,13 @@ def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
             counts = ", ".join(f"{k}: {v}" for k, v in rule_counts(f).items())
             click.echo(f"{f}  ({counts})")
         return
+    columns = check_file(path)
+    expressions = rule_expressions(path)
     for name, count in rule_counts(path).items():
-        click.echo(f"{count:>8}  {name}")
+        expr = expressions.get(name)
+        read = ", ".join(rule_columns(expr, columns)) if expr else ""
+        shown = f"  {expr}" if expr else ""
+        click.echo(f"{count:>8}  {name}{shown}" + (f"  (reads {read})" if read else ""))
     with pl.Config(tbl_rows=rows, tbl_cols=12, fmt_str_lengths=40):
         click.echo(sample(path, rows))
 
@@ -540,6 +555,8 @@ def run_command(
     from histetl.jobs import load_job_file
 
     jobs = load_job_file(job_file)
+    if report_path is not None:
+        check_output(report_path, "--report")
     options = RunOptions(jobs=job_names, dry_run=dry_run, force=force, db=db, lock_wait_s=wait_s)
     try:
         result = run_jobs(jobs, options, on_chunk=_print_chunk, on_file=_print_file)
@@ -552,7 +569,7 @@ def run_command(
             sys.exit(EXIT_FAILED)
         return
     if report_path is not None:
-        result.write_json(report_path)
+        write_json(report_path, result.to_dict())
         click.echo(f"report: {report_path}")
     if result.error is not None:
         click.echo(result.report.table())
@@ -653,6 +670,8 @@ def query_command(
         columns=split_list(columns),
         limit=limit,
     )
+    if output is not None:
+        check_output(output, "-o")
     stdout = sys.stdout.buffer if output is None else None
     result = export(options, fmt, stdout, output)
     if result.reader_gone:  # `histetl query ... | head`: stop quietly, like other tools
@@ -751,6 +770,8 @@ def verify_command(
         min_gap=min_gap,
         use_status=not no_status,
     )
+    if report_path is not None:
+        check_output(report_path, "--report")
     report = verify(options)
     click.echo(report.text())
     if report_path is not None:

@@ -752,12 +752,6 @@ class RunResult:
         out["error"] = self.error.message if self.error else None
         return out
 
-    def write_json(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
-
 
 def run_jobs(
     job_file: JobFile,

@@ -27,8 +27,9 @@ from histetl.config import default_db
 from histetl.decode import DEFAULT_BATCH_SIZE, DbnFile
 from histetl.errors import ConfigError, HistetlError, TransientError
 from histetl.mapping import Mapping, TableMapping, to_arrow
+from histetl.outputs import check_output_dir
 from histetl.prefetch import Prefetch
-from histetl.quarantine import QuarantineWriter, quarantine_path
+from histetl.quarantine import QuarantineWriter, quarantine_path, remove_stale_partials
 from histetl.report import FileReport, RunReport, new_run_id
 from histetl.schemas import SYMBOL_COLUMN, table_spec
 from histetl.sinks import (
@@ -44,7 +45,7 @@ from histetl.sinks import (
     redact,
 )
 from histetl.symbology import SymbolMap
-from histetl.validate import RuleBook, RuleSet
+from histetl.validate import RuleBook, RuleSet, Split
 
 FAULT_ENV = "HISTETL_TEST_FAULT"
 DBN_SUFFIXES = (".dbn", ".dbn.zst")
@@ -118,12 +119,14 @@ class Replayer:
             raise ConfigError("batch size must be at least 1", where="--batch-size")
         if options.workers < 1:
             raise ConfigError("workers must be at least 1", where="--workers")
+        check_output_dir(options.quarantine_dir, "--quarantine-dir")
 
     def run(
         self, paths: Sequence[Path], on_file: Callable[[FileReport], None] | None = None
     ) -> RunReport:
         options = self.options
         mode = "validate-only" if options.validate_only else "load"
+        remove_stale_partials(options.quarantine_dir)  # left by a killed run
         if options.workers > 1:
             return self._run_parallel(paths, on_file, mode)
         sink = None if options.validate_only else open_sink(options.db, options.db_retry)
@@ -223,12 +226,15 @@ class Replayer:
                 entry = entry or sink.ledger_entry(report.sha256, table.table)
                 report.skipped = entry.records if entry else 0
                 return
-        rules = self.rules.for_file(spec, dbn.dataset, start, end)
+        rules = _CheckedRules(self.rules.for_file(spec, dbn.dataset, start, end), start, end)
         writer = QuarantineWriter(
             quarantine_path(
                 self.options.quarantine_dir, self.run_id, dbn.dataset, spec.schema, dbn.path
             ),
             dbn.path,
+            schema=spec.schema,
+            dataset=dbn.dataset,
+            rules=rules.rules,
         )
         rejected = False
         try:
@@ -243,6 +249,8 @@ class Replayer:
                     "replay with --on-invalid quarantine to load the valid rows",
                 )
             report.reconcile()
+            # written before the commit: a quarantine file that cannot be written fails the file
+            report.quarantine_file = _str_or_none(writer.close())
             if load is not None:
                 assert report.sha256 is not None  # computed whenever there is a sink
                 fault_point("before_commit")
@@ -270,7 +278,6 @@ class Replayer:
                 writer.discard()
             raise
         fault_point("after_commit")
-        report.quarantine_file = _str_or_none(writer.close())
         report.status = "loaded" if load is not None else "validated"
 
     def _progress(self, report: FileReport, fraction: float) -> None:
@@ -280,7 +287,7 @@ class Replayer:
     def _batches(
         self,
         dbn: DbnFile,
-        rules: RuleSet,
+        rules: _CheckedRules,
         table: TableMapping,
         writer: QuarantineWriter,
         load: FileLoad | None,
@@ -322,7 +329,7 @@ class Replayer:
     def _validated(
         self,
         batches: Iterator[pa.RecordBatch],
-        rules: RuleSet,
+        rules: _CheckedRules,
         table: TableMapping,
         writer: QuarantineWriter,
         report: FileReport,
@@ -333,7 +340,7 @@ class Replayer:
         for batch in batches:
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
-            split = rules.split(frame, first_ordinal=report.records)
+            split = rules.split(frame, report.records, report.path)
             report.records += batch.num_rows
             tick()
             report.add_rules(split.counts)
@@ -342,8 +349,38 @@ class Replayer:
             if not loading or (report.quarantined and self.options.on_invalid == "fail"):
                 report.valid += split.valid.height  # not loaded: counted as valid only
                 continue
-            yield _to_target(table.apply(split.valid), table.arrow_schema)
+            yield _to_target(table.apply(split.valid, report.path), table.arrow_schema)
             fault_point("after_batch", report.records)
+
+
+class _CheckedRules:
+    """A file's rules; a rule that raises on this file's data (not just breaks) fails the
+    file with the rule's name instead of a Polars error."""
+
+    def __init__(self, rules: RuleSet, start: int | None, end: int | None) -> None:
+        self._set = rules
+        self.rules = rules.rules
+        self._span = (start, end)
+
+    def split(self, frame: pl.DataFrame, first_ordinal: int, source: str) -> Split:
+        try:
+            return self._set.split(frame, first_ordinal=first_ordinal)
+        except pl.exceptions.PolarsError as exc:
+            name, expr, error = "", "", exc
+            for rule in self.rules:  # which one: each alone
+                try:
+                    RuleSet(self._set.spec, (rule,), *self._span).split(frame, first_ordinal)
+                except pl.exceptions.PolarsError as one:
+                    name, expr, error = rule.name, rule.expr, one
+                    break
+            detail = (str(error).splitlines() or [type(error).__name__])[0][:300]
+            what = f"rule {name} ({expr!r})" if name else "the rules"
+            raise HistetlError(
+                f"{what} cannot be evaluated on this file's data: {detail}",
+                where=source,
+                hint="nothing from this file was loaded; fix or disable the rule "
+                "(--rules FILE with `disable: [name]`) and replay the file",
+            ) from None
 
 
 class _Counter:

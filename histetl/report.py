@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from histetl.errors import ReconciliationError
+from histetl.outputs import write_json
 
 COUNTS = ("records", "loaded", "duplicates", "quarantined", "skipped")
 
@@ -90,10 +90,8 @@ class RunReport:
         }
 
     def write_json(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        """The report as JSON (atomically; through a symlink or FIFO), see histetl.outputs."""
+        write_json(path, self.to_dict())
 
     def table(self) -> str:
         """A plain-text summary table, one row per file plus totals."""
