@@ -39,6 +39,7 @@ from histetl.quarantine import (
 from histetl.report import FileReport, RunReport
 from histetl.sinks import RetryPolicy, TimescaleOptions
 from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
+from histetl.validate import SOURCE_COLUMN
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -359,8 +360,18 @@ def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
         read = ", ".join(rule_columns(expr, columns)) if expr else ""
         shown = f"  {expr}" if expr else ""
         click.echo(f"{count:>8}  {name}{shown}" + (f"  (reads {read})" if read else ""))
-    with pl.Config(tbl_rows=rows, tbl_cols=12, fmt_str_lengths=40):
-        click.echo(sample(path, rows))
+    rows_shown = sample(path, rows)
+    if SOURCE_COLUMN in rows_shown.columns and rows_shown.height:
+        click.echo(f"source: {rows_shown[SOURCE_COLUMN][0]}")
+        rows_shown = rows_shown.drop(SOURCE_COLUMN)
+    with pl.Config(
+        tbl_rows=rows,
+        tbl_cols=12,
+        fmt_str_lengths=40,
+        tbl_width_chars=max(shutil.get_terminal_size().columns, 160),
+        tbl_hide_column_data_types=True,
+    ):
+        click.echo(rows_shown)
 
 
 @main.command()

@@ -12,6 +12,7 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -66,25 +67,101 @@ class ReplayOptions:
 
 
 def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
-    """Files, directories (searched recursively for .dbn/.dbn.zst) and glob patterns."""
+    """Files, directories (searched recursively for .dbn/.dbn.zst) and glob patterns.
+
+    Symlinks are followed, to files and to directories (a directory reached twice, e.g.
+    through a link loop, is searched once). Any path that cannot be read is a ConfigError
+    before any work: an unreadable file or directory, a broken symlink, or a DBN file that is
+    not a regular file. Returns resolved paths, each once, in a stable order."""
     found: list[Path] = []
     for pattern in patterns:
         text = str(pattern)
-        path = Path(text)
-        if path.is_dir():
-            matches = [p for p in path.rglob("*") if p.is_file() and _is_dbn(p)]
-        elif path.is_file():
-            matches = [path]
+        if os.path.lexists(text):
+            matches = _input_files(Path(text), explicit=True)
         else:
-            matches = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+            matches = []
+            for hit in sorted(glob.glob(text, recursive=True)):
+                matches += _input_files(Path(hit), explicit=False)
         if not matches:
             raise ConfigError(
                 f"no DBN files match {text!r}",
                 where="PATH",
                 hint="give files, directories or globs of .dbn / .dbn.zst files",
             )
-        found.extend(sorted(matches))
-    return list(dict.fromkeys(p.resolve() for p in found))
+        found.extend(matches)
+    return list(dict.fromkeys(found))
+
+
+def _unreadable(path: Path, what: str, hint: str | None = None) -> ConfigError:
+    return ConfigError(
+        what,
+        where=str(path),
+        hint=hint or "fix its permissions or leave it out; nothing was loaded",
+    )
+
+
+def _stat(path: Path) -> os.stat_result:
+    """stat through symlinks; a broken link or an unreadable path is a ConfigError."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise _unreadable(
+                path,
+                f"broken symbolic link (to {os.readlink(path)})",
+                "fix or remove the link; nothing was loaded",
+            ) from None
+        raise _unreadable(path, "no such file or directory", "check the path") from None
+    except OSError as exc:
+        raise _unreadable(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def _input_files(path: Path, explicit: bool) -> list[Path]:
+    """The DBN files at `path`: itself (a file given by name need not be called .dbn), or
+    every .dbn/.dbn.zst under it (a directory)."""
+    info = _stat(path)
+    if stat.S_ISDIR(info.st_mode):
+        return _walk(path, set())
+    if explicit or _is_dbn(path):
+        return [_readable_file(path, info)]
+    return []
+
+
+def _readable_file(path: Path, info: os.stat_result) -> Path:
+    if not stat.S_ISREG(info.st_mode):
+        raise _unreadable(
+            path,
+            "not a regular file (a FIFO, socket or device)",
+            "give DBN files; nothing was loaded",
+        )
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise _unreadable(path, f"cannot read: {exc.strerror or exc}") from None
+    return path.resolve()
+
+
+def _walk(directory: Path, seen: set[tuple[int, int]]) -> list[Path]:
+    info = _stat(directory)
+    if (info.st_dev, info.st_ino) in seen:  # a link loop, or a folder linked twice
+        return []
+    seen.add((info.st_dev, info.st_ino))
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        raise _unreadable(directory, f"cannot read folder: {exc.strerror or exc}") from None
+    files: list[Path] = []
+    for entry in entries:
+        path = Path(entry.path)
+        if not (entry.is_symlink() or entry.is_dir(follow_symlinks=False) or _is_dbn(path)):
+            continue  # an ordinary file that is not DBN
+        child = _stat(path)
+        if stat.S_ISDIR(child.st_mode):
+            files += _walk(path, seen)
+        elif _is_dbn(path):
+            files.append(_readable_file(path, child))
+    return files
 
 
 def _is_dbn(path: Path) -> bool:

@@ -235,5 +235,6 @@ def column_order(path: Path) -> list[str]:
 
 
 def sample(path: Path, rows: int = 10) -> pl.DataFrame:
-    """The first `rows` rows, broken rules and the columns they read first."""
-    return pl.read_parquet(path, n_rows=rows).select(column_order(path))
+    """The first `rows` rows, broken rules (joined) and the columns they read first."""
+    frame = pl.read_parquet(path, n_rows=rows).select(column_order(path))
+    return frame.with_columns(pl.col(RULES_COLUMN).list.join(","))
