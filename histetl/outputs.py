@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -55,12 +56,27 @@ def check_output_dir(path: Path, where: str) -> None:
             where=where,
             hint="give a path under an existing folder",
         )
-    if not os.access(ancestor, os.W_OK | os.X_OK):
+    problem = _probe(ancestor)
+    if problem is None and not os.access(ancestor, os.W_OK | os.X_OK):
+        problem = "permission denied"
+    if problem is not None:
         raise ConfigError(
-            f"folder {ancestor} is not writable",
+            f"folder {ancestor} is not writable: {problem}",
             where=where,
             hint="choose a folder you can write to, or fix its permissions",
         )
+
+
+def _probe(folder: Path) -> str | None:
+    """Create and remove a file in `folder` (permission bits do not stop root, a read-only
+    or pseudo file system does); the reason when that fails."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".histetl-probe-")
+    except OSError as exc:
+        return _reason(exc)
+    os.close(fd)
+    os.unlink(name)
+    return None
 
 
 def check_output(path: Path, where: str) -> None:
@@ -113,7 +129,8 @@ def open_output(path: Path, where: str = "output") -> Iterator[IO[bytes]]:
         raise OutputError(
             f"cannot write {path}: {_reason(exc)}",
             where=where,
-            hint="free some space or choose another file; the old file, if any, is unchanged",
+            hint="check the folder and the free space, or choose another file; "
+            "an existing file is left unchanged",
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
