@@ -341,7 +341,9 @@ def status(db: str | None, limit: int) -> None:
     show_default=True,
     help="Where to look for quarantine files when no PATH is given.",
 )
-@click.option("--rows", type=int, default=10, show_default=True, help="Sample rows to show.")
+@click.option(
+    "--rows", type=click.IntRange(min=0), default=10, show_default=True, help="Sample rows to show."
+)
 @handle_errors
 def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
     """List quarantine files, or show one (rule counts and a sample of rows)."""

@@ -81,5 +81,5 @@ def test_mapping_that_fails_only_on_the_data_fails_that_file_and_the_others_load
 def test_mapping_that_cannot_compile_fails_before_any_work(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text("tables:\n  trades:\n    derive: {n: 'symbol / symbol'}\n")
-    with pytest.raises(ConfigError, match="tables.trades"):
+    with pytest.raises(ConfigError, match=r"tables\.trades"):
         Mapping.load(path)

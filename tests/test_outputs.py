@@ -26,9 +26,14 @@ def test_regular_file_is_replaced_atomically_and_keeps_its_mode(tmp_path: Path) 
 def test_failure_inside_the_block_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:
     target = tmp_path / "r.json"
     target.write_text("old")
-    with pytest.raises(RuntimeError), open_output(target) as handle:
-        handle.write(b"half")
-        raise RuntimeError("query failed")
+
+    def write_half() -> None:
+        with open_output(target) as handle:
+            handle.write(b"half")
+            raise RuntimeError("query failed")
+
+    with pytest.raises(RuntimeError):
+        write_half()
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
@@ -83,7 +88,7 @@ def test_a_folder_as_output_file_is_refused_before_work(tmp_path: Path) -> None:
 
 def test_output_under_a_file_is_refused_before_work(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
-    with pytest.raises(ConfigError, match="Not a directory|is not a folder"):
+    with pytest.raises(ConfigError, match=r"Not a directory|is not a folder"):
         check_output(tmp_path / "f" / "r.json", "--report")
     with pytest.raises(ConfigError, match="is not a folder"):
         check_output_dir(tmp_path / "f", "--quarantine-dir")
