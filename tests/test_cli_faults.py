@@ -25,7 +25,7 @@ import pytest
 
 from histetl.pipeline import Replayer, ReplayOptions
 from histetl.synth import Defects, SynthSpec, write_dbn
-from tests.support.unprivileged import run_cli, shared_dir
+from tests.support.unprivileged import fill, run_cli, shared_dir, tiny_fs
 
 
 @dataclass(frozen=True)
@@ -334,3 +334,43 @@ def test_report_through_a_symlink_writes_its_target_and_keeps_the_link(world: Pa
     assert result.returncode == 0, result.stderr
     assert (cwd / "link.json").is_symlink()
     assert '"run_id"' in (cwd / "real.json").read_text()
+
+
+def test_report_on_a_full_disk_after_the_load_exits_1_and_a_rerun_skips_the_loaded_file(
+    world: Path,
+) -> None:
+    cwd = world / "cases" / "report-full-after-load"
+    cwd.mkdir(parents=True)
+    with tiny_fs() as full:
+        (full / "report.json").write_text("old report")
+        fill(full)
+
+        first = run_cli(
+            "replay", world / "good.dbn", "--db", "duckdb:///h.duckdb", "--report",
+            full / "report.json", cwd=cwd,
+        )  # fmt: skip
+
+        assert (full / "report.json").read_text() == "old report"  # unchanged, no half file
+        assert sorted(p.name for p in full.iterdir()) == [".filler", "report.json"]
+    assert first.returncode == 1, first.stderr
+    assert "Traceback" not in first.stdout + first.stderr
+    assert "error: --report: cannot write" in first.stderr
+    assert "No space left on device" in first.stderr
+
+    again = run_cli("replay", world / "good.dbn", "--db", "duckdb:///h.duckdb", cwd=cwd)
+
+    assert again.returncode == 0, again.stderr
+    assert "already loaded (50 records), skipped" in again.stderr
+
+
+def test_report_folder_unwritable_is_refused_before_the_database_is_touched(world: Path) -> None:
+    cwd = world / "cases" / "report-refused-before-work"
+    cwd.mkdir(parents=True)
+    cwd.chmod(0o777)
+    result = run_cli(
+        "replay", world / "good.dbn", "--db", "duckdb:///h.duckdb", "--report",
+        world / "readonly" / "r.json", cwd=cwd, env={"HISTETL_LOG_DIR": str(cwd / "logs")},
+        unprivileged=True,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert not (cwd / "h.duckdb").exists()
