@@ -77,11 +77,11 @@ def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
     for pattern in patterns:
         text = str(pattern)
         if os.path.lexists(text):
-            matches = _input_files(Path(text), explicit=True)
+            matches = _input_files(Path(text))
         else:
             matches = []
             for hit in sorted(glob.glob(text, recursive=True)):
-                matches += _input_files(Path(hit), explicit=False)
+                matches += _input_files(Path(hit))
         if not matches:
             raise ConfigError(
                 f"no DBN files match {text!r}",
@@ -116,15 +116,13 @@ def _stat(path: Path) -> os.stat_result:
         raise _unreadable(path, f"cannot read: {exc.strerror or exc}") from None
 
 
-def _input_files(path: Path, explicit: bool) -> list[Path]:
-    """The DBN files at `path`: itself (a file given by name need not be called .dbn), or
-    every .dbn/.dbn.zst under it (a directory)."""
+def _input_files(path: Path) -> list[Path]:
+    """The DBN files at `path`: itself (a file given by name or glob need not be called .dbn),
+    or every .dbn/.dbn.zst under it (a directory)."""
     info = _stat(path)
     if stat.S_ISDIR(info.st_mode):
         return _walk(path, set())
-    if explicit or _is_dbn(path):
-        return [_readable_file(path, info)]
-    return []
+    return [_readable_file(path, info)]
 
 
 def _readable_file(path: Path, info: os.stat_result) -> Path:
