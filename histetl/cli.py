@@ -352,7 +352,10 @@ def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
         if not files:
             click.echo(f"no quarantine files under {path or quarantine_dir}")
         for f in files:
-            counts = ", ".join(f"{k}: {v}" for k, v in rule_counts(f).items())
+            try:
+                counts = ", ".join(f"{k}: {v}" for k, v in rule_counts(f).items())
+            except HistetlError as exc:
+                counts = f"unreadable: {exc.what}"
             click.echo(f"{f}  ({counts})")
         return
     columns = check_file(path)

@@ -6,6 +6,7 @@
   target when complete, so a reader never sees half a report and a failed write leaves the old
   file as it was. A symlink is written through to its target (the link stays a link); a FIFO
   or a device is written to directly, never replaced.
+- Temporary files a killed writer left beside the target (its pid is gone) are removed.
 - Any I/O failure while writing (a full disk, a vanished folder) becomes one `OutputError`
   naming the file (exit 1), never a traceback.
 """
@@ -15,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -118,6 +121,7 @@ def open_output(path: Path, where: str = "output") -> Iterator[IO[bytes]]:
     tmp = target.with_name(f".{target.name}.{os.getpid()}{TMP_SUFFIX}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(target)
         with tmp.open("wb") as handle:
             yield handle
             handle.flush()
@@ -134,6 +138,27 @@ def open_output(path: Path, where: str = "output") -> Iterator[IO[bytes]]:
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (a writer that may still be at work)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Temporary files of `target` that a killed writer left (its pid is gone)."""
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(\d+)" + re.escape(TMP_SUFFIX) + "$")
+    for candidate in target.parent.glob(f".{glob.escape(target.name)}.*{TMP_SUFFIX}"):
+        match = pattern.match(candidate.name)
+        if match and not pid_alive(int(match[1])):
+            with contextlib.suppress(OSError):
+                candidate.unlink()
 
 
 @contextlib.contextmanager

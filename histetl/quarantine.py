@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from histetl.errors import HistetlError
 from histetl.mapping import to_arrow
-from histetl.outputs import OutputError
+from histetl.outputs import OutputError, pid_alive
 from histetl.validate import INDEX_TS, ORDINAL_COLUMN, RULES_COLUMN, SOURCE_COLUMN, Rule
 
 PARTIAL_SUFFIX = ".partial"
@@ -127,16 +127,6 @@ class QuarantineWriter:
             self._published = False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
 def remove_stale_partials(root: Path) -> list[Path]:
     """Remove partial quarantine files left by killed runs: those whose writer's pid is not
     alive (a concurrent run's files are kept). Returns what was removed."""
@@ -148,7 +138,7 @@ def remove_stale_partials(root: Path) -> list[Path]:
         match = _PARTIAL.search(path.name)
         try:
             stale = (
-                not _alive(int(match[1]))
+                not pid_alive(int(match[1]))
                 if match
                 else now - path.stat().st_mtime > _LEGACY_PARTIAL_AGE_S
             )

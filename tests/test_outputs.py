@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,17 @@ def test_missing_folders_of_an_output_are_created(tmp_path: Path) -> None:
     check_output(target, "--report")
     write_json(target, {})
     assert target.read_text() == "{}\n"
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_and_a_live_ones_kept(
+    tmp_path: Path,
+) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead = tmp_path / f".r.json.{proc.pid}.tmp"
+    live = tmp_path / f".r.json.{os.getppid()}.tmp"
+    other = tmp_path / f".other.json.{proc.pid}.tmp"
+    for p in (dead, live, other):
+        p.write_text("half")
+    write_json(tmp_path / "r.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "r.json"])

@@ -200,3 +200,16 @@ def test_quarantine_command_on_a_file_that_is_not_a_quarantine_file_says_so(
     assert result.exit_code == 1
     assert "not a readable quarantine file" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_quarantine_listing_shows_an_unreadable_file_and_goes_on(tmp_path: Path) -> None:
+    source = synth(tmp_path / "raw" / "t.dbn")
+    good = Path(validate(tmp_path, [source]).files[0].quarantine_file or "")
+    bad = good.with_name("broken.dbn.00000000.parquet")
+    bad.write_bytes(b"garbage")
+    result = CliRunner().invoke(
+        main, ["quarantine", "--quarantine-dir", str(tmp_path / "quarantine")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{bad}  (unreadable: not a readable quarantine file" in result.output
+    assert f"{good}  (size_positive: 3)" in result.output
