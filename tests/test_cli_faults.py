@@ -7,8 +7,10 @@ single line of stderr).
 
 Add a case by adding a row to CASES. Placeholders in args and env: `{w}` is the shared world
 folder (small DBN files, a loaded DuckDB `w.duckdb`, bad config files; see `world`), `{c}` the
-case's own empty working folder. A case owned by another area that still fails is marked
-`xfail(strict=True, reason="owned by <area>")`, so it flips to a failure once fixed.
+case's own empty working folder, `{full}` a folder on a file system with no space left (a tiny
+tmpfs; such cases are skipped where mounting is not allowed). A case owned by another area
+that still fails is marked `xfail(strict=True, reason="owned by <area>")`, so it flips to a
+failure once fixed.
 """
 
 from __future__ import annotations
@@ -180,6 +182,9 @@ CASES = [
          expect=r"^error: --db: no DuckDB database at .*none\.duckdb"),
     case("verify-calendar-binary", "verify", "--db", DB, "--calendar", "{w}/garbage.dbn", exit=2,
          expect=r"^error: .*/garbage\.dbn: not a text \(UTF-8\) file"),
+    case("verify-rule-raises-on-loaded-data", "verify", "--db", DB, "--rules",
+         "{w}/rules-raise.yaml", exit=1, expect=r"symbol_is_number",
+         marks=owned_by("verify (a rule that raises on loaded rows)")),
     case("resample-bad-interval", "resample", "--db", DB, "--interval", "7x", exit=2,
          expect=r"^error: --interval: cannot read '7x'"),
     case("quarantine-not-a-quarantine-file", "quarantine", "{w}/good.dbn", exit=1,
@@ -220,6 +225,14 @@ CASES = [
     case("xdg-state-under-a-file", "replay", "{w}/good.dbn", VALID, exit=0,
          expect=r"^WARNING +cannot write the log file under .*good\.dbn/histetl",
          env={"XDG_STATE_HOME": "{w}/good.dbn"}, unset=("HISTETL_LOG_DIR",)),
+    case("log-dir-on-a-full-disk", "replay", "{w}/good.dbn", VALID, exit=0,
+         expect=r"^WARNING +cannot write the log file .*/histetl\.log: No space left on device",
+         env={"HISTETL_LOG_DIR": "{full}/logs"}),
+    case("report-on-a-full-disk", "replay", "{w}/good.dbn", VALID, "--report",
+         "{full}/r.json", exit=1,
+         expect=r"^error: --report: cannot write .*/r\.json: No space left on device"),
+    case("query-o-on-a-full-disk", "query", "--db", DB, "--schema", "trades", "-o",
+         "{full}/q.csv", exit=1, expect=r"^error: -o: cannot write .*/q\.csv: No space left"),
     case("log-dir-unwritable", "replay", "{w}/good.dbn", VALID, exit=0,
          expect=r"^WARNING +cannot write the log file under .*/readonly/logs",
          env={"HISTETL_LOG_DIR": "{w}/readonly/logs"}, unprivileged=True),
@@ -290,6 +303,16 @@ def world() -> Iterator[Path]:
         yield w
 
 
+@pytest.fixture(scope="module")
+def full_disk() -> Iterator[Path]:
+    """A folder on a file system with no space left, writable by everyone."""
+    with tiny_fs() as root:
+        (root / "logs").mkdir(mode=0o777)
+        root.chmod(0o777)
+        fill(root)
+        yield root
+
+
 @pytest.mark.parametrize("fault", CASES)
 def test_cli_fault_ends_in_one_clear_line_and_the_documented_exit_code(
     world: Path, fault: Case, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
@@ -299,16 +322,23 @@ def test_cli_fault_ends_in_one_clear_line_and_the_documented_exit_code(
     cwd.chmod(0o777)
     logs = cwd / "logs"
 
-    def fill(text: str) -> str:
-        return text.replace("{w}", str(world)).replace("{c}", str(cwd))
+    full = (
+        request.getfixturevalue("full_disk")
+        if any("{full}" in a for a in (*fault.args, *fault.env.values()))
+        else None
+    )
+
+    def expand(text: str) -> str:
+        text = text.replace("{w}", str(world)).replace("{c}", str(cwd))
+        return text.replace("{full}", str(full)) if full is not None else text
 
     env = {"HISTETL_LOG_DIR": str(logs), "DATABENTO_API_KEY": "db-" + "A" * 29}
-    env.update({k: fill(v) for k, v in fault.env.items()})
+    env.update({k: expand(v) for k, v in fault.env.items()})
     for k in fault.unset:
         monkeypatch.delenv(k, raising=False)
         env.pop(k, None)
     result = run_cli(
-        *(fill(a) for a in fault.args), cwd=cwd, env=env, unprivileged=fault.unprivileged
+        *(expand(a) for a in fault.args), cwd=cwd, env=env, unprivileged=fault.unprivileged
     )
 
     output = result.stdout + result.stderr
