@@ -332,7 +332,8 @@ def test_cli_fault_ends_in_one_clear_line_and_the_documented_exit_code(
         text = text.replace("{w}", str(world)).replace("{c}", str(cwd))
         return text.replace("{full}", str(full)) if full is not None else text
 
-    env = {"HISTETL_LOG_DIR": str(logs), "DATABENTO_API_KEY": "db-" + "A" * 29}
+    key = "db-" + "K3y" * 9 + "AB"  # a made-up API key
+    env = {"HISTETL_LOG_DIR": str(logs), "DATABENTO_API_KEY": key}
     env.update({k: expand(v) for k, v in fault.env.items()})
     for k in fault.unset:
         monkeypatch.delenv(k, raising=False)
@@ -343,6 +344,7 @@ def test_cli_fault_ends_in_one_clear_line_and_the_documented_exit_code(
 
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output[-2000:]
+    assert key not in output  # the key is never shown
     assert result.returncode == fault.exit, output[-2000:]
     lines = [line for line in result.stderr.splitlines() if re.search(fault.expect, line)]
     assert lines, f"no line matches {fault.expect!r} in:\n{result.stderr[-2000:]}"
