@@ -26,11 +26,20 @@ from histetl import __version__
 from histetl.config import DB_ENV_VAR, default_db
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, ConfigError, HistetlError
 from histetl.logs import configure, logger_level
+from histetl.outputs import check_output, write_json
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths, init_db, ledger
-from histetl.quarantine import list_quarantine, rule_counts, sample
+from histetl.quarantine import (
+    check_file,
+    list_quarantine,
+    rule_columns,
+    rule_counts,
+    rule_expressions,
+    sample,
+)
 from histetl.report import FileReport, RunReport
 from histetl.sinks import RetryPolicy, TimescaleOptions
 from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
+from histetl.validate import SOURCE_COLUMN
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -250,6 +259,8 @@ def replay(
         db_retry=RetryPolicy(db_retries, db_retry_max_wait),
         workers=workers,
     )
+    if report_path is not None:
+        check_output(report_path, "--report")
     replayer = Replayer(options)
     files = expand_paths(paths)
     with Progress() as progress:
@@ -330,7 +341,9 @@ def status(db: str | None, limit: int) -> None:
     show_default=True,
     help="Where to look for quarantine files when no PATH is given.",
 )
-@click.option("--rows", type=int, default=10, show_default=True, help="Sample rows to show.")
+@click.option(
+    "--rows", type=click.IntRange(min=0), default=10, show_default=True, help="Sample rows to show."
+)
 @handle_errors
 def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
     """List quarantine files, or show one (rule counts and a sample of rows)."""
@@ -339,13 +352,31 @@ def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
         if not files:
             click.echo(f"no quarantine files under {path or quarantine_dir}")
         for f in files:
-            counts = ", ".join(f"{k}: {v}" for k, v in rule_counts(f).items())
+            try:
+                counts = ", ".join(f"{k}: {v}" for k, v in rule_counts(f).items())
+            except HistetlError as exc:
+                counts = f"unreadable: {exc.what}"
             click.echo(f"{f}  ({counts})")
         return
+    columns = check_file(path)
+    expressions = rule_expressions(path)
     for name, count in rule_counts(path).items():
-        click.echo(f"{count:>8}  {name}")
-    with pl.Config(tbl_rows=rows, tbl_cols=12, fmt_str_lengths=40):
-        click.echo(sample(path, rows))
+        expr = expressions.get(name)
+        read = ", ".join(rule_columns(expr, columns)) if expr else ""
+        shown = f"  {expr}" if expr else ""
+        click.echo(f"{count:>8}  {name}{shown}" + (f"  (reads {read})" if read else ""))
+    rows_shown = sample(path, rows)
+    if SOURCE_COLUMN in rows_shown.columns and rows_shown.height:
+        click.echo(f"source: {rows_shown[SOURCE_COLUMN][0]}")
+        rows_shown = rows_shown.drop(SOURCE_COLUMN)
+    with pl.Config(
+        tbl_rows=rows,
+        tbl_cols=12,
+        fmt_str_lengths=40,
+        tbl_width_chars=max(shutil.get_terminal_size().columns, 160),
+        tbl_hide_column_data_types=True,
+    ):
+        click.echo(rows_shown)
 
 
 @main.command()
@@ -567,6 +598,8 @@ def run_command(
     from histetl.jobs import load_job_file
 
     jobs = load_job_file(job_file)
+    if report_path is not None:
+        check_output(report_path, "--report")
     options = RunOptions(jobs=job_names, dry_run=dry_run, force=force, db=db, lock_wait_s=wait_s)
     try:
         result = run_jobs(jobs, options, on_chunk=_print_chunk, on_file=_print_file)
@@ -579,7 +612,7 @@ def run_command(
             sys.exit(EXIT_FAILED)
         return
     if report_path is not None:
-        result.write_json(report_path)
+        write_json(report_path, result.to_dict())
         click.echo(f"report: {report_path}")
     if result.error is not None:
         click.echo(result.report.table())
@@ -680,6 +713,8 @@ def query_command(
         columns=split_list(columns),
         limit=limit,
     )
+    if output is not None:
+        check_output(output, "-o")
     stdout = sys.stdout.buffer if output is None else None
     result = export(options, fmt, stdout, output)
     if result.reader_gone:  # `histetl query ... | head`: stop quietly, like other tools
@@ -778,6 +813,8 @@ def verify_command(
         min_gap=min_gap,
         use_status=not no_status,
     )
+    if report_path is not None:
+        check_output(report_path, "--report")
     report = verify(options)
     click.echo(report.text())
     if report_path is not None:

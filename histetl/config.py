@@ -22,15 +22,19 @@ def default_db() -> str:
     return os.environ.get(DB_ENV_VAR) or DEFAULT_DB
 
 
-def read_yaml(path: Path) -> Any:
+def read_yaml(path: Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(
             f"cannot read: {exc.strerror}", where=str(path), hint="check the path"
         ) from exc
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "not a text (UTF-8) file", where=str(path), hint="give a YAML file"
+        ) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)  # a SafeLoader (subclass): no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -39,6 +43,10 @@ def read_yaml(path: Path) -> Any:
             where=where,
             hint="fix the YAML syntax at that line",
         ) from exc
+    except ValueError as exc:  # PyYAML builds dates itself: `2024-13-45` raises here
+        raise ConfigError(
+            f"not valid YAML: {exc}", where=str(path), hint="dates are YYYY-MM-DD"
+        ) from None
 
 
 def yaml_path(loc: tuple[int | str, ...]) -> str:
@@ -66,5 +74,5 @@ def validate_model(model: type[M], data: Any, source: str) -> M:
         ) from None
 
 
-def load_model(model: type[M], path: Path) -> M:
-    return validate_model(model, read_yaml(path), str(path))
+def load_model(model: type[M], path: Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> M:
+    return validate_model(model, read_yaml(path, loader), str(path))

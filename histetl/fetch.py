@@ -752,12 +752,6 @@ class RunResult:
         out["error"] = self.error.message if self.error else None
         return out
 
-    def write_json(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
-
 
 def run_jobs(
     job_file: JobFile,
@@ -828,50 +822,52 @@ def _load(
     force: bool,
     on_file: Callable[[FileReport], None] | None,
 ) -> RunReport:
-    """Load every complete chunk of the jobs through the replay pipeline. A chunk whose sha256
-    the ledger has is reported as skipped without reading it again (unless force)."""
+    """Load every complete chunk of the jobs through the replay pipeline. A chunk the ledger
+    has for its target table (`Replayer.loaded_entry`, the rule replay uses) is reported as
+    skipped without reading it again (unless force)."""
     ready = [
         c
         for p in plans
         for c in p.chunks
         if c.status in ("complete", "downloaded") and c.manifest is not None
     ]
-    # Chunks downloaded just now go straight to the pipeline (which checks the ledger itself).
+    # Chunks downloaded just now go straight to the pipeline (which checks the ledger itself);
+    # the others are checked with the pipeline's own rule (sha256 + the table they map to).
     known = [c for c in ready if c.status == "complete"]
-    ledger = _ledger(db) if known and not force else {}
+    sink = open_sink(db) if known and not force else None
     todo, skipped = [], []
-    for item in ready:
-        assert item.manifest is not None
-        entry = ledger.get(item.manifest.sha256) if item.status == "complete" else None
-        path = data_path(raw_dir, item.chunk)
-        if entry is None:
-            todo.append(path)
-            continue
-        skipped.append(
-            FileReport(
-                path=str(path),
-                dataset=item.chunk.dataset,
-                schema=item.chunk.schema,
-                table=entry.table,
-                skipped=entry.records,
-                status="skipped",
-                sha256=item.manifest.sha256,
+    try:
+        for item in ready:
+            assert item.manifest is not None
+            entry = (
+                replayer.loaded_entry(sink, item.manifest.sha256, item.chunk.schema)
+                if sink is not None and item.status == "complete"
+                else None
             )
-        )
+            path = data_path(raw_dir, item.chunk)
+            if entry is None:
+                todo.append(path)
+                continue
+            skipped.append(
+                FileReport(
+                    path=str(path),
+                    dataset=item.chunk.dataset,
+                    schema=item.chunk.schema,
+                    table=entry.table,
+                    skipped=entry.records,
+                    status="skipped",
+                    sha256=item.manifest.sha256,
+                )
+            )
+    finally:
+        if sink is not None:
+            sink.close()
     for file_report in skipped:
         if on_file is not None:
             on_file(file_report)
     report = replayer.run(todo, on_file=on_file)
     report.files[:0] = skipped
     return report
-
-
-def _ledger(db: str) -> dict[str, Any]:
-    sink = open_sink(db)
-    try:
-        return {entry.sha256: entry for entry in sink.ledger()}
-    finally:
-        sink.close()
 
 
 def _check_db(db: str) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from histetl.config import DB_ENV_VAR, DEFAULT_DB, load_model
@@ -191,9 +192,20 @@ class JobFile(_Model):
         return override or os.environ.get(DB_ENV_VAR) or self.db or DEFAULT_DB
 
 
+class _JobLoader(yaml.SafeLoader):
+    """YAML without implicit timestamps: `start: 2024-13-45` stays text, so the job model
+    parses it and names its YAML path (`jobs[0].start`) instead of PyYAML raising."""
+
+
+_JobLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_job_file(path: Path) -> JobFile:
     """Read and validate a job file; relative paths in it resolve against its directory."""
-    job_file = load_model(JobFile, path)
+    job_file = load_model(JobFile, path, _JobLoader)
     return _anchor(job_file, path.resolve().parent)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging.handlers
 import os
 import sys
 from pathlib import Path
@@ -21,6 +23,34 @@ def log_dir() -> Path:
 
 
 _level = 20  # INFO
+
+
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The rotating log file (10 MB, 5 kept). A write that fails (a full disk) warns once on
+    stderr and turns the file off: never a traceback, never a failed run."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, maxBytes=10_000_000, backupCount=5, encoding="utf-8")
+        self.broken = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.broken:
+            super().emit(record)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # the last flush on a full disk: already warned
+            super().close()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.broken:
+            return
+        self.broken = True
+        exc = sys.exc_info()[1]
+        reason = getattr(exc, "strerror", None) or exc
+        sys.stderr.write(
+            f"WARNING cannot write the log file {self.baseFilename}: {reason}; "
+            "logging to stderr only\n"
+        )
 
 
 def logger_level() -> int:
@@ -43,13 +73,6 @@ def configure(verbose: bool = False, quiet: bool = False, json_logs: bool = Fals
     try:
         directory = log_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        logger.add(
-            directory / "histetl.log",
-            level="DEBUG",
-            rotation="10 MB",
-            retention=5,
-            serialize=json_logs,
-            enqueue=False,
-        )
+        logger.add(_LogFile(directory / "histetl.log"), level="DEBUG", serialize=json_logs)
     except OSError:
         logger.warning("cannot write the log file under {}; logging to stderr only", log_dir())

@@ -25,7 +25,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from histetl.config import load_model
-from histetl.errors import ConfigError
+from histetl.errors import ConfigError, HistetlError
 from histetl.schemas import SUPPORTED_SCHEMAS, TableSpec, table_spec
 
 _DTYPES: dict[str, pl.DataType] = {
@@ -49,6 +49,10 @@ class TableMappingModel(BaseModel):
 class MappingModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tables: dict[str, TableMappingModel] = {}
+
+
+class MappingError(HistetlError):
+    """A mapping that compiled but fails on a file's data; that file fails, the others load."""
 
 
 def _dtype(name: str, where: str) -> pl.DataType:
@@ -83,6 +87,8 @@ class TableMapping:
                     f"{where}: key column {name} cannot be dropped or cast",
                     hint="rename it instead",
                 )
+        self._where = where
+        self._derive_exprs = dict(model.derive)
         self._derive = [pl.sql_expr(expr).alias(name) for name, expr in model.derive.items()]
         self._cast = {name: _dtype(t, f"{where}.cast.{name}") for name, t in model.cast.items()}
         self._drop = list(model.drop)
@@ -95,14 +101,48 @@ class TableMapping:
         try:
             empty = pl.from_arrow(spec.arrow_schema.empty_table())
             assert isinstance(empty, pl.DataFrame)
-            self.arrow_schema = to_arrow(self.apply(empty)).schema
+            self.arrow_schema = to_arrow(self._apply(empty)).schema
         except Exception as exc:  # polars raises several error types for bad expressions
             raise ConfigError(
                 f"{where}: {str(exc).splitlines()[0]}",
                 hint=f"columns: {', '.join(spec.column_names)}",
             ) from exc
 
-    def apply(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def apply(self, frame: pl.DataFrame, source: str = "") -> pl.DataFrame:
+        """The mapping applied to one batch of `source`. A derive or cast that fails on this
+        data (an overflowing cast, an expression that raises) is a `MappingError` naming the
+        mapping key and the file."""
+        try:
+            return self._apply(frame)
+        except pl.exceptions.PolarsError as exc:
+            raise self._failure(frame, exc, source) from None
+
+    def _failure(self, frame: pl.DataFrame, exc: Exception, source: str) -> MappingError:
+        """Which step failed: each derive, then each cast, tried alone."""
+        key, error = "", exc
+        for name, expr in zip(self._derive_exprs, self._derive, strict=True):
+            try:
+                frame.select(expr)
+            except pl.exceptions.PolarsError as one:
+                key = f"derive.{name} ({self._derive_exprs[name]!r})"
+                error = one
+                break
+        else:
+            derived = frame.with_columns(self._derive) if self._derive else frame
+            for name, dtype in self._cast.items():
+                try:
+                    derived.select(pl.col(name).cast(dtype))
+                except pl.exceptions.PolarsError as one:
+                    key, error = f"cast.{name} ({dtype})", one
+                    break
+        detail = (str(error).splitlines() or [type(error).__name__])[0][:300]
+        return MappingError(
+            f"{self._where}{'.' + key if key else ''} fails on this file's data: {detail}",
+            where=source or None,
+            hint="nothing from this file was loaded; fix the mapping and replay the file",
+        )
+
+    def _apply(self, frame: pl.DataFrame) -> pl.DataFrame:
         if self._derive:
             frame = frame.with_columns(self._derive)
         if self._cast:

@@ -12,6 +12,7 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -27,10 +28,11 @@ from histetl.config import default_db
 from histetl.decode import DEFAULT_BATCH_SIZE, DbnFile
 from histetl.errors import ConfigError, HistetlError, TransientError
 from histetl.mapping import Mapping, TableMapping, to_arrow
+from histetl.outputs import check_output_dir
 from histetl.prefetch import Prefetch
-from histetl.quarantine import QuarantineWriter, quarantine_path
+from histetl.quarantine import QuarantineWriter, quarantine_path, remove_stale_partials
 from histetl.report import FileReport, RunReport, new_run_id
-from histetl.schemas import SYMBOL_COLUMN
+from histetl.schemas import SYMBOL_COLUMN, table_spec
 from histetl.sinks import (
     FileLoad,
     LedgerEntry,
@@ -44,7 +46,7 @@ from histetl.sinks import (
     redact,
 )
 from histetl.symbology import SymbolMap
-from histetl.validate import RuleBook, RuleSet
+from histetl.validate import RuleBook, RuleSet, Split
 
 FAULT_ENV = "HISTETL_TEST_FAULT"
 DBN_SUFFIXES = (".dbn", ".dbn.zst")
@@ -65,25 +67,99 @@ class ReplayOptions:
 
 
 def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
-    """Files, directories (searched recursively for .dbn/.dbn.zst) and glob patterns."""
+    """Files, directories (searched recursively for .dbn/.dbn.zst) and glob patterns.
+
+    Symlinks are followed, to files and to directories (a directory reached twice, e.g.
+    through a link loop, is searched once). Any path that cannot be read is a ConfigError
+    before any work: an unreadable file or directory, a broken symlink, or a DBN file that is
+    not a regular file. Returns resolved paths, each once, in a stable order."""
     found: list[Path] = []
     for pattern in patterns:
         text = str(pattern)
-        path = Path(text)
-        if path.is_dir():
-            matches = [p for p in path.rglob("*") if p.is_file() and _is_dbn(p)]
-        elif path.is_file():
-            matches = [path]
+        if os.path.lexists(text):
+            matches = _input_files(Path(text))
         else:
-            matches = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+            matches = []
+            for hit in sorted(glob.glob(text, recursive=True)):
+                matches += _input_files(Path(hit))
         if not matches:
             raise ConfigError(
                 f"no DBN files match {text!r}",
                 where="PATH",
                 hint="give files, directories or globs of .dbn / .dbn.zst files",
             )
-        found.extend(sorted(matches))
-    return list(dict.fromkeys(p.resolve() for p in found))
+        found.extend(matches)
+    return list(dict.fromkeys(found))
+
+
+def _unreadable(path: Path, what: str, hint: str | None = None) -> ConfigError:
+    return ConfigError(
+        what,
+        where=str(path),
+        hint=hint or "fix its permissions or leave it out; nothing was loaded",
+    )
+
+
+def _stat(path: Path) -> os.stat_result:
+    """stat through symlinks; a broken link or an unreadable path is a ConfigError."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise _unreadable(
+                path,
+                f"broken symbolic link (to {os.readlink(path)})",
+                "fix or remove the link; nothing was loaded",
+            ) from None
+        raise _unreadable(path, "no such file or directory", "check the path") from None
+    except OSError as exc:
+        raise _unreadable(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def _input_files(path: Path) -> list[Path]:
+    """The DBN files at `path`: itself (a file given by name or glob need not be called .dbn),
+    or every .dbn/.dbn.zst under it (a directory)."""
+    info = _stat(path)
+    if stat.S_ISDIR(info.st_mode):
+        return _walk(path, set())
+    return [_readable_file(path, info)]
+
+
+def _readable_file(path: Path, info: os.stat_result) -> Path:
+    if not stat.S_ISREG(info.st_mode):
+        raise _unreadable(
+            path,
+            "not a regular file (a FIFO, socket or device)",
+            "give DBN files; nothing was loaded",
+        )
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise _unreadable(path, f"cannot read: {exc.strerror or exc}") from None
+    return path.resolve()
+
+
+def _walk(directory: Path, seen: set[tuple[int, int]]) -> list[Path]:
+    info = _stat(directory)
+    if (info.st_dev, info.st_ino) in seen:  # a link loop, or a folder linked twice
+        return []
+    seen.add((info.st_dev, info.st_ino))
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        raise _unreadable(directory, f"cannot read folder: {exc.strerror or exc}") from None
+    files: list[Path] = []
+    for entry in entries:
+        path = Path(entry.path)
+        if not (entry.is_symlink() or entry.is_dir(follow_symlinks=False) or _is_dbn(path)):
+            continue  # an ordinary file that is not DBN
+        child = _stat(path)
+        if stat.S_ISDIR(child.st_mode):
+            files += _walk(path, seen)
+        elif _is_dbn(path):
+            files.append(_readable_file(path, child))
+    return files
 
 
 def _is_dbn(path: Path) -> bool:
@@ -118,12 +194,14 @@ class Replayer:
             raise ConfigError("batch size must be at least 1", where="--batch-size")
         if options.workers < 1:
             raise ConfigError("workers must be at least 1", where="--workers")
+        check_output_dir(options.quarantine_dir, "--quarantine-dir")
 
     def run(
         self, paths: Sequence[Path], on_file: Callable[[FileReport], None] | None = None
     ) -> RunReport:
         options = self.options
         mode = "validate-only" if options.validate_only else "load"
+        remove_stale_partials(options.quarantine_dir)  # left by a killed run
         if options.workers > 1:
             return self._run_parallel(paths, on_file, mode)
         sink = None if options.validate_only else open_sink(options.db, options.db_retry)
@@ -167,6 +245,14 @@ class Replayer:
         report.finished_at = dt.datetime.now(dt.UTC).isoformat()
         return report
 
+    def loaded_entry(self, sink: Sink, sha256: str, schema: str) -> LedgerEntry | None:
+        """The one "already loaded" rule of `replay` and `run`: the ledger has this file's
+        sha256 for the table its schema maps to now (a mapping that changes `table` loads the
+        file again, into the new table). Never with --force."""
+        if self.options.force:
+            return None
+        return sink.ledger_entry(sha256, self.mapping.for_spec(table_spec(schema)).table)
+
     def process(self, path: Path, sink: Sink | None) -> FileReport:
         """One file, in one transaction. An optimistic direct load that meets existing rows
         is replayed in merge mode; a dropped connection is retried with backoff."""
@@ -203,7 +289,7 @@ class Replayer:
         load = None
         if sink is not None:
             report.sha256 = sha256_file(dbn.path)
-            entry = None if self.options.force else sink.ledger_entry(report.sha256, table.table)
+            entry = self.loaded_entry(sink, report.sha256, spec.schema)
             target = TableTarget(table.table, table.arrow_schema, table.key, table.key[0])
             load = (
                 None
@@ -215,12 +301,15 @@ class Replayer:
                 entry = entry or sink.ledger_entry(report.sha256, table.table)
                 report.skipped = entry.records if entry else 0
                 return
-        rules = self.rules.for_file(spec, dbn.dataset, start, end)
+        rules = _CheckedRules(self.rules.for_file(spec, dbn.dataset, start, end), start, end)
         writer = QuarantineWriter(
             quarantine_path(
                 self.options.quarantine_dir, self.run_id, dbn.dataset, spec.schema, dbn.path
             ),
             dbn.path,
+            schema=spec.schema,
+            dataset=dbn.dataset,
+            rules=rules.rules,
         )
         rejected = False
         try:
@@ -235,6 +324,8 @@ class Replayer:
                     "replay with --on-invalid quarantine to load the valid rows",
                 )
             report.reconcile()
+            # written before the commit: a quarantine file that cannot be written fails the file
+            report.quarantine_file = _str_or_none(writer.close())
             if load is not None:
                 assert report.sha256 is not None  # computed whenever there is a sink
                 fault_point("before_commit")
@@ -262,7 +353,6 @@ class Replayer:
                 writer.discard()
             raise
         fault_point("after_commit")
-        report.quarantine_file = _str_or_none(writer.close())
         report.status = "loaded" if load is not None else "validated"
 
     def _progress(self, report: FileReport, fraction: float) -> None:
@@ -272,7 +362,7 @@ class Replayer:
     def _batches(
         self,
         dbn: DbnFile,
-        rules: RuleSet,
+        rules: _CheckedRules,
         table: TableMapping,
         writer: QuarantineWriter,
         load: FileLoad | None,
@@ -314,7 +404,7 @@ class Replayer:
     def _validated(
         self,
         batches: Iterator[pa.RecordBatch],
-        rules: RuleSet,
+        rules: _CheckedRules,
         table: TableMapping,
         writer: QuarantineWriter,
         report: FileReport,
@@ -325,7 +415,7 @@ class Replayer:
         for batch in batches:
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
-            split = rules.split(frame, first_ordinal=report.records)
+            split = rules.split(frame, report.records, report.path)
             report.records += batch.num_rows
             tick()
             report.add_rules(split.counts)
@@ -334,8 +424,38 @@ class Replayer:
             if not loading or (report.quarantined and self.options.on_invalid == "fail"):
                 report.valid += split.valid.height  # not loaded: counted as valid only
                 continue
-            yield _to_target(table.apply(split.valid), table.arrow_schema)
+            yield _to_target(table.apply(split.valid, report.path), table.arrow_schema)
             fault_point("after_batch", report.records)
+
+
+class _CheckedRules:
+    """A file's rules; a rule that raises on this file's data (not just breaks) fails the
+    file with the rule's name instead of a Polars error."""
+
+    def __init__(self, rules: RuleSet, start: int | None, end: int | None) -> None:
+        self._set = rules
+        self.rules = rules.rules
+        self._span = (start, end)
+
+    def split(self, frame: pl.DataFrame, first_ordinal: int, source: str) -> Split:
+        try:
+            return self._set.split(frame, first_ordinal=first_ordinal)
+        except pl.exceptions.PolarsError as exc:
+            name, expr, error = "", "", exc
+            for rule in self.rules:  # which one: each alone
+                try:
+                    RuleSet(self._set.spec, (rule,), *self._span).split(frame, first_ordinal)
+                except pl.exceptions.PolarsError as one:
+                    name, expr, error = rule.name, rule.expr, one
+                    break
+            detail = (str(error).splitlines() or [type(error).__name__])[0][:300]
+            what = f"rule {name} ({expr!r})" if name else "the rules"
+            raise HistetlError(
+                f"{what} cannot be evaluated on this file's data: {detail}",
+                where=source,
+                hint="nothing from this file was loaded; fix or disable the rule "
+                "(--rules FILE with `disable: [name]`) and replay the file",
+            ) from None
 
 
 class _Counter:

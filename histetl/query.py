@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from histetl.errors import ConfigError, HistetlError, LoadError
+from histetl.outputs import open_output
 from histetl.schemas import SUPPORTED_SCHEMAS, TS_TYPE, TableSpec, table_spec
 from histetl.sinks import redact
 
@@ -645,19 +646,22 @@ def write_result(
     types."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}", where="--format", hint=", ".join(FORMATS))
-    schema = result.reader.schema
+    if fmt == "parquet" and path is None:
+        raise ConfigError("parquet needs an output file", where="--format", hint="add -o FILE")
+    if path is not None:
+        with open_output(path, "-o") as handle:
+            return _write_to(result, fmt, handle)
+    if out is None:
+        raise ConfigError("no output given", where="-o")
+    return _write_to(result, fmt, out)
+
+
+def _write_to(result: QueryResult, fmt: str, out: IO[bytes]) -> int:
     if fmt == "parquet":
-        if path is None:
-            raise ConfigError("parquet needs an output file", where="--format", hint="add -o FILE")
-        with pq.ParquetWriter(path, schema) as writer:
+        with pq.ParquetWriter(out, result.reader.schema) as writer:
             for batch in result.batches():
                 writer.write_batch(batch)
         return result.rows
-    if path is not None:
-        with path.open("wb") as handle:
-            return _write_text(result, fmt, handle)
-    if out is None:
-        raise ConfigError("no output given", where="-o")
     return _write_text(result, fmt, out)
 
 

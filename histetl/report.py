@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
+import os
 import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from histetl.errors import ReconciliationError
+from histetl.outputs import write_json
 
 COUNTS = ("records", "loaded", "duplicates", "quarantined", "skipped")
 
@@ -61,6 +62,16 @@ class FileReport:
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
+def display_names(paths: list[str]) -> list[str]:
+    """Base names, unless two files share one: then every path relative to the folder they
+    all share, the shortest form that tells them apart."""
+    names = [Path(p).name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    common = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    return [os.path.relpath(os.path.abspath(p), common) for p in paths]
+
+
 @dataclass
 class RunReport:
     run_id: str
@@ -90,10 +101,8 @@ class RunReport:
         }
 
     def write_json(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        """The report as JSON (atomically; through a symlink or FIFO), see histetl.outputs."""
+        write_json(path, self.to_dict())
 
     def table(self) -> str:
         """A plain-text summary table, one row per file plus totals."""
@@ -110,10 +119,10 @@ class RunReport:
             "status",
         )
         rows: list[tuple[str, ...]] = [header]
-        for f in self.files:
+        for f, name in zip(self.files, display_names([f.path for f in self.files]), strict=True):
             rows.append(
                 (
-                    Path(f.path).name,
+                    name,
                     f.schema,
                     *(str(getattr(f, c)) for c in COUNTS),
                     f"{f.seconds:.2f}",

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -47,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from histetl.config import load_model
 from histetl.errors import ConfigError
+from histetl.outputs import write_json
 from histetl.query import (
     DEFINITION_TABLE,
     Database,
@@ -308,7 +308,7 @@ class VerifyReport:
             "failed": len(self.failed),
             "checks": [asdict(c) for c in self.checks],
         }
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_json(path, data)
 
 
 @dataclass(frozen=True)

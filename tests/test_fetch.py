@@ -35,6 +35,7 @@ from histetl.fetch import (
     run_jobs,
 )
 from histetl.jobs import JobFile, load_job_file, plan_chunks
+from histetl.outputs import write_json
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.support.fake_gateway import FakeGateway, Scripted
@@ -289,6 +290,25 @@ def test_force_fetches_complete_chunks_again_and_reloads(gw: FakeGateway, tmp_pa
     assert len(db_trades(tmp_path / "h.duckdb")) == N_TRADES
 
 
+def test_run_after_mapping_changes_table_loads_files_into_the_new_table(
+    gw: FakeGateway, tmp_path: Path
+) -> None:
+    run(write_job(tmp_path, gw))
+    gw.requests.clear()
+    (tmp_path / "mapping.yaml").write_text("tables:\n  trades:\n    table: trades_v2\n")
+
+    again = run(write_job(tmp_path, gw, top="mapping: mapping.yaml\n"))
+
+    assert gw.requests == []  # the chunks are complete: nothing fetched
+    assert again.report is not None
+    assert [(f.status, f.table) for f in again.report.files] == [("loaded", "trades_v2")] * 3
+    with duckdb.connect(str(tmp_path / "h.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM trades_v2").fetchone() == (N_TRADES,)
+    third = run(write_job(tmp_path, gw, top="mapping: mapping.yaml\n"))
+    assert third.report is not None
+    assert [f.status for f in third.report.files] == ["skipped"] * 3
+
+
 def test_replay_of_raw_dir_on_a_fresh_database_reproduces_the_tables(
     gw: FakeGateway, tmp_path: Path
 ) -> None:
@@ -446,7 +466,7 @@ def test_the_key_never_appears_in_logs_errors_files_or_reports(
     )
     logs = capture_logs()
     result = run(write_job(tmp_path, gw))
-    result.write_json(tmp_path / "report.json")
+    write_json(tmp_path / "report.json", result.to_dict())
     assert any("***" in line for line in logs)  # the echoed key was scrubbed
     texts = ["".join(logs), repr(result)]
     texts += [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]

@@ -201,6 +201,39 @@ def test_bad_dates_name_the_key_and_the_accepted_forms(bad: str) -> None:
     assert "today-Nd" in message
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("start", "2024-13-45"), ("end", "2024-02-30"), ("start", "2024-1-1T25:00:00")],
+)
+def test_impossible_date_in_a_job_file_names_its_yaml_path(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    """Unquoted in YAML: PyYAML's own date parser would raise ValueError (a traceback)."""
+    dates = {"start": "2024-01-01", "end": "2024-03-01", key: value}
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "jobs:\n  - {name: a, dataset: GLBX.MDP3, schema: trades, symbols: [ESH4], "
+        f"start: {dates['start']}, end: {dates['end']}}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_job_file(path)
+    assert caught.value.exit_code == 2
+    assert f"jobs[0].{key}: " in caught.value.message
+    assert repr(value) in caught.value.message
+
+
+def test_plain_yaml_dates_and_datetimes_in_a_job_file_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "jobs:\n  - {name: a, dataset: GLBX.MDP3, schema: trades, symbols: [ESH4], "
+        "start: 2024-01-01, end: 2024-01-02T12:00:00Z}\n"
+    )
+    assert load_job_file(path).jobs[0].window() == (
+        dt.datetime(2024, 1, 1, tzinfo=UTC),
+        dt.datetime(2024, 1, 2, 12, tzinfo=UTC),
+    )
+
+
 def test_start_must_be_before_end() -> None:
     assert "is not before end" in job_error(start=dt.date(2023, 12, 16))
     relative = job_file(start="today", end="yesterday").jobs[0]  # checked when resolved

@@ -3,6 +3,7 @@ defects are quarantined exactly, corrupt files leave nothing behind."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.conftest import sample_files, sample_params
 from tests.reference import decode_with_symbols, mismatches
 from tests.support.pgserver import PgServer, fresh_schema
+from tests.support.unprivileged import fill, run_cli, shared_dir, tiny_fs
 
 SCHEMAS = SYNTH_SCHEMAS
 SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 3, "ohlcv-eod": 3}
@@ -352,3 +354,122 @@ def test_file_without_symbology_loads_into_postgres_with_symbol_null(
         assert row is not None
         assert row[:2] == (120, 0)
         assert row[2] >= 1
+
+
+# -- input paths --------------------------------------------------------------------------------
+
+
+def small(path: Path, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_dbn(SynthSpec(schema="trades", records=20, seed=seed), path)
+    return path
+
+
+def test_expand_paths_follows_symlinked_folders_and_files(tmp_path: Path) -> None:
+    elsewhere = small(tmp_path / "elsewhere" / "a.dbn")
+    other = small(tmp_path / "other" / "b.dbn.zst", seed=1)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "linked").symlink_to(elsewhere.parent, target_is_directory=True)
+    (raw / "b.dbn.zst").symlink_to(other)
+
+    assert expand_paths([raw]) == [other.resolve(), elsewhere.resolve()]
+
+
+def test_expand_paths_when_symlinks_loop_searches_each_folder_once(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    f = small(raw / "sub" / "a.dbn")
+    (raw / "sub" / "up").symlink_to(raw, target_is_directory=True)  # raw/sub/up/sub/up/...
+    (raw / "again").symlink_to(raw / "sub", target_is_directory=True)
+
+    assert expand_paths([raw]) == [f.resolve()]
+
+
+def test_expand_paths_when_a_symlink_is_broken_fails_naming_it(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    small(raw / "a.dbn")
+    (raw / "gone.dbn").symlink_to(tmp_path / "deleted.dbn")
+    with pytest.raises(ConfigError, match="broken symbolic link") as caught:
+        expand_paths([raw])
+    assert caught.value.where == str(raw / "gone.dbn")
+    assert caught.value.exit_code == 2
+
+
+def test_expand_paths_when_a_dbn_file_is_a_fifo_fails_instead_of_hanging(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    small(raw / "a.dbn")
+    os.mkfifo(raw / "pipe.dbn")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        expand_paths([raw])
+
+
+@pytest.mark.parametrize("locked", ["file", "folder"])
+def test_replay_when_a_path_under_the_folder_is_unreadable_fails_before_any_work(
+    locked: str,
+) -> None:
+    with shared_dir() as shared:
+        raw = shared / "raw"
+        small(raw / "a.dbn")
+        target = small(raw / "sub" / "b.dbn", seed=1)
+        (target if locked == "file" else target.parent).chmod(0)
+        (shared / "logs").mkdir(mode=0o777)
+
+        result = run_cli(
+            "replay", raw, "--db", "duckdb:///h.duckdb",
+            cwd=shared, env={"HISTETL_LOG_DIR": str(shared / "logs")}, unprivileged=True,
+        )  # fmt: skip
+
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        shown = target if locked == "file" else target.parent
+        assert f"error: {shown}: cannot read" in result.stderr
+        assert "Permission denied" in result.stderr
+        assert not (shared / "h.duckdb").exists()  # nothing was touched
+
+
+# -- load-time failures of rules and quarantine output --------------------------------------------
+
+
+def test_rule_that_raises_on_the_data_fails_that_file_naming_the_rule(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  trades:\n    - {name: symbol_is_number, expr: 'CAST(symbol AS INT) > 0'}\n"
+    )
+    trades = small(tmp_path / "raw" / "t.dbn")
+    bars = tmp_path / "raw" / "bars.dbn"
+    write_dbn(SynthSpec(schema="ohlcv-1m", records=30), bars)
+
+    report = replay(tmp_path, [trades, bars], rules_files=(rules,))
+
+    failed, loaded = report.files
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert "rule symbol_is_number" in failed.error
+    assert str(trades) in failed.error
+    assert (loaded.status, loaded.loaded) == ("loaded", 30)
+    with duckdb.connect(str(tmp_path / "h.duckdb"), read_only=True) as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert "ohlcv_1m" in tables
+    assert "trades" not in tables or rows(tmp_path, "trades").num_rows == 0
+
+
+def test_quarantine_folder_on_a_full_disk_fails_the_file_and_loads_nothing_of_it(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "raw" / "bad.dbn"
+    bad.parent.mkdir()
+    write_dbn(SynthSpec(schema="trades", records=400, defects=Defects(zero_size=300)), bad)
+    good = small(tmp_path / "raw" / "good.dbn", seed=3)
+    with tiny_fs() as full:
+        fill(full)
+        options = ReplayOptions(db=f"duckdb:///{tmp_path / 'h.duckdb'}", quarantine_dir=full / "q")
+        report = Replayer(options).run(expand_paths([bad, good]))
+        litter = [p for p in full.rglob("*") if p.name != ".filler" and p.is_file()]
+
+    assert [f.status for f in report.files] == ["failed", "loaded"]
+    assert report.files[0].error is not None
+    assert "cannot write quarantine file" in report.files[0].error
+    assert "No space left on device" in report.files[0].error
+    assert report.files[0].loaded == 0
+    assert litter == []
+    assert rows(tmp_path, "trades").num_rows == 20  # only the good file

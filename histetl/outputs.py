@@ -1,0 +1,189 @@
+"""Every file histetl writes for a user (run and verify reports, `query -o`) goes through here.
+
+- Checked before any work (`check_output`, `check_output_dir`): the folder exists or can be
+  made and is writable, the path is not a folder. A bad path is a usage error (exit 2).
+- A regular file is written atomically: a temporary file in the same folder, renamed over the
+  target when complete, so a reader never sees half a report and a failed write leaves the old
+  file as it was. A symlink is written through to its target (the link stays a link); a FIFO
+  or a device is written to directly, never replaced.
+- Temporary files a killed writer left beside the target (its pid is gone) are removed.
+- Any I/O failure while writing (a full disk, a vanished folder) becomes one `OutputError`
+  naming the file (exit 1), never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import glob
+import json
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from histetl.errors import ConfigError, HistetlError
+
+TMP_SUFFIX = ".tmp"
+
+
+class OutputError(HistetlError):
+    """An output file could not be written (exit 1)."""
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def check_output_dir(path: Path, where: str) -> None:
+    """Before work: `path` is a folder (or can be created) that histetl may write into."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(
+            f"{path} is not a folder", where=where, hint="give a folder (it is created if missing)"
+        )
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir():
+        raise ConfigError(
+            f"cannot create {path}: {ancestor} is not a folder",
+            where=where,
+            hint="give a path under an existing folder",
+        )
+    problem = _probe(ancestor)
+    if problem is None and not os.access(ancestor, os.W_OK | os.X_OK):
+        problem = "permission denied"
+    if problem is not None:
+        raise ConfigError(
+            f"folder {ancestor} is not writable: {problem}",
+            where=where,
+            hint="choose a folder you can write to, or fix its permissions",
+        )
+
+
+def _probe(folder: Path) -> str | None:
+    """Create and remove a file in `folder` (permission bits do not stop root, a read-only
+    or pseudo file system does); the reason when that fails."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".histetl-probe-")
+    except OSError as exc:
+        return _reason(exc)
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def check_output(path: Path, where: str) -> None:
+    """Before work: `path` can be written (a new or regular file in a writable folder, or a
+    FIFO or device we may write to)."""
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ConfigError(f"cannot use {path}: {_reason(exc)}", where=where) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise ConfigError(f"{path} is a folder", where=where, hint="give a file name")
+    if mode is not None and not stat.S_ISREG(mode):
+        if not os.access(target, os.W_OK):
+            raise ConfigError(f"{path} is not writable", where=where)
+        return
+    check_output_dir(target.parent, where)
+
+
+@contextlib.contextmanager
+def open_output(path: Path, where: str = "output") -> Iterator[IO[bytes]]:
+    """A binary handle for `path` (see the module docstring for how each kind is written).
+    The file appears only when the block ends without an error."""
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_reason(exc)}", where=where) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise OutputError(f"{path} is a folder", where=where, hint="give a file name")
+    if mode is not None and not stat.S_ISREG(mode):
+        with _through(path, target, where) as handle:
+            yield handle
+        return
+    tmp = target.with_name(f".{target.name}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(target)
+        with tmp.open("wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, stat.S_IMODE(mode))
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {path}: {_reason(exc)}",
+            where=where,
+            hint="check the folder and the free space, or choose another file; "
+            "an existing file is left unchanged",
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (a writer that may still be at work)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Temporary files of `target` that a killed writer left (its pid is gone)."""
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(\d+)" + re.escape(TMP_SUFFIX) + "$")
+    for candidate in target.parent.glob(f".{glob.escape(target.name)}.*{TMP_SUFFIX}"):
+        match = pattern.match(candidate.name)
+        if match and not pid_alive(int(match[1])):
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+
+
+@contextlib.contextmanager
+def _through(path: Path, target: Path, where: str) -> Iterator[IO[bytes]]:
+    """A FIFO or device, opened for writing as it is. A FIFO without a reader is an error,
+    not a hang."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        what = "no process reads the FIFO" if exc.errno == errno.ENXIO else _reason(exc)
+        raise OutputError(f"cannot write {path}: {what}", where=where) from None
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_reason(exc)}", where=where) from None
+
+
+def write_bytes(path: Path, data: bytes, where: str = "output") -> None:
+    with open_output(path, where) as handle:
+        handle.write(data)
+
+
+def write_json(path: Path, data: Any, where: str = "--report") -> None:
+    """The one JSON writer for reports."""
+    write_bytes(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"), where)
