@@ -612,8 +612,7 @@ def run_command(
     "--db",
     default=None,
     metavar="URI",
-    help="The run's target: figures from one query per table (without it: counts and rules "
-    "only).",
+    help="The run's target: figures from one query per table (without it: counts and rules only).",
 )
 @handle_errors
 def report_command(report_file: Path, html_path: Path, db: str | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,16 @@ def observe(replayer: Any) -> ReportObserver:
         )
     observer = ReportObserver(replayer.rules)
     replayer.observer = observer
+    # matplotlib takes a while to import: do it while the files stream
+    threading.Thread(target=_import_charts, name="histetl-charts", daemon=True).start()
     return observer
+
+
+def _import_charts() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
 
 
 def write_run_page(
@@ -180,9 +190,9 @@ def document(
                 merged[table].merge(seen.figures)
             else:
                 merged[table] = seen.figures
-    for f in by_path.values():  # figures read from the database, one per table
-        if f.report.path.startswith("table ") and f.figures is not None:
-            merged[f.report.table] = f.figures
+    for read in by_path.values():  # figures read from the database, one per table
+        if read.report.path.startswith("table ") and read.figures is not None:
+            merged[read.report.table] = read.figures
     for table, entry in tables.items():
         records = sum(int(x.get("records") or 0) for x in entry["files"])
         entry["records"] = records
@@ -225,7 +235,7 @@ def _file_entry(f: dict[str, Any], seen: FileFigures | None, book: RuleBook) -> 
     counts = dict(f.get("rules") or {})
     records = int(f.get("records") or 0)
     applied = seen.rules if seen and seen.rules else _built_in_rules(f, book)
-    rules = [
+    rules: list[dict[str, Any]] = [
         {"name": name, "severity": severity, "count": int(counts.pop(name, 0))}
         for name, severity in applied
     ]
@@ -233,7 +243,7 @@ def _file_entry(f: dict[str, Any], seen: FileFigures | None, book: RuleBook) -> 
     for rule in rules:
         rule["pct"] = 100.0 * rule["count"] / records if records else 0.0
     keep = ("path", "dataset", "schema", "table", "status", "error", "quarantine_file", "seconds")
-    out = {k: f.get(k) for k in keep}
+    out: dict[str, Any] = {k: f.get(k) for k in keep}
     out.update({k: int(f.get(k) or 0) for k in (*COUNTS, "valid")})
     out["reconciled"] = out["records"] == (
         out["loaded"] + out["duplicates"] + out["quarantined"] + out["valid"]
@@ -249,10 +259,14 @@ def _built_in_rules(f: dict[str, Any], book: RuleBook) -> list[tuple[str, str]]:
         spec = table_spec(str(f.get("schema") or ""))
     except KeyError:
         return []
-    return [(r.name, r.severity) for r in book.for_file(spec, str(f.get("dataset")), None, None).rules]
+    return [
+        (r.name, r.severity) for r in book.for_file(spec, str(f.get("dataset")), None, None).rules
+    ]
 
 
-def _status(files: list[dict[str, Any]], tables: dict[str, dict[str, Any]]) -> tuple[str, list[str]]:
+def _status(
+    files: list[dict[str, Any]], tables: dict[str, dict[str, Any]]
+) -> tuple[str, list[str]]:
     """FAIL when a file failed or does not reconcile; WARN when anything was quarantined or a
     warn rule, a crossed/locked book, a price jump or a sequence regression was seen."""
     fails, warns = [], []
@@ -290,7 +304,7 @@ def write(html: Path, doc: dict[str, Any]) -> tuple[Path, Path]:
 
     text = render(doc)
     side = sidecar_path(html)
-    for path, body in ((html, text), (side, json.dumps(doc, indent=1, default=str) + "\n")):
+    for path, body in ((html, text), (side, json.dumps(doc, default=str) + "\n")):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".partial")

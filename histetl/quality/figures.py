@@ -11,8 +11,9 @@ Definitions (also in the README):
 - volume: records per UTC hour and symbol (every decoded record, quarantined ones included);
   traded size from the valid rows (trades and tbbo: `size`; mbp-1/mbo: `size` of action T;
   bars: `volume`).
-- latency: `ts_recv - ts_event` of every record, counted in buckets of 1/8 octave of log2(ns),
-  so a percentile is exact to within 9% (the bucket's upper edge is shown).
+- latency: `ts_recv - ts_event` of every record, counted in log-linear buckets (8 per
+  doubling, as in HDR histograms), so a percentile is exact to within 12.5% (the bucket's upper
+  edge is shown).
 - books: per hour, rows with both sides priced where bid > ask (crossed) or bid == ask (locked),
   quarantined rows included (crossed quotes break `quote_not_crossed`).
 - holes: per instrument, the longest silence between consecutive valid records in file order,
@@ -36,16 +37,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
+from histetl.quality.series import I64, Registry, Series, _decimal
 from histetl.report import FileReport
 from histetl.schemas import HASH_COLUMN, SYMBOL_COLUMN, TableSpec
 from histetl.validate import RULES_COLUMN, RuleBook
-from histetl.verify import Calendar, buckets, calendar_for, covered
+from histetl.verify import Calendar, calendar_for
 
 HOUR_NS = 3_600 * 10**9
 DAY_NS = 24 * HOUR_NS
-OCTAVE_STEPS = 8  # latency buckets per doubling
 NO_SYMBOL = "(no symbol)"
 _BAR_NS = {"ohlcv-1s": 10**9, "ohlcv-1m": 60 * 10**9, "ohlcv-1h": HOUR_NS, "ohlcv-1d": DAY_NS}
 _COMPACT_AT = 32  # partial aggregates kept before they are folded together
@@ -58,7 +60,6 @@ class FigureOptions:
     mad_window: int = 50
     max_listed: int = 25  # jumps, holes, regressions listed (the counts are exact)
     samples: int = 3  # quarantined rows shown per rule
-    max_unmapped_ids: int = 1_000
 
 
 class _Sums:
@@ -97,14 +98,6 @@ def _ns(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.Int64)
 
 
-def _symbol() -> pl.Expr:
-    return pl.col(SYMBOL_COLUMN).fill_null(NO_SYMBOL)
-
-
-def _float(column: str) -> pl.Expr:
-    return pl.col(column).cast(pl.Float64)
-
-
 class TableFigures:
     """The figures of one file, or of a table (several files merged)."""
 
@@ -112,90 +105,159 @@ class TableFigures:
         self.spec, self.dataset, self.options = spec, dataset, options
         self.ts = spec.index_ts
         names = set(spec.column_names)
-        self.has_latency = {"ts_recv", "ts_event"} <= names
+        self.has_latency = {"ts_recv", "ts_event"} <= names and self.ts == "ts_recv"
         self.has_book = {"bid_px_00", "ask_px_00"} <= names
-        self.has_sequence = {"sequence", "publisher_id"} <= names and spec.schema != "definition"
+        self.has_sequence = "sequence" in names and spec.schema != "definition"
         self.bar_ns = _BAR_NS.get(spec.schema)
         self.price_col = (
             "close" if self.bar_ns else "price" if spec.schema in _TRADED_PRICE else None
         )
         self.calendar: Calendar | None = calendar_for("auto", [dataset])
-        self.volume = _Sums(["hour", "symbol"], {"records": "sum", "size": "sum"})
+        self.instruments = Registry()  # (publisher_id, instrument_id)
+        self.codes = Registry()  # (publisher_id, instrument_id, UTC day): one symbol each
+        self.code_pub = np.empty(0, dtype=np.int64)
+        self.code_iid = np.empty(0, dtype=np.int64)
+        self.code_inst = np.empty(0, dtype=np.int64)
+        self.code_symbol: list[str | None] = []
+        self.inst_symbol: list[str | None] = []
+        self.volume = _Sums(
+            ["hour", "publisher_id", "instrument_id", "symbol"], {"records": "sum", "size": "sum"}
+        )
         self.latency = _Sums(["hour", "bucket"], {"n": "sum"})
-        self.latency_max = _Sums(["hour"], {"max_ns": "max", "min_ns": "min"})
         self.books = _Sums(["hour"], {"quotes": "sum", "crossed": "sum", "locked": "sum"})
-        self.days = _Sums(["day", "symbol"], {"records": "sum"})
-        self.unmapped = _Sums(["instrument_id"], {"records": "sum"})
+        self.lat_max: int | None = None
+        self.lat_min: int | None = None
+        self.untimed = 0  # records without an index timestamp
         self.samples: dict[str, list[dict[str, str]]] = {}
-        self.holes = _Holes(self)
-        self.prices = _Jumps(self)
-        self.sequence = _Sequence(self)
+        self.series = Series(self)
+        self.merged: list[dict[str, Any]] = []  # series figures of files merged in
 
     # -- per batch ----------------------------------------------------------------------------
     def add(self, valid: pl.DataFrame, invalid: pl.DataFrame) -> None:
-        for frame, is_valid in ((valid, True), (invalid, False)):
-            if frame.height:
-                self._counts(frame, is_valid)
-        if invalid.height:
-            self._samples(invalid)
         if valid.height:
-            self.holes.add(valid)
-            if self.price_col is not None:
-                self.prices.add(valid)
-            if self.has_sequence:
-                self.sequence.add(valid)
+            self._add(valid, True)
+        if invalid.height:
+            self._add(invalid, False)
+            self._samples(invalid)
 
-    def _counts(self, frame: pl.DataFrame, is_valid: bool) -> None:
-        hour = (_ns(self.ts) // HOUR_NS).alias("hour")
-        size = _traded_size(self.spec.schema) if is_valid else None
+    def _add(self, frame: pl.DataFrame, is_valid: bool) -> None:
+        ts = frame[self.ts]
+        if ts.null_count():
+            self.untimed += ts.null_count()
+            frame = frame.filter(pl.col(self.ts).is_not_null())
+            if not frame.height:
+                return
+            ts = frame[self.ts]
+        t = _ints(ts)
+        hour = t // HOUR_NS
+        h0, h1 = int(hour.min()), int(hour.max())
+        if h1 - h0 > _MAX_HOURS:  # stray timestamps far apart: one UTC day at a time
+            days = frame.with_columns((_ns(self.ts) // DAY_NS).alias("_day"))
+            for part in days.partition_by("_day", include_key=False):
+                self._add(part, is_valid)
+            return
+        code = self._codes(frame, t)
+        self._counts(frame, is_valid, hour - h0, h0, code)
+        if is_valid:
+            self.series.add(frame, t, self.code_inst[code], len(self.instruments))
+
+    def _codes(self, frame: pl.DataFrame, t: I64) -> I64:
+        pub = frame["publisher_id"].to_numpy().astype(np.uint64)
+        iid = frame["instrument_id"].to_numpy().astype(np.uint64)
+        inst_key = (pub << np.uint64(32)) | iid
+        day = (t // DAY_NS).astype(np.uint64) & np.uint64(0xFFFF)
+        code, first = self.codes.lookup(inst_key | (day << np.uint64(48)))
+        if len(first):
+            inst, _ = self.instruments.lookup(inst_key[first])
+            symbols = frame[SYMBOL_COLUMN].gather(first).to_list()
+            self.code_pub = np.append(self.code_pub, pub[first].astype(np.int64))
+            self.code_iid = np.append(self.code_iid, iid[first].astype(np.int64))
+            self.code_inst = np.append(self.code_inst, inst)
+            self.code_symbol.extend(symbols)
+            self.inst_symbol.extend([None] * (len(self.instruments) - len(self.inst_symbol)))
+            for k, symbol in zip(inst.tolist(), symbols, strict=True):
+                if symbol is not None:
+                    self.inst_symbol[k] = symbol
+        return code
+
+    def _counts(self, frame: pl.DataFrame, is_valid: bool, rel: I64, h0: int, code: I64) -> None:
+        nh = int(rel.max()) + 1
+        size = self._traded_size(frame) if is_valid else None
+        present, local = np.unique(code, return_inverse=True) if len(self.codes) > 64 else (
+            None, code
+        )  # fmt: skip
+        width = len(present) if present is not None else len(self.codes)
+        key = local * nh + rel
+        records = np.bincount(key, minlength=width * nh)
+        sizes = (
+            np.bincount(key, weights=size, minlength=width * nh)
+            if size is not None
+            else np.zeros(len(records))
+        )
+        nz = np.flatnonzero(records)
+        codes = nz // nh if present is None else present[nz // nh]
         self.volume.add(
-            frame.group_by(hour, _symbol().alias("symbol")).agg(
-                pl.len().cast(pl.Int64).alias("records"),
-                (size if size is not None else pl.lit(0)).cast(pl.Int64).alias("size"),
+            pl.DataFrame(
+                {
+                    "hour": nz % nh + h0,
+                    "publisher_id": self.code_pub[codes],
+                    "instrument_id": self.code_iid[codes],
+                    "symbol": pl.Series([self.code_symbol[c] for c in codes], dtype=pl.String),
+                    "records": records[nz].astype(np.int64),
+                    "size": sizes[nz].astype(np.int64),
+                }
             )
         )
-        self.days.add(
-            frame.group_by((_ns(self.ts) // DAY_NS).alias("day"), _symbol().alias("symbol")).agg(
-                pl.len().cast(pl.Int64).alias("records")
-            )
-        )
-        self.unmapped.add(
-            frame.filter(pl.col(SYMBOL_COLUMN).is_null())
-            .group_by("instrument_id")
-            .agg(pl.len().cast(pl.Int64).alias("records"))
-        )
-        if self.unmapped.rows > 10 * self.options.max_unmapped_ids:
-            top = self.unmapped.compact().sort("records", descending=True)
-            self.unmapped.parts = [top.head(self.options.max_unmapped_ids)]
-            self.unmapped_truncated = True
         if self.has_latency:
-            lat = (_ns("ts_recv") - _ns("ts_event")).alias("lat")
-            lats = frame.select(hour, lat).drop_nulls()
-            bucket = (
-                pl.when(pl.col("lat") > 0)
-                .then((pl.col("lat").cast(pl.Float64).log(2) * OCTAVE_STEPS).floor())
-                .when(pl.col("lat") == 0)
-                .then(-1)
-                .otherwise(-2)
-                .cast(pl.Int32)
-                .alias("bucket")
+            lat = _ints(frame["ts_recv"]) - _ints(frame["ts_event"])
+            self.lat_max = max(
+                int(lat.max()), self.lat_max if self.lat_max is not None else -(2**63)
             )
-            self.latency.add(lats.group_by("hour", bucket).agg(pl.len().cast(pl.Int64).alias("n")))
-            self.latency_max.add(
-                lats.group_by("hour").agg(
-                    pl.col("lat").max().alias("max_ns"), pl.col("lat").min().alias("min_ns")
+            self.lat_min = min(int(lat.min()), self.lat_min if self.lat_min is not None else 2**63)
+            octave = (lat.astype(np.float64).view(np.int64) >> (52 - _SUB_BITS)) - (
+                1023 << _SUB_BITS
+            )
+            bucket = np.where(lat > 0, octave + 2, np.where(lat == 0, 1, 0))
+            hist = np.bincount(rel * _BUCKETS + bucket, minlength=nh * _BUCKETS)
+            nz = np.flatnonzero(hist)
+            self.latency.add(
+                pl.DataFrame(
+                    {"hour": nz // _BUCKETS + h0, "bucket": (nz % _BUCKETS - 2).astype(np.int32),
+                     "n": hist[nz].astype(np.int64)}
                 )
-            )
+            )  # fmt: skip
         if self.has_book:
-            bid, ask = pl.col("bid_px_00"), pl.col("ask_px_00")
-            both = bid.is_not_null() & ask.is_not_null()
+            bid, bid_ok = _decimal(frame["bid_px_00"])
+            ask, ask_ok = _decimal(frame["ask_px_00"])
+            both = bid_ok & ask_ok
+            counts = [
+                np.bincount(rel, weights=w, minlength=nh).astype(np.int64)
+                for w in (both, both & (bid > ask), both & (bid == ask))
+            ]
             self.books.add(
-                frame.group_by(hour).agg(
-                    both.sum().cast(pl.Int64).alias("quotes"),
-                    (both & (bid > ask)).sum().cast(pl.Int64).alias("crossed"),
-                    (both & (bid == ask)).sum().cast(pl.Int64).alias("locked"),
-                )
-            )
+                pl.DataFrame(
+                    {"hour": np.arange(h0, h0 + nh), "quotes": counts[0], "crossed": counts[1],
+                     "locked": counts[2]}
+                ).filter(pl.col("quotes") > 0)
+            )  # fmt: skip
+
+    def _traded_size(self, frame: pl.DataFrame) -> npt.NDArray[np.float64] | None:
+        schema = self.spec.schema
+        if schema in ("trades", "tbbo"):
+            return frame["size"].to_numpy().astype(np.float64)
+        if schema in ("mbp-1", "mbp-10", "mbo"):
+            size = frame["size"].to_numpy().astype(np.float64)
+            mask = self.trade_mask(frame)
+            return size * mask if mask is not None else size
+        if self.bar_ns or schema == "ohlcv-eod":
+            return frame["volume"].to_numpy().astype(np.float64)
+        return None
+
+    def trade_mask(self, frame: pl.DataFrame) -> npt.NDArray[np.bool_] | None:
+        """Rows that are trades (mbp-1/mbp-10/mbo: action T); None: every row."""
+        if self.spec.schema in ("mbp-1", "mbp-10", "mbo"):
+            return (frame["action"] == "T").to_numpy()
+        return None
 
     def _samples(self, invalid: pl.DataFrame) -> None:
         need = self.options.samples
@@ -209,399 +271,213 @@ class TableFigures:
 
     # -- merging and size ----------------------------------------------------------------------
     def merge(self, other: TableFigures) -> None:
-        for name in ("volume", "latency", "latency_max", "books", "days", "unmapped"):
+        for name in ("volume", "latency", "books"):
             getattr(self, name).merge(getattr(other, name))
         for rule, rows in other.samples.items():
             have = self.samples.setdefault(rule, [])
             have.extend(rows[: max(0, self.options.samples - len(have))])
-        self.holes.merge(other.holes)
-        self.prices.merge(other.prices)
-        self.sequence.merge(other.sequence)
+        for value, pick in ((other.lat_max, max), (other.lat_min, min)):
+            attr = "lat_max" if pick is max else "lat_min"
+            mine = getattr(self, attr)
+            if value is not None:
+                setattr(self, attr, value if mine is None else pick(mine, value))
+        self.untimed += other.untimed
+        self.merged.append(other.series_dict())
+        self.merged.extend(other.merged)
 
     def state_rows(self) -> int:
         """Rows held by every aggregate (for the bounded-memory test)."""
-        sums = (self.volume, self.latency, self.latency_max, self.books, self.days, self.unmapped)
+        sums = (self.volume, self.latency, self.books)
         for s in sums:
             s.compact()
-        return sum(s.rows for s in sums) + self.holes.rows + self.prices.rows + self.sequence.rows
+        return sum(s.rows for s in sums) + len(self.codes) + self.series.rows
 
     # -- results ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        series = combine_series([self.series_dict(), *self.merged], self.options.max_listed)
+        volume = self.volume.compact()
         return {
-            "volume": _records(self.volume.compact()),
+            "volume": _records(volume),
+            "untimed_records": self.untimed,
             "latency": self._latency(),
             "books": _records(self.books.compact()) if self.has_book else None,
-            "holes": self.holes.to_dict(),
-            "prices": self.prices.to_dict() if self.price_col else None,
-            "sequence": self.sequence.to_dict() if self.has_sequence else None,
-            "symbology": self._symbology(),
+            "holes": {
+                "calendar": self.calendar.name if self.calendar else None,
+                "longest": series["longest"],
+                "bar_interval_ns": self.bar_ns,
+                "missing_bars": series["missing_bars"] if self.bar_ns else None,
+            },
+            "prices": {
+                "rule": f"|change| > {self.options.jump_k:g} x median |change| of the previous "
+                f"{self.options.mad_window}, or > {self.options.jump_ticks} ticks",
+                **series["prices"],
+            }
+            if self.price_col
+            else None,
+            "sequence": series["sequence"] if self.has_sequence else None,
+            "symbology": self._symbology(volume),
             "samples": self.samples,
         }
+
+    def series_dict(self) -> dict[str, Any]:
+        """This file's per-instrument figures, keyed by publisher, instrument and symbol."""
+        s = self.series
+        keys = np.array(self.instruments.keys, dtype=np.uint64)
+        pubs = (keys >> np.uint64(32)).astype(np.int64).tolist()
+        iids = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64).tolist()
+        known = range(min(len(keys), len(s.best)))
+
+        def ident(k: int) -> dict[str, Any]:
+            return {
+                "publisher_id": pubs[k],
+                "instrument_id": iids[k],
+                "symbol": self.inst_symbol[k] or NO_SYMBOL,
+            }
+
+        def strip(row: dict[str, Any]) -> dict[str, Any]:
+            return {
+                **ident(row["instrument"]),
+                **{k: v for k, v in row.items() if k != "instrument"},
+            }
+
+        return {
+            "longest": [
+                {**ident(k), "silence_ns": int(s.best[k]), "from_ns": int(s.best_from[k]),
+                 "to_ns": int(s.best_to[k])}
+                for k in known if s.best[k] > 0
+            ],
+            "missing_bars": [
+                {**ident(k), "missing": int(s.missing_bars[k]), "holes": int(s.bar_holes[k])}
+                for k in known if s.missing_bars[k] > 0
+            ],
+            "jumps": [strip(j) for j in s.jumps],
+            "jump_count": s.jump_count,
+            "sequence": [
+                {**ident(k), "steps": int(s.seq[k, 0]), "regressions": int(s.seq[k, 1]),
+                 "gaps": int(s.seq[k, 2]), "largest_gap": int(s.seq[k, 3])}
+                for k in known if s.seq[k, 0] > 0
+            ],
+            "regressions": [strip(r) for r in s.regressions],
+        }  # fmt: skip
 
     def _latency(self) -> dict[str, Any] | None:
         if not self.has_latency:
             return None
         hist = self.latency.compact()
-        extremes = self.latency_max.compact()
         hours = []
         if hist.height:
             for (hour,), part in hist.partition_by("hour", as_dict=True).items():
                 hours.append({"hour": hour, **_percentiles(part["bucket"], part["n"])})
-            hours.sort(key=lambda h: (h["hour"] is None, h["hour"] or 0))
+            hours.sort(key=lambda h: h["hour"])
             overall = hist.group_by("bucket").agg(pl.col("n").sum())
             total = _percentiles(overall["bucket"], overall["n"])
         else:
             total = _percentiles(pl.Series([], dtype=pl.Int32), pl.Series([], dtype=pl.Int64))
         return {
-            "bucket_width": f"1/{OCTAVE_STEPS} octave of log2(ns)",
+            "bucket_width": f"1/{1 << _SUB_BITS} of an octave (log-linear)",
             "per_hour": hours,
             "overall": total,
-            "max_ns": int(extremes["max_ns"].max()) if extremes.height else None,  # type: ignore[arg-type]
-            "min_ns": int(extremes["min_ns"].min()) if extremes.height else None,  # type: ignore[arg-type]
+            "max_ns": self.lat_max,
+            "min_ns": self.lat_min,
             "histogram": _records(hist),
         }
 
-    def _symbology(self) -> dict[str, Any]:
-        days = self.days.compact()
+    def _symbology(self, volume: pl.DataFrame) -> dict[str, Any]:
         per_day: list[dict[str, Any]] = []
-        if days.height:
-            mapped = days.filter(pl.col("symbol") != NO_SYMBOL)
-            for day in sorted(days["day"].drop_nulls().unique().to_list()):
-                symbols = sorted(mapped.filter(pl.col("day") == day)["symbol"].to_list())
+        unmapped = pl.DataFrame(schema={"instrument_id": pl.Int64, "records": pl.Int64})
+        if volume.height:
+            days = volume.with_columns((pl.col("hour") // 24).alias("day"))
+            mapped = days.filter(pl.col("symbol").is_not_null())
+            for day in sorted(days["day"].unique().to_list()):
+                symbols = mapped.filter(pl.col("day") == day)["symbol"].unique().sort().to_list()
                 per_day.append({"day": _day(day), "symbols": symbols})
+            unmapped = (
+                volume.filter(pl.col("symbol").is_null())
+                .group_by("instrument_id")
+                .agg(pl.col("records").sum())
+                .sort("records", "instrument_id", descending=[True, False])
+            )
         prev: set[str] | None = None
         for entry in per_day:
             now = set(entry["symbols"])
             entry["new"] = sorted(now - prev) if prev is not None else None
             entry["missing"] = sorted(prev - now) if prev is not None else None
             prev = now
-        unmapped = self.unmapped.compact()
-        unmapped = unmapped.sort("records", descending=True) if unmapped.height else unmapped
         return {
             "per_day": per_day,
             "unmapped_rows": int(unmapped["records"].sum()) if unmapped.height else 0,
             "unmapped_ids": _records(unmapped.head(self.options.max_listed)),
             "unmapped_id_count": unmapped.height,
-            "unmapped_ids_truncated": getattr(self, "unmapped_truncated", False),
         }
 
     # -- sessions -----------------------------------------------------------------------------
-    def sessions(self, lo: int, hi: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    def sessions(self, lo: int, hi: int) -> I64:
         """Trading-session [open, close) ns ranges covering [lo, hi] (everything when the
         dataset has no known calendar)."""
         if self.calendar is None:
             return np.array([[lo, hi + 1]], dtype=np.int64)
         day_lo, day_hi = lo // DAY_NS, hi // DAY_NS + 1
-        cached = getattr(self, "_sessions", None)
+        cached = self._sessions
         if cached is None or day_lo < cached[0] or day_hi > cached[1]:
             if cached is not None:
                 day_lo, day_hi = min(day_lo, cached[0]), max(day_hi, cached[1])
             ranges = self.calendar.ranges(day_lo * DAY_NS, day_hi * DAY_NS)
             self._sessions = cached = (day_lo, day_hi, ranges)
-        return cached[2]  # type: ignore[no-any-return]
+        return cached[2]
+
+    _sessions: tuple[int, int, I64] | None = None
 
 
 _TRADED_PRICE = frozenset({"trades", "tbbo", "mbp-1", "mbp-10", "mbo"})
+_MAX_HOURS = 24 * 62  # hours one batch may span before it is taken a day at a time
+_SUB_BITS = 3  # latency: 2**3 linear buckets per octave
+_BUCKETS = 2 + (64 << _SUB_BITS)  # negative, zero, then [1 ns, 2**63 ns)
 
 
-def _traded_size(schema: str) -> pl.Expr | None:
-    if schema in ("trades", "tbbo"):
-        return pl.col("size").sum()
-    if schema in ("mbp-1", "mbp-10", "mbo"):
-        return pl.col("size").filter(pl.col("action") == "T").sum()
-    if schema in _BAR_NS or schema == "ohlcv-eod":
-        return pl.col("volume").sum()
-    return None
+def _ints(series: pl.Series) -> I64:
+    return series.to_physical().to_numpy().astype(np.int64, copy=False)
 
 
-def _trade_rows(schema: str) -> pl.Expr:
-    if schema in ("mbp-1", "mbp-10", "mbo"):
-        return pl.col("action") == "T"
-    return pl.lit(True)
-
-
-class _Holes:
-    """Longest in-session silence per instrument; bars missing inside sessions for bars."""
-
-    def __init__(self, figures: TableFigures) -> None:
-        self.f = figures
-        self.last = pl.DataFrame(schema={"instrument_id": pl.UInt32, "t": pl.Int64})
-        self.best = pl.DataFrame(
-            schema={
-                "instrument_id": pl.UInt32,
-                "symbol": pl.String,
-                "silence_ns": pl.Int64,
-                "from_ns": pl.Int64,
-                "to_ns": pl.Int64,
-            }
-        )
-        self.bars = _Sums(["instrument_id", "symbol"], {"missing": "sum", "holes": "sum"})
-
-    @property
-    def rows(self) -> int:
-        return self.last.height + self.best.height + self.bars.rows
-
-    def add(self, valid: pl.DataFrame) -> None:
-        f = self.f
-        batch = valid.select(
-            pl.col("instrument_id"), _symbol().alias("symbol"), _ns(f.ts).alias("t")
-        ).drop_nulls("t")
-        if not batch.height:
-            return
-        last = self.last.with_columns(pl.lit(None, pl.String).alias("symbol")).select(batch.columns)
-        both = pl.concat([last, batch], how="vertical_relaxed")
-        steps = both.with_columns(pl.col("t").shift(1).over("instrument_id").alias("prev"))
-        steps = steps.filter(pl.col("prev").is_not_null() & (pl.col("t") > pl.col("prev")))
-        self.last = both.group_by("instrument_id").agg(pl.col("t").last())
-        # a session silence is never longer than the raw one: only steps longer than the
-        # shortest best silence so far can matter (when every instrument has one)
-        floor = 0
-        ids = set(batch["instrument_id"].unique().to_list())
-        if self.best.height and ids <= set(self.best["instrument_id"].to_list()):
-            floor = int(self.best["silence_ns"].min())  # type: ignore[arg-type]
-        candidates = steps.filter(pl.col("t") - pl.col("prev") > floor)
-        if f.bar_ns is not None:
-            self._bars(steps, f.bar_ns)
-        if not candidates.height:
-            return
-        lo, hi = candidates["prev"].to_numpy(), candidates["t"].to_numpy()
-        sessions = f.sessions(int(lo.min()), int(hi.max()))
-        silence = covered(sessions, lo.astype(np.int64), hi.astype(np.int64))
-        found = (
-            candidates.with_columns(pl.Series("silence_ns", silence, dtype=pl.Int64))
-            .filter(pl.col("silence_ns") > 0)
-            .sort("silence_ns", descending=True)
-            .group_by("instrument_id", maintain_order=True)
-            .first()
-            .select(
-                "instrument_id",
-                "symbol",
-                "silence_ns",
-                pl.col("prev").alias("from_ns"),
-                pl.col("t").alias("to_ns"),
-            )
-        )
-        self._keep(found)
-
-    def _keep(self, found: pl.DataFrame) -> None:
-        if not found.height:
-            return
-        self.best = (
-            pl.concat([self.best, found], how="vertical_relaxed")
-            .sort("silence_ns", descending=True)
-            .group_by("instrument_id", maintain_order=True)
-            .first()
-        )
-
-    def _bars(self, steps: pl.DataFrame, interval: int) -> None:
-        gaps = steps.filter(pl.col("t") - pl.col("prev") > interval)
-        if not gaps.height:
-            return
-        lo, hi = gaps["prev"].to_numpy().astype(np.int64), gaps["t"].to_numpy().astype(np.int64)
-        grid = buckets(self.f.sessions(int(lo.min()), int(hi.max())), interval)
-        missing = covered(grid, lo // interval + 1, hi // interval)
-        self.bars.add(
-            gaps.with_columns(pl.Series("missing", missing, dtype=pl.Int64))
-            .filter(pl.col("missing") > 0)
-            .group_by("instrument_id", "symbol")
-            .agg(pl.col("missing").sum(), pl.len().cast(pl.Int64).alias("holes"))
-        )
-
-    def merge(self, other: _Holes) -> None:
-        self._keep(other.best)
-        self.bars.merge(other.bars)
-
-    def to_dict(self) -> dict[str, Any]:
-        f = self.f
-        return {
-            "calendar": f.calendar.name if f.calendar else None,
-            "longest": _records(self.best.sort("silence_ns", descending=True)),
-            "bar_interval_ns": f.bar_ns,
-            "missing_bars": _records(self.bars.compact()) if f.bar_ns else None,
-        }
-
-
-class _Jumps:
-    """Price jumps per instrument against a rolling median absolute change and the tick."""
-
-    def __init__(self, figures: TableFigures) -> None:
-        self.f = figures
-        self.tail = pl.DataFrame(schema={"instrument_id": pl.UInt32, "t": pl.Int64, "p": pl.Float64})
-        self.ticks: dict[int, float] = {}
-        self.listed = pl.DataFrame()
-        self.count = 0
-
-    @property
-    def rows(self) -> int:
-        return self.tail.height + self.listed.height + len(self.ticks)
-
-    def add(self, valid: pl.DataFrame) -> None:
-        f, o = self.f, self.f.options
-        assert f.price_col is not None
-        batch = (
-            valid.filter(_trade_rows(f.spec.schema))
-            .select(
-                pl.col("instrument_id"),
-                _ns(f.ts).alias("t"),
-                _float(f.price_col).alias("p"),
-                _symbol().alias("symbol"),
-            )
-            .drop_nulls(["t", "p"])
-        )
-        if not batch.height:
-            return
-        tail = self.tail.with_columns(pl.lit(None, pl.String).alias("symbol"))
-        both = (
-            pl.concat([tail, batch], how="vertical_relaxed")
-            .with_row_index("i")
-            .sort("instrument_id", "i", maintain_order=True)
-        )
-        both = both.with_columns(
-            (pl.col("p") - pl.col("p").shift(1).over("instrument_id")).abs().alias("d"),
-            pl.col("p").shift(1).over("instrument_id").alias("prev_p"),
-        )
-        # tick: the smallest non-zero change seen up to each row (so the figures do not depend
-        # on where batches end)
-        seen = pl.col("instrument_id").replace_strict(
-            self.ticks, default=None, return_dtype=pl.Float64
-        )
-        running = pl.when(pl.col("d") > 0).then(pl.col("d")).cum_min().forward_fill()
-        both = both.with_columns(
-            pl.min_horizontal(running.over("instrument_id"), seen).alias("tick")
-        )
-        self.tail = both.group_by("instrument_id", maintain_order=True).tail(o.mad_window + 1)
-        self.tail = self.tail.select("instrument_id", "t", "p")
-        for iid, tick in both.group_by("instrument_id").agg(pl.col("tick").min()).iter_rows():
-            if tick is not None:
-                self.ticks[iid] = tick
-        limit = min(o.jump_k, o.jump_ticks) * pl.col("tick") * (1 + 1e-9)
-        # A change beyond k x median change (when that median is non-zero, it is at least a
-        # tick) is beyond k ticks: only rows beyond min(k, N) ticks need the rolling median.
-        both = both.with_row_index("pos")
-        candidates = both.filter(pl.col("d") > limit, pl.col("symbol").is_not_null())
-        if not candidates.height:
-            return
-        d = both["d"].to_numpy(allow_copy=True).astype(np.float64)
-        ids = both["instrument_id"].to_numpy()
-        pos = candidates["pos"].to_numpy().astype(np.int64)
-        mad = _rolling_median_at(d, ids, pos, o.mad_window)
-        c = candidates.with_columns(pl.Series("mad", mad, dtype=pl.Float64))
-        by_mad = (pl.col("mad") > 0) & (pl.col("d") > o.jump_k * pl.col("mad") * (1 + 1e-9))
-        by_tick = pl.col("d") > o.jump_ticks * pl.col("tick") * (1 + 1e-9)
-        jumps = c.filter(by_mad | by_tick).with_columns(
-            (pl.col("d") / pl.col("tick")).alias("ticks"),
-            pl.when(by_tick).then(pl.lit(f"> {o.jump_ticks} ticks")).otherwise(
-                pl.lit(f"> {o.jump_k:g} x median change")
-            ).alias("reason"),
-        )
-        self._keep(jumps.select("instrument_id", "symbol", "t", "prev_p", "p", "d", "ticks", "mad", "reason"))
-
-    def _keep(self, jumps: pl.DataFrame) -> None:
-        if not jumps.height:
-            return
-        self.count += jumps.height
-        listed = pl.concat([self.listed, jumps], how="vertical_relaxed") if self.listed.height else jumps
-        self.listed = listed.sort("ticks", descending=True).head(self.f.options.max_listed)
-
-    def merge(self, other: _Jumps) -> None:
-        count = self.count + other.count
-        self._keep(other.listed)
-        self.count = count
-
-    def to_dict(self) -> dict[str, Any]:
-        o = self.f.options
-        return {
-            "rule": f"|change| > {o.jump_k:g} x median |change| of the previous {o.mad_window}, "
-            f"or > {o.jump_ticks} ticks",
-            "count": self.count,
-            "listed": _records(self.listed.sort("t")) if self.listed.height else [],
-        }
-
-
-def _rolling_median_at(d: np.ndarray[Any, Any], ids: np.ndarray[Any, Any], pos: np.ndarray[Any, Any], window: int) -> np.ndarray[Any, Any]:
-    """Median of d[p-window:p] within the same instrument (rows sorted by instrument), for each
-    p in pos; NaN when fewer than 10 previous changes."""
-    out = np.full(len(pos), np.nan)
-    for j, p in enumerate(pos):
-        lo = max(0, p - window)
-        same = ids[lo:p] == ids[p]
-        values = d[lo:p][same]
-        values = values[~np.isnan(values)]
-        if len(values) >= 10:
-            out[j] = float(np.median(values))
-    return out
-
-
-class _Sequence:
-    """Sequence regressions and gaps per publisher and instrument, in file order."""
-
-    def __init__(self, figures: TableFigures) -> None:
-        self.f = figures
-        self.last = pl.DataFrame(
-            schema={"publisher_id": pl.UInt16, "instrument_id": pl.UInt32, "sequence": pl.Int64}
-        )
-        self.steps = _Sums(
-            ["publisher_id", "instrument_id", "symbol"],
-            {"steps": "sum", "regressions": "sum", "gaps": "sum", "largest_gap": "max"},
-        )
-        self.examples = pl.DataFrame()
-
-    @property
-    def rows(self) -> int:
-        return self.last.height + self.steps.rows + self.examples.height
-
-    def add(self, valid: pl.DataFrame) -> None:
-        keys = ["publisher_id", "instrument_id"]
-        batch = valid.select(
-            *keys,
-            pl.col("sequence").cast(pl.Int64),
-            _symbol().alias("symbol"),
-            _ns(self.f.ts).alias("t"),
-        )
-        last = self.last.with_columns(
-            pl.lit(None, pl.String).alias("symbol"), pl.lit(None, pl.Int64).alias("t")
-        ).select(batch.columns)
-        both = pl.concat([last, batch], how="vertical_relaxed").with_columns(
-            (pl.col("sequence") - pl.col("sequence").shift(1).over(keys)).alias("step"),
-            pl.col("sequence").shift(1).over(keys).alias("prev"),
-        )
-        self.last = both.group_by(keys).agg(pl.col("sequence").last())
-        steps = both.filter(pl.col("step").is_not_null() & pl.col("t").is_not_null())
-        self.steps.add(
-            steps.group_by(*keys, "symbol").agg(
-                pl.len().cast(pl.Int64).alias("steps"),
-                (pl.col("step") < 0).sum().cast(pl.Int64).alias("regressions"),
-                (pl.col("step") > 1).sum().cast(pl.Int64).alias("gaps"),
-                (pl.col("step").max() - 1).clip(0).alias("largest_gap"),
-            )
-        )
-        if self.examples.height < self.f.options.max_listed:
-            found = steps.filter(pl.col("step") < 0).head(self.f.options.max_listed)
-            if found.height:
-                found = found.select(*keys, "symbol", "t", "prev", "sequence")
-                self.examples = (
-                    pl.concat([self.examples, found], how="vertical_relaxed")
-                    if self.examples.height
-                    else found
-                ).head(self.f.options.max_listed)
-
-    def merge(self, other: _Sequence) -> None:
-        self.steps.merge(other.steps)
-        if other.examples.height:
-            self.examples = (
-                pl.concat([self.examples, other.examples], how="vertical_relaxed")
-                if self.examples.height
-                else other.examples
-            ).head(self.f.options.max_listed)
-
-    def to_dict(self) -> dict[str, Any]:
-        steps = self.steps.compact()
-        return {
-            "per_instrument": _records(steps),
-            "regressions": int(steps["regressions"].sum()) if steps.height else 0,
-            "gaps": int(steps["gaps"].sum()) if steps.height else 0,
-            "regression_examples": _records(self.examples),
-        }
+def combine_series(parts: list[dict[str, Any]], max_listed: int) -> dict[str, Any]:
+    """Per-instrument figures of several files as one table's."""
+    longest: dict[tuple[int, int], dict[str, Any]] = {}
+    missing: dict[tuple[int, int], dict[str, Any]] = {}
+    sequence: dict[tuple[int, int], dict[str, Any]] = {}
+    jumps: list[dict[str, Any]] = []
+    regressions: list[dict[str, Any]] = []
+    count = 0
+    for part in parts:
+        for row in part["longest"]:
+            key = (row["publisher_id"], row["instrument_id"])
+            if key not in longest or row["silence_ns"] > longest[key]["silence_ns"]:
+                longest[key] = row
+        for row in part["missing_bars"]:
+            key = (row["publisher_id"], row["instrument_id"])
+            have = missing.setdefault(key, {**row, "missing": 0, "holes": 0})
+            have["missing"] += row["missing"]
+            have["holes"] += row["holes"]
+        for row in part["sequence"]:
+            key = (row["publisher_id"], row["instrument_id"])
+            have = sequence.setdefault(key, {**row, "steps": 0, "regressions": 0, "gaps": 0})
+            for name in ("steps", "regressions", "gaps"):
+                have[name] += row[name]
+            have["largest_gap"] = max(have["largest_gap"], row["largest_gap"])
+        jumps.extend(part["jumps"])
+        count += part["jump_count"]
+        regressions.extend(part["regressions"])
+    listed = sorted(jumps, key=lambda j: -j["ticks"])[:max_listed]
+    steps = sorted(sequence.values(), key=lambda r: (r["publisher_id"], r["instrument_id"]))
+    return {
+        "longest": sorted(longest.values(), key=lambda r: -r["silence_ns"]),
+        "missing_bars": sorted(missing.values(), key=lambda r: -r["missing"]),
+        "prices": {"count": count, "listed": sorted(listed, key=lambda j: j["t"])},
+        "sequence": {
+            "per_instrument": steps,
+            "regressions": sum(r["regressions"] for r in steps),
+            "gaps": sum(r["gaps"] for r in steps),
+            "regression_examples": regressions[:max_listed],
+        },
+    }
 
 
 def _percentiles(bucket: pl.Series, n: pl.Series) -> dict[str, Any]:
@@ -621,11 +497,13 @@ def _percentiles(bucket: pl.Series, n: pl.Series) -> dict[str, Any]:
 
 
 def _bucket_edge(bucket: int) -> float:
+    """The upper edge of a latency bucket: octave e, linear step m -> 2**e * (1 + (m+1)/8)."""
     if bucket == -2:
         return -1.0  # negative latency
     if bucket == -1:
         return 0.0
-    return float(2 ** ((bucket + 1) / OCTAVE_STEPS))
+    octave, step = bucket >> _SUB_BITS, bucket & ((1 << _SUB_BITS) - 1)
+    return float(2**octave * (1 + (step + 1) / (1 << _SUB_BITS)))
 
 
 def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from histetl.quality.figures import HOUR_NS
+from histetl.quality.figures import HOUR_NS, NO_SYMBOL
 
 MAX_POINTS = 1_500
 _PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
@@ -36,7 +36,7 @@ box-shadow:0 1px 2px rgba(0,0,0,.06)}
 .meta{color:var(--muted);font-size:13px}
 .badge{display:inline-block;padding:2px 10px;border-radius:999px;color:#fff;font-weight:600;
 font-size:14px;vertical-align:middle;margin-left:8px}
-.PASS{background:var(--pass)}.WARN{background:var(--warn)}.FAIL{background:var(--fail)}
+.PASS{background:var(--pass)}.WARN{background:#f59e0b;color:#1f2937}.FAIL{background:var(--fail)}
 .kpis{display:flex;gap:12px;flex-wrap:wrap;margin:14px 0 4px}
 .kpi{border:1px solid var(--line);border-radius:8px;padding:8px 14px;min-width:120px}
 .kpi b{display:block;font-size:20px}.kpi span{color:var(--muted);font-size:12px}
@@ -97,8 +97,10 @@ def _header(doc: dict[str, Any]) -> str:
     rows = []
     for table in doc["tables"]:
         files = table["files"]
-        s = {k: sum(f[k] for f in files) for k in ("records", "loaded", "duplicates",
-                                                    "quarantined", "valid", "skipped")}
+        s = {
+            k: sum(f[k] for f in files)
+            for k in ("records", "loaded", "duplicates", "quarantined", "valid", "skipped")
+        }
         ok = all(f["reconciled"] for f in files)
         failed = sum(f["status"] == "failed" for f in files)
         rows.append(
@@ -135,7 +137,7 @@ def _header(doc: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
-# -- one table --------------------------------------------------------------------------------------
+# -- one table ----------------------------------------------------------------------------------
 
 
 def _table_section(table: dict[str, Any]) -> str:
@@ -209,9 +211,12 @@ def _rules(table: dict[str, Any], figs: dict[str, Any] | None) -> str:
         shown = samples.get(r["name"], [])
         sample = "&mdash;"
         if shown:
-            sample = "<details><summary>" + f"{len(shown)} row(s)</summary>" + "".join(
-                "<div class='mono'>" + _e(_sample_text(s)) + "</div>" for s in shown
-            ) + "</details>"
+            sample = (
+                "<details><summary>"
+                + f"{len(shown)} row(s)</summary>"
+                + "".join("<div class='mono'>" + _e(_sample_text(s)) + "</div>" for s in shown)
+                + "</details>"
+            )
         elif count and r["severity"] == "warn":
             sample = "<span class='meta'>warn rule: rows loaded, not quarantined</span>"
         rows.append(
@@ -233,7 +238,7 @@ def _sample_text(row: dict[str, str]) -> str:
 
 
 def _volume(name: str, figs: dict[str, Any]) -> str:
-    rows = [r for r in figs["volume"] if r["hour"] is not None]
+    rows = [{**r, "symbol": r["symbol"] or NO_SYMBOL} for r in figs["volume"]]
     if not rows:
         return "<p class='none'>No records with a timestamp.</p>"
     symbols = _top_symbols(rows)
@@ -249,7 +254,7 @@ def _volume(name: str, figs: dict[str, Any]) -> str:
     panels = [("records per hour", series_n)]
     if has_size:
         panels.append(("traded size per hour", series_s))
-    totals = {}
+    totals: dict[str, list[int]] = {}
     for r in rows:
         t = totals.setdefault(r["symbol"], [0, 0])
         t[0] += r["records"]
@@ -267,7 +272,9 @@ def _holes(figs: dict[str, Any]) -> str:
     cal = holes["calendar"]
     note = (
         f"Inside the sessions of calendar <code>{_e(cal)}</code> (the one <code>verify</code> "
-        "uses)." if cal else "No known calendar for this dataset: silences in raw time."
+        "uses)."
+        if cal
+        else "No known calendar for this dataset: silences in raw time."
     )
     out = [f"<p class='meta'>{note} Before a file's first and after its last record is not "
            "seen.</p>"]  # fmt: skip
@@ -275,10 +282,18 @@ def _holes(figs: dict[str, Any]) -> str:
         out.append(
             _html_table(
                 ["symbol", "instrument_id", "longest silence", "from", "to"],
-                [[_e(h["symbol"]), str(h["instrument_id"]), _duration(h["silence_ns"]),
-                  _ts(h["from_ns"]), _ts(h["to_ns"])] for h in holes["longest"]],
+                [
+                    [
+                        _e(h["symbol"]),
+                        str(h["instrument_id"]),
+                        _duration(h["silence_ns"]),
+                        _ts(h["from_ns"]),
+                        _ts(h["to_ns"]),
+                    ]
+                    for h in holes["longest"]
+                ],
                 numeric={1, 2},
-            )  # fmt: skip
+            )
         )
     else:
         out.append("<p class='none'>No silence inside a session (fewer than two records per "
@@ -289,13 +304,25 @@ def _holes(figs: dict[str, Any]) -> str:
         if missing:
             out.append(
                 _html_table(
-                    ["symbol", "instrument_id", f"bars missing ({unit} each)", "holes",
-                     "time without bars"],
-                    [[_e(m["symbol"]), str(m["instrument_id"]), _n(m["missing"]),
-                      _n(m["holes"]), _duration(m["missing"] * holes["bar_interval_ns"])]
-                     for m in missing],
+                    [
+                        "symbol",
+                        "instrument_id",
+                        f"bars missing ({unit} each)",
+                        "holes",
+                        "time without bars",
+                    ],
+                    [
+                        [
+                            _e(m["symbol"]),
+                            str(m["instrument_id"]),
+                            _n(m["missing"]),
+                            _n(m["holes"]),
+                            _duration(m["missing"] * holes["bar_interval_ns"]),
+                        ]
+                        for m in missing
+                    ],
                     numeric={1, 2, 3, 4},
-                )  # fmt: skip
+                )
             )
         else:
             out.append("<p class='ok'>No bars missing inside sessions.</p>")
@@ -315,9 +342,7 @@ def _prices(figs: dict[str, Any]) -> str:
          _e(j["reason"])]
         for j in p["listed"]
     ]  # fmt: skip
-    more = (
-        f" (the {len(rows)} largest listed)" if p["count"] > len(rows) else ""
-    )
+    more = f" (the {len(rows)} largest listed)" if p["count"] > len(rows) else ""
     return (
         head + f"<p class='warn'>{_n(p['count'])} jump(s){more}.</p>"
         + _html_table(["time (UTC)", "symbol", "from", "to", "|change|", "ticks",
@@ -340,9 +365,9 @@ def _books(name: str, figs: dict[str, Any]) -> str:
     if not crossed and not locked:
         return text + "<p class='ok'>No crossed or locked book.</p>"
     panels = [
-        ("% of quotes crossed", {"crossed": {b["hour"]: 100 * b["crossed"] / b["quotes"] for b in rows}}),
-        ("% of quotes locked", {"locked": {b["hour"]: 100 * b["locked"] / b["quotes"] for b in rows}}),
-    ]  # fmt: skip
+        (f"% of quotes {kind}", {kind: {b["hour"]: 100 * b[kind] / b["quotes"] for b in rows}})
+        for kind in ("crossed", "locked")
+    ]
     return text + _chart(f"{name}: crossed and locked books per hour (UTC)", panels, kind="step")
 
 
@@ -360,7 +385,7 @@ def _latency(name: str, figs: dict[str, Any]) -> str:
         f"max {_duration(lat['max_ns'])}"
         + (f"; <span class='warn'>{_n(o['negative'])} negative</span>" if o["negative"] else "")
         + f".</p><p class='meta'>Percentiles from histogram buckets of {_e(lat['bucket_width'])}"
-        " (exact to 9%; the bucket's upper edge is shown).</p>"
+        " (exact to 12.5%; the bucket's upper edge is shown).</p>"
     )
     panels = [
         (
@@ -429,11 +454,17 @@ def _symbology(figs: dict[str, Any]) -> str:
         out.append(
             f"<p class='warn'>{_n(sym['unmapped_rows'])} row(s) of "
             f"{_n(sym['unmapped_id_count'])} instrument id(s) without a symbol"
-            + (" (the most frequent ids kept)" if sym["unmapped_ids_truncated"] else "")
+            + (
+                " (the most frequent listed)"
+                if sym["unmapped_id_count"] > len(sym["unmapped_ids"])
+                else ""
+            )
             + ":</p>"
-            + _html_table(["instrument_id", "rows"],
-                          [[str(u["instrument_id"]), _n(u["records"])] for u in sym["unmapped_ids"]],
-                          numeric={0, 1})  # fmt: skip
+            + _html_table(
+                ["instrument_id", "rows"],
+                [[str(u["instrument_id"]), _n(u["records"])] for u in sym["unmapped_ids"]],
+                numeric={0, 1},
+            )
         )
     else:
         out.append("<p class='ok'>Every instrument id has a symbol.</p>")
@@ -491,6 +522,7 @@ def _chart(
                 ax.set_ylabel(label)
                 if log:
                     ax.set_yscale("log")
+                    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
                 else:
                     ax.set_ylim(bottom=0)
                 ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_tick_label))
@@ -504,9 +536,10 @@ def _chart(
                         borderaxespad=0.1,
                     )
             bottom = axes[-1, 0]
-            locator = mdates.AutoDateLocator(tz=dt.UTC)
+            locator = mdates.AutoDateLocator(tz=dt.UTC)  # type: ignore[no-untyped-call]
             bottom.xaxis.set_major_locator(locator)
-            bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=dt.UTC))
+            concise = mdates.ConciseDateFormatter(locator, tz=dt.UTC)  # type: ignore[no-untyped-call]
+            bottom.xaxis.set_major_formatter(concise)
             bottom.set_xlabel("time (UTC)")
             fig.suptitle(title, x=0.01, ha="left", fontsize=11, fontweight="bold")
             fig.tight_layout()

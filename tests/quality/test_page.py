@@ -99,7 +99,8 @@ def test_sidecar_holds_every_figure_behind_the_charts(replayed: dict[str, Any]) 
     assert sum(v["records"] for v in figs["volume"]) == file["records"]
     assert sum(b["crossed"] for b in figs["books"]) == 7
     assert sum(b["locked"] for b in figs["books"]) == 5
-    assert figs["latency"]["per_hour"] and figs["latency"]["histogram"]
+    assert figs["latency"]["per_hour"]
+    assert figs["latency"]["histogram"]
     assert {r["name"]: r["count"] for r in doc["tables"][0]["rules"]}["size_positive"] == 3
     assert len(figs["samples"]["quote_not_crossed"]) == 3
     assert figs["symbology"]["unmapped_rows"] == 4
