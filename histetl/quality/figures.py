@@ -63,17 +63,19 @@ class FigureOptions:
 
 
 class _Sums:
-    """Partial group-by aggregates, folded together now and then: sums, mins and maxes."""
+    """Partial group-by aggregates (columns of numpy arrays, or frames), folded together every
+    `_COMPACT_AT` parts: sums, mins and maxes per key."""
 
     def __init__(self, keys: Sequence[str], how: dict[str, str]) -> None:
         self.keys, self.how = list(keys), how
-        self.parts: list[pl.DataFrame] = []
+        self.parts: list[pl.DataFrame | dict[str, Any]] = []
 
-    def add(self, part: pl.DataFrame) -> None:
-        if part.height:
-            self.parts.append(part)
-            if len(self.parts) >= _COMPACT_AT:
-                self.compact()
+    def add(self, part: pl.DataFrame | dict[str, Any]) -> None:
+        if (part.height if isinstance(part, pl.DataFrame) else len(part[self.keys[0]])) == 0:
+            return
+        self.parts.append(part)
+        if len(self.parts) >= _COMPACT_AT:
+            self.compact()
 
     def merge(self, other: _Sums) -> None:
         for part in other.parts:
@@ -82,16 +84,28 @@ class _Sums:
     def compact(self) -> pl.DataFrame:
         if not self.parts:
             return pl.DataFrame()
-        frame = pl.concat(self.parts, how="vertical_relaxed")
+        frames = [p if isinstance(p, pl.DataFrame) else _frame(p) for p in self.parts]
+        frame = pl.concat(frames, how="vertical_relaxed")
         if len(self.parts) > 1:
             aggs = [getattr(pl.col(c), how)().alias(c) for c, how in self.how.items()]
             frame = frame.group_by(self.keys).agg(aggs)
-        self.parts = [frame.sort(self.keys, nulls_last=True)]
-        return self.parts[0]
+        frame = frame.sort(self.keys, nulls_last=True)
+        self.parts = [frame]
+        return frame
 
     @property
     def rows(self) -> int:
-        return sum(p.height for p in self.parts)
+        return sum(p.height if isinstance(p, pl.DataFrame) else len(p[self.keys[0]])
+                   for p in self.parts)  # fmt: skip
+
+
+def _frame(columns: dict[str, Any]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            k: pl.Series(k, v, dtype=pl.String) if isinstance(v, list) else v
+            for k, v in columns.items()
+        }
+    )
 
 
 def _ns(column: str) -> pl.Expr:
@@ -162,23 +176,42 @@ class TableFigures:
             self.series.add(frame, t, self.code_inst[code], len(self.instruments))
 
     def _codes(self, frame: pl.DataFrame, t: I64) -> I64:
-        pub = frame["publisher_id"].to_numpy().astype(np.uint64)
-        iid = frame["instrument_id"].to_numpy().astype(np.uint64)
-        inst_key = (pub << np.uint64(32)) | iid
-        day = (t // DAY_NS).astype(np.uint64) & np.uint64(0xFFFF)
-        code, first = self.codes.lookup(inst_key | (day << np.uint64(48)))
+        """Per row, the index of its (publisher, instrument, UTC day)."""
+        pub = frame["publisher_id"].to_numpy()
+        iid = frame["instrument_id"].to_numpy()
+        day = t // DAY_NS
+        if pub.min() == pub.max() and iid.min() == iid.max():  # one instrument: no per-row keys
+            d0, d1 = int(day.min()), int(day.max())
+            key = (int(pub[0]) << 32) | int(iid[0])
+            keys = np.array([key | ((d & 0xFFFF) << 48) for d in range(d0, d1 + 1)], np.uint64)
+            per_day, new = self.codes.lookup(keys)
+            if len(new):
+                rows = np.array([int(np.argmax(day == d0 + j)) for j in new], dtype=np.int64)
+                self._register(frame, rows, np.full(len(rows), key, dtype=np.uint64))
+            if d0 == d1:
+                return np.broadcast_to(per_day[0], len(t))
+            return per_day[day - d0]
+        inst_key = (pub.astype(np.uint64) << np.uint64(32)) | iid.astype(np.uint64)
+        day_key = (day.astype(np.uint64) & np.uint64(0xFFFF)) << np.uint64(48)
+        code, first = self.codes.lookup(inst_key | day_key)
         if len(first):
-            inst, _ = self.instruments.lookup(inst_key[first])
-            symbols = frame[SYMBOL_COLUMN].gather(first).to_list()
-            self.code_pub = np.append(self.code_pub, pub[first].astype(np.int64))
-            self.code_iid = np.append(self.code_iid, iid[first].astype(np.int64))
-            self.code_inst = np.append(self.code_inst, inst)
-            self.code_symbol.extend(symbols)
-            self.inst_symbol.extend([None] * (len(self.instruments) - len(self.inst_symbol)))
-            for k, symbol in zip(inst.tolist(), symbols, strict=True):
-                if symbol is not None:
-                    self.inst_symbol[k] = symbol
+            self._register(frame, first, inst_key[first])
         return code
+
+    def _register(self, frame: pl.DataFrame, rows: I64, inst_key: npt.NDArray[np.uint64]) -> None:
+        """New codes, first seen at `rows`: their instrument, ids and symbol."""
+        inst, _ = self.instruments.lookup(inst_key)
+        symbols = frame[SYMBOL_COLUMN].gather(rows).to_list()
+        self.code_pub = np.append(self.code_pub, (inst_key >> np.uint64(32)).astype(np.int64))
+        self.code_iid = np.append(
+            self.code_iid, (inst_key & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        )
+        self.code_inst = np.append(self.code_inst, inst)
+        self.code_symbol.extend(symbols)
+        self.inst_symbol.extend([None] * (len(self.instruments) - len(self.inst_symbol)))
+        for k, symbol in zip(inst.tolist(), symbols, strict=True):
+            if symbol is not None:
+                self.inst_symbol[k] = symbol
 
     def _counts(self, frame: pl.DataFrame, is_valid: bool, rel: I64, h0: int, code: I64) -> None:
         nh = int(rel.max()) + 1
@@ -197,16 +230,14 @@ class TableFigures:
         nz = np.flatnonzero(records)
         codes = nz // nh if present is None else present[nz // nh]
         self.volume.add(
-            pl.DataFrame(
-                {
-                    "hour": nz % nh + h0,
-                    "publisher_id": self.code_pub[codes],
-                    "instrument_id": self.code_iid[codes],
-                    "symbol": pl.Series([self.code_symbol[c] for c in codes], dtype=pl.String),
-                    "records": records[nz].astype(np.int64),
-                    "size": sizes[nz].astype(np.int64),
-                }
-            )
+            {
+                "hour": nz % nh + h0,
+                "publisher_id": self.code_pub[codes],
+                "instrument_id": self.code_iid[codes],
+                "symbol": [self.code_symbol[c] for c in codes],
+                "records": records[nz].astype(np.int64),
+                "size": sizes[nz].astype(np.int64),
+            }
         )
         if self.has_latency:
             lat = _ints(frame["ts_recv"]) - _ints(frame["ts_event"])
@@ -221,10 +252,8 @@ class TableFigures:
             hist = np.bincount(rel * _BUCKETS + bucket, minlength=nh * _BUCKETS)
             nz = np.flatnonzero(hist)
             self.latency.add(
-                pl.DataFrame(
-                    {"hour": nz // _BUCKETS + h0, "bucket": (nz % _BUCKETS - 2).astype(np.int32),
-                     "n": hist[nz].astype(np.int64)}
-                )
+                {"hour": nz // _BUCKETS + h0, "bucket": (nz % _BUCKETS - 2).astype(np.int32),
+                 "n": hist[nz].astype(np.int64)}
             )  # fmt: skip
         if self.has_book:
             bid, bid_ok = _decimal(frame["bid_px_00"])
@@ -234,11 +263,10 @@ class TableFigures:
                 np.bincount(rel, weights=w, minlength=nh).astype(np.int64)
                 for w in (both, both & (bid > ask), both & (bid == ask))
             ]
+            quoted = np.flatnonzero(counts[0])
             self.books.add(
-                pl.DataFrame(
-                    {"hour": np.arange(h0, h0 + nh), "quotes": counts[0], "crossed": counts[1],
-                     "locked": counts[2]}
-                ).filter(pl.col("quotes") > 0)
+                {"hour": quoted + h0, "quotes": counts[0][quoted], "crossed": counts[1][quoted],
+                 "locked": counts[2][quoted]}
             )  # fmt: skip
 
     def _traded_size(self, frame: pl.DataFrame) -> npt.NDArray[np.float64] | None:
@@ -435,7 +463,11 @@ _BUCKETS = 2 + (64 << _SUB_BITS)  # negative, zero, then [1 ns, 2**63 ns)
 
 
 def _ints(series: pl.Series) -> I64:
-    return series.to_physical().to_numpy().astype(np.int64, copy=False)
+    """Timestamps (or integers) as int64, without a copy when there are no nulls."""
+    values = series.to_numpy()
+    if values.dtype.kind == "M":
+        return values.view(np.int64)
+    return values.astype(np.int64, copy=False)
 
 
 def combine_series(parts: list[dict[str, Any]], max_listed: int) -> dict[str, Any]:

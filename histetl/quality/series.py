@@ -167,8 +167,12 @@ class Series:
             return
         lo, hi, who = prev[candidates], ts[candidates], inst[candidates]
         silence = covered(f.sessions(int(lo.min()), int(hi.max())), lo, hi)
-        for i in np.flatnonzero(silence > self.best[who]):
-            k = who[i]
+        for k in np.unique(who) if len(starts) > 1 else who[:1]:
+            i = (
+                int(np.argmax(np.where(who == k, silence, -1)))
+                if len(starts) > 1
+                else int(np.argmax(silence))
+            )
             if silence[i] > self.best[k]:
                 self.best[k], self.best_from[k], self.best_to[k] = silence[i], lo[i], hi[i]
 
@@ -269,5 +273,7 @@ def _decimal(series: pl.Series) -> tuple[I64, npt.NDArray[np.bool_]]:
         array = array.combine_chunks()
     words = np.frombuffer(array.buffers()[1], dtype=np.int64)
     low = words[2 * array.offset : 2 * (array.offset + len(array)) : 2]
-    valid = series.is_not_null().to_numpy()
+    if array.null_count == 0:
+        return low, np.ones(len(low), dtype=np.bool_)
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
     return low, valid
