@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -49,16 +48,7 @@ def observe(replayer: Any) -> ReportObserver:
         )
     observer = ReportObserver(replayer.rules)
     replayer.observer = observer
-    # matplotlib takes a while to import: do it while the files stream
-    threading.Thread(target=_import_charts, name="histetl-charts", daemon=True).start()
     return observer
-
-
-def _import_charts() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot
 
 
 def write_run_page(
@@ -141,7 +131,7 @@ def _previous_day_source(db: str | None) -> Any:
         return None
 
     def previous(table: str, ts: str, first_day: int) -> list[str] | None:
-        from histetl.query import Database
+        from histetl.query import Database, quote
 
         try:
             with Database.open(db) as conn:
@@ -149,7 +139,7 @@ def _previous_day_source(db: str | None) -> Any:
                     return None
                 where = conn.time_range(ts, (first_day - 1) * DAY_NS, first_day * DAY_NS)
                 rows = conn.rows(
-                    f"SELECT DISTINCT symbol FROM {table} WHERE " + " AND ".join(where)
+                    f"SELECT DISTINCT symbol FROM {quote(table)} WHERE " + " AND ".join(where)
                 )
         except HistetlError:
             return None

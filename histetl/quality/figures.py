@@ -571,21 +571,21 @@ class ReportObserver:
         self.rules = rules or RuleBook.load()
         self.options = options or FigureOptions()
         self.files: list[FileFigures] = []
-        self._current: dict[int, TableFigures] = {}
+        self._current: dict[str, TableFigures] = {}  # by path: a retry starts afresh
 
     def file_started(self, report: FileReport) -> None:
-        self._current.pop(id(report), None)
+        self._current.pop(report.path, None)
 
     def batch(
         self, report: FileReport, spec: TableSpec, valid: pl.DataFrame, invalid: pl.DataFrame
     ) -> None:
-        figures = self._current.get(id(report))
+        figures = self._current.get(report.path)
         if figures is None:
-            figures = self._current[id(report)] = TableFigures(spec, report.dataset, self.options)
+            figures = self._current[report.path] = TableFigures(spec, report.dataset, self.options)
         figures.add(valid, invalid)
 
     def file_finished(self, report: FileReport) -> None:
-        figures = self._current.pop(id(report), None)
+        figures = self._current.pop(report.path, None)
         keep = figures if report.status in ("loaded", "validated") else None
         rules: list[tuple[str, str]] = []
         if figures is not None:

@@ -157,6 +157,12 @@ def _table_section(table: dict[str, Any]) -> str:
             out.append(_section(title, f"<p class='none'>{why}.</p>"))
         out.append("</section>")
         return "\n".join(out)
+    failed = [f for f in table["files"] if f["status"] == "failed"]
+    if failed:
+        out.append(
+            f"<p class='bad'>{len(failed)} file(s) failed and were rolled back: their rows are "
+            "counted above but are in none of the figures below.</p>"
+        )
     if table.get("figures_source") == "database":
         out.append(
             "<p class='meta'>Figures from every row of the table in the target (one query) "

@@ -14,6 +14,7 @@ from histetl.quality.figures import HOUR_NS, FigureOptions, ReportObserver, Tabl
 from histetl.report import FileReport
 from histetl.schemas import table_spec
 from histetl.synth import Defects, SynthSpec, write_dbn
+from tests.support.pgserver import PgServer, fresh_schema
 
 DEFECTS = Defects(crossed_quotes=7, locked_quotes=5, zero_size=3, unmapped_instrument=4)
 
@@ -166,3 +167,37 @@ def test_volume_counts_records_and_size_per_hour() -> None:
         (T0 // HOUR_NS, 6, 6),
         (T0 // HOUR_NS + 1, 6, 6),
     ]
+
+
+class _Counting(ReportObserver):
+    starts = 0
+
+    def file_started(self, report: FileReport) -> None:
+        self.starts += 1
+        super().file_started(report)
+
+
+@pytest.mark.postgres
+def test_observer_when_a_load_is_retried_in_merge_mode_counts_each_row_once(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a.dbn", tmp_path / "b.dbn"
+    write_dbn(SynthSpec(schema="trades", records=2_000), first)
+    # the same rows plus one duplicate: other bytes, so the ledger does not skip it, and its
+    # direct load meets existing rows, so the pipeline replays it in merge mode
+    write_dbn(
+        SynthSpec(schema="trades", records=2_000, defects=Defects(exact_duplicates=1)), second
+    )
+    with fresh_schema(pg_server.uri) as (uri, _schema):
+        options = ReplayOptions(db=uri, quarantine_dir=tmp_path / "q")
+        Replayer(options).run([first])
+        replayer = Replayer(options)
+        observer = _Counting(replayer.rules)
+        replayer.observer = observer
+        (report,) = replayer.run([second]).files
+    assert report.status == "loaded"
+    assert report.duplicates == 2_001
+    assert observer.starts == 2  # the direct attempt, then the merge
+    (seen,) = observer.files
+    assert seen.figures is not None
+    assert sum(v["records"] for v in seen.figures.to_dict()["volume"]) == report.records

@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from loguru import logger
 
+from histetl.cli import main
 from histetl.quality.build import sidecar_path
 from histetl.synth import Defects, SynthSpec, write_dbn
+from tests.support.fake_gateway import FakeGateway
+from tests.test_fetch import N_TRADES, gateway, gw, trades, write_job
+
+__all__ = ["gateway", "gw", "trades"]  # fixtures, imported to be registered here
 
 HISTETL = [sys.executable, "-m", "histetl.cli"]
 SECTIONS = (
@@ -239,3 +246,23 @@ def test_page_rendered_by_headless_chromium_is_not_blank(replayed: dict[str, Any
         near_white = sum(n for n, c in colours if min(c) >= 240)
     assert len(colours) > 200  # text, badges, chart lines: not a blank or one-colour page
     assert pixels - near_white > pixels * 0.03
+
+
+def test_run_html_writes_the_page_of_the_files_it_fetched_and_loaded(
+    gw: FakeGateway, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path, gw)
+    try:
+        result = CliRunner().invoke(
+            main, ["run", str(job), "--html", str(tmp_path / "run.html")], catch_exceptions=False
+        )
+    finally:
+        logger.remove()
+    assert result.exit_code == 0, result.output
+    assert f"report page: {tmp_path / 'run.html'}" in result.stdout
+    doc = json.loads((tmp_path / "run.figures.json").read_text("utf-8"))
+    assert doc["run"]["totals"]["records"] == doc["run"]["totals"]["loaded"] == N_TRADES
+    (table,) = doc["tables"]
+    assert len(table["files"]) == 3  # one per day chunk, merged into the table's figures
+    assert table["figures_source"] == "stream"
+    assert sum(v["records"] for v in table["figures"]["volume"]) == N_TRADES
