@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from histetl.quality.series import I64, Registry, Series, _decimal
+from histetl.quality.series import I64, Registry, Series, _decimal, combine_series
 from histetl.report import FileReport
 from histetl.schemas import HASH_COLUMN, SYMBOL_COLUMN, TableSpec
 from histetl.validate import RULES_COLUMN, RuleBook
@@ -468,48 +468,6 @@ def _ints(series: pl.Series) -> I64:
     if values.dtype.kind == "M":
         return values.view(np.int64)
     return values.astype(np.int64, copy=False)
-
-
-def combine_series(parts: list[dict[str, Any]], max_listed: int) -> dict[str, Any]:
-    """Per-instrument figures of several files as one table's."""
-    longest: dict[tuple[int, int], dict[str, Any]] = {}
-    missing: dict[tuple[int, int], dict[str, Any]] = {}
-    sequence: dict[tuple[int, int], dict[str, Any]] = {}
-    jumps: list[dict[str, Any]] = []
-    regressions: list[dict[str, Any]] = []
-    count = 0
-    for part in parts:
-        for row in part["longest"]:
-            key = (row["publisher_id"], row["instrument_id"])
-            if key not in longest or row["silence_ns"] > longest[key]["silence_ns"]:
-                longest[key] = row
-        for row in part["missing_bars"]:
-            key = (row["publisher_id"], row["instrument_id"])
-            have = missing.setdefault(key, {**row, "missing": 0, "holes": 0})
-            have["missing"] += row["missing"]
-            have["holes"] += row["holes"]
-        for row in part["sequence"]:
-            key = (row["publisher_id"], row["instrument_id"])
-            have = sequence.setdefault(key, {**row, "steps": 0, "regressions": 0, "gaps": 0})
-            for name in ("steps", "regressions", "gaps"):
-                have[name] += row[name]
-            have["largest_gap"] = max(have["largest_gap"], row["largest_gap"])
-        jumps.extend(part["jumps"])
-        count += part["jump_count"]
-        regressions.extend(part["regressions"])
-    listed = sorted(jumps, key=lambda j: -j["ticks"])[:max_listed]
-    steps = sorted(sequence.values(), key=lambda r: (r["publisher_id"], r["instrument_id"]))
-    return {
-        "longest": sorted(longest.values(), key=lambda r: -r["silence_ns"]),
-        "missing_bars": sorted(missing.values(), key=lambda r: -r["missing"]),
-        "prices": {"count": count, "listed": sorted(listed, key=lambda j: j["t"])},
-        "sequence": {
-            "per_instrument": steps,
-            "regressions": sum(r["regressions"] for r in steps),
-            "gaps": sum(r["gaps"] for r in steps),
-            "regression_examples": regressions[:max_listed],
-        },
-    }
 
 
 def _percentiles(bucket: pl.Series, n: pl.Series) -> dict[str, Any]:
