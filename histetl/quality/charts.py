@@ -59,12 +59,15 @@ def chart(
                     hours = np.array(sorted(points), dtype=np.int64)
                     values = np.array([points[h] for h in hours], dtype=np.float64)
                     hours, values = _thin(hours, values)
-                    x = (hours * HOUR_NS).astype("datetime64[ns]")
                     color = _PALETTE[i % len(_PALETTE)]
-                    if kind == "step":
+                    if kind == "step":  # each hour drawn over its whole width, the last too
+                        hours = np.append(hours, hours[-1] + 1)
+                        values = np.append(values, values[-1])
+                        x = (hours * HOUR_NS).astype("datetime64[ns]")
                         ax.step(x, values, where="post", label=name, color=color, lw=1.2)
                     else:
-                        ax.plot(x, values, label=name, color=color, lw=1.2, marker=".", ms=3)
+                        x = (hours * HOUR_NS).astype("datetime64[ns]")
+                        ax.plot(x, values, label=name, color=color, lw=1.2, marker=".", ms=4)
                 ax.set_ylabel(label)
                 if log:
                     ax.set_yscale("log")
@@ -81,6 +84,10 @@ def chart(
                         ncol=min(len(series), 6),
                         borderaxespad=0.1,
                     )
+            first = min(min(p) for _, series in panels for p in series.values() if p)
+            last = max(max(p) for _, series in panels for p in series.values() if p) + 1
+            span = np.array([first - (last - first < 3), last + (last - first < 3)]) * HOUR_NS
+            axes[0, 0].set_xlim(*span.astype("datetime64[ns]"))  # the data's hours, not years
             bottom = axes[-1, 0]
             locator = mdates.AutoDateLocator(tz=dt.UTC)  # type: ignore[no-untyped-call]
             bottom.xaxis.set_major_locator(locator)
