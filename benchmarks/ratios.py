@@ -49,6 +49,11 @@ def ratios(t: Timings) -> dict[str, float | None]:
         "zst_overhead_vs_decompress": _div(
             _secs(t, "zstd.histetl_validate"), _secs(t, "zstd.decompress")
         ),
+        # issue 14: the HTML quality report's cost on a validate-only replay
+        "html_overhead": _div(
+            _secs(t, "decode.histetl_validate_html", process=True), _secs(t, v, process=True)
+        ),
+        "html_overhead_file_seconds": _div(_secs(t, "decode.histetl_validate_html"), _secs(t, v)),
         # issue 4 / 7: PostgreSQL
         "load_vs_copy": _div(_secs(t, "pg.server_copy"), _secs(t, load)),
         "load_process_vs_copy": _div(_secs(t, "pg.server_copy"), _secs(t, load, process=True)),
@@ -131,6 +136,15 @@ TARGETS = (
         "rss_growth.decode.histetl_validate",
         f"<= {RSS_GROWTH_LIMIT}x",
         lambda x: x <= RSS_GROWTH_LIMIT,
+    ),
+    Target(
+        14,
+        "replay --validate-only --html / without --html (whole process: figures + page)",
+        "html_overhead",
+        "<= 1.10",
+        lambda x: x <= 1.10,
+        "trades",
+        DECODE_ROWS,
     ),
     Target(
         4,

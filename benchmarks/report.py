@@ -108,6 +108,8 @@ def _comparison(key: str, r: dict[str, Any], sizes: dict[str, int]) -> str:
         "decode.to_df_decimal": f"histetl {_faster(r['decode_vs_to_df_decimal'])}",
         "decode.to_ndarray": f"histetl takes {_fx(_inv(r['decode_vs_to_ndarray']))} its time "
         "(it only copies bytes)",
+        "decode.histetl_validate_html": f"{_fx(r['html_overhead'])} the time of the reference "
+        f"(whole processes; file seconds: {_fx(r['html_overhead_file_seconds'])})",
         "decode.histetl_arrow": f"{_faster(r['decode_map_only_vs_to_df'])} than to_df(fixed)",
         "zstd.histetl_validate": f"{_fx(r['zst_overhead_vs_decompress'])} the time of "
         "decompression alone",

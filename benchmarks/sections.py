@@ -56,6 +56,13 @@ def decode(bench: Bench, data: DataSet, sizes: Sizes, tmp: Path) -> None:
             lambda rows: replay(tmp, data.trades(rows)),
         ),
         Entry(
+            "decode.histetl_validate_html",
+            "histetl replay --validate-only --html (plus the quality report page)",
+            lambda rows: replay(
+                tmp, data.trades(rows), options=("--html", str(tmp / f"{uuid.uuid4().hex}.html"))
+            ),
+        ),
+        Entry(
             "decode.histetl_arrow",
             "histetl decode + map only (DBN -> Arrow with symbols)",
             lambda rows: probe_sample("decode", data.trades(rows)),

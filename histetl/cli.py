@@ -229,6 +229,12 @@ def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: boo
     show_default=True,
     help="Records per batch; memory follows this, not the file size.",
 )
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a data-quality report page (and FILE's .figures.json sidecar).",
+)
 @handle_errors
 def replay(
     paths: tuple[str, ...],
@@ -245,6 +251,7 @@ def replay(
     db_retries: int,
     db_retry_max_wait: float,
     batch_size: int,
+    html_path: Path | None,
 ) -> None:
     """Reprocess DBN files (paths, directories or globs) offline, exactly as a run would."""
     options = ReplayOptions(
@@ -263,10 +270,26 @@ def replay(
         check_output(report_path, "--report")
     replayer = Replayer(options)
     files = expand_paths(paths)
+    observer = _observe(replayer) if html_path is not None else None
     with Progress() as progress:
         replayer.on_progress = progress.update
         report = replayer.run(files, on_file=progress.wrap(_print_file))
+    if html_path is not None and observer is not None:
+        _write_page(html_path, report, observer, None if validate_only else options.db)
     _finish(report, report_path, fail_on_quarantine)
+
+
+def _observe(replayer: Replayer) -> Any:
+    from histetl.quality.build import observe  # charts and figures: only when asked for
+
+    return observe(replayer)
+
+
+def _write_page(html_path: Path, report: RunReport, observer: Any, db: str | None) -> None:
+    from histetl.quality.build import write_run_page
+
+    page, sidecar = write_run_page(html_path, report, observer, db)
+    click.echo(f"report page: {page} (figures: {sidecar})")
 
 
 @main.group()
@@ -397,14 +420,15 @@ def demo(db: str | None, directory: Path) -> None:
     uri = db or default_db()
     files = write_demo_files(directory / "raw")
     click.echo(f"generated {len(files)} DBN files under {directory / 'raw'}")
-    report = Replayer(ReplayOptions(db=uri, quarantine_dir=directory / "quarantine")).run(
-        files, on_file=_print_file
-    )
+    replayer = Replayer(ReplayOptions(db=uri, quarantine_dir=directory / "quarantine"))
+    observer = _observe(replayer)
+    report = replayer.run(files, on_file=_print_file)
     click.echo(report.table())
     tables = [f.table for f in report.files if f.table and f.status != "failed"]
     if tables:
         click.echo("\nwhat was loaded:")
         click.echo(summary(uri, tables))
+    _write_page(directory / "report.html", report, observer, uri)
     if report.failed:
         sys.exit(EXIT_FAILED)
 
@@ -578,6 +602,12 @@ def _print_chunk(item: Any) -> None:
     help="If another run of the same job is busy, wait this long for it, then give up "
     "(exit 0); default: give up at once.",
 )
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a data-quality report page (and FILE's .figures.json sidecar).",
+)
 @handle_errors
 def run_command(
     job_file: Path,
@@ -588,6 +618,7 @@ def run_command(
     report_path: Path | None,
     fail_on_quarantine: bool,
     wait_s: float,
+    html_path: Path | None,
 ) -> None:
     """Fetch JOB_FILE's jobs from the Databento Historical API into raw_dir, then load them.
 
@@ -601,6 +632,11 @@ def run_command(
     if report_path is not None:
         check_output(report_path, "--report")
     options = RunOptions(jobs=job_names, dry_run=dry_run, force=force, db=db, lock_wait_s=wait_s)
+    if html_path is not None and not dry_run:
+        from histetl.quality.figures import ReportObserver
+        from histetl.validate import RuleBook
+
+        options.observer = ReportObserver(RuleBook.load(jobs.rules))
     try:
         result = run_jobs(jobs, options, on_chunk=_print_chunk, on_file=_print_file)
     except LockBusyError as exc:
@@ -614,11 +650,37 @@ def run_command(
     if report_path is not None:
         write_json(report_path, result.to_dict())
         click.echo(f"report: {report_path}")
+    if html_path is not None and options.observer is not None:
+        _write_page(html_path, result.report, options.observer, jobs.target_db(db))
     if result.error is not None:
         click.echo(result.report.table())
         click.echo(f"error: {result.error.message}", err=True)
         sys.exit(EXIT_FAILED)
     _finish(result.report, None, fail_on_quarantine)
+
+
+@main.command("report")
+@click.argument("report_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--html",
+    "html_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the data-quality page here (and FILE's .figures.json sidecar).",
+)
+@click.option(
+    "--db",
+    default=None,
+    metavar="URI",
+    help="The run's target: figures from one query per table (without it: counts and rules only).",
+)
+@handle_errors
+def report_command(report_file: Path, html_path: Path, db: str | None) -> None:
+    """Build the data-quality page of a saved run report (`replay/run --report FILE`)."""
+    from histetl.quality.build import from_report_file, write
+
+    page, sidecar = write(html_path, from_report_file(report_file, db))
+    click.echo(f"report page: {page} (figures: {sidecar})")
 
 
 @main.command("jobs")

@@ -51,7 +51,7 @@ from histetl import __version__
 from histetl.decode import DEFAULT_BATCH_SIZE
 from histetl.errors import ConfigError, HistetlError, SourceError, TransientSourceError
 from histetl.jobs import Chunk, DatabentoSettings, JobFile, JobSpec, RetrySettings, plan_chunks
-from histetl.pipeline import Replayer, ReplayOptions
+from histetl.pipeline import BatchObserver, Replayer, ReplayOptions
 from histetl.report import FileReport, RunReport
 from histetl.sinks import open_sink, redact
 
@@ -720,6 +720,7 @@ class RunOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     today: dt.date | None = None  # what relative dates resolve against (default: UTC today)
     sleep: Callable[[float], None] = time.sleep  # between retries
+    observer: BatchObserver | None = None  # sees every batch (the --html quality report)
 
 
 @dataclass
@@ -778,6 +779,7 @@ def run_jobs(
             mapping_file=job_file.mapping,
         )
     )
+    replayer.observer = options.observer
     api = DatabentoApi(key, job_file.databento, sleep=options.sleep)
     raw_dir = job_file.raw_dir
     if options.dry_run:

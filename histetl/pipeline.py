@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import polars as pl
 import pyarrow as pa
@@ -32,7 +32,7 @@ from histetl.outputs import check_output_dir
 from histetl.prefetch import Prefetch
 from histetl.quarantine import QuarantineWriter, quarantine_path, remove_stale_partials
 from histetl.report import FileReport, RunReport, new_run_id
-from histetl.schemas import SYMBOL_COLUMN, table_spec
+from histetl.schemas import SYMBOL_COLUMN, TableSpec, table_spec
 from histetl.sinks import (
     FileLoad,
     LedgerEntry,
@@ -187,6 +187,9 @@ class Replayer:
         self.run_id = run_id or new_run_id()
         # called per batch with the file's report so far and the fraction of it read
         self.on_progress: Callable[[FileReport, float], None] | None = None
+        # sees every batch's valid and quarantined rows (the HTML quality report); in-process
+        # runs only (workers == 1)
+        self.observer: BatchObserver | None = None
         # Configuration errors surface here, before any file is touched.
         self.rules = RuleBook.load(options.rules_files)
         self.mapping = Mapping.load(options.mapping_file)
@@ -261,6 +264,8 @@ class Replayer:
         attempt = 1
         while True:
             report = FileReport(path=str(path))
+            if self.observer is not None:
+                self.observer.file_started(report)
             try:
                 with DbnFile(path) as dbn:
                     self._process(dbn, sink, report, merge)
@@ -279,6 +284,8 @@ class Replayer:
             except HistetlError as exc:
                 report = _failed(report, exc)
             report.seconds = time.perf_counter() - started
+            if self.observer is not None:
+                self.observer.file_finished(report)  # a failed file's figures are dropped
             return report
 
     def _process(self, dbn: DbnFile, sink: Sink | None, report: FileReport, merge: bool) -> None:
@@ -421,6 +428,8 @@ class Replayer:
             report.add_rules(split.counts)
             report.quarantined += split.invalid.height
             writer.write(split.invalid)
+            if self.observer is not None:
+                self.observer.batch(report, rules.spec, split.valid, split.invalid)
             if not loading or (report.quarantined and self.options.on_invalid == "fail"):
                 report.valid += split.valid.height  # not loaded: counted as valid only
                 continue
@@ -434,6 +443,7 @@ class _CheckedRules:
 
     def __init__(self, rules: RuleSet, start: int | None, end: int | None) -> None:
         self._set = rules
+        self.spec = rules.spec
         self.rules = rules.rules
         self._span = (start, end)
 
@@ -456,6 +466,16 @@ class _CheckedRules:
                 hint="nothing from this file was loaded; fix or disable the rule "
                 "(--rules FILE with `disable: [name]`) and replay the file",
             ) from None
+
+
+class BatchObserver(Protocol):
+    """Sees each file's batches as they stream (histetl.quality.figures.ReportObserver)."""
+
+    def file_started(self, report: FileReport) -> None: ...
+    def batch(
+        self, report: FileReport, spec: TableSpec, valid: pl.DataFrame, invalid: pl.DataFrame
+    ) -> None: ...
+    def file_finished(self, report: FileReport) -> None: ...
 
 
 class _Counter:

@@ -1,0 +1,8 @@
+"""The data-quality report: figures accumulated while batches stream, rendered as one HTML page.
+
+`figures` holds the per-batch accumulators (small aggregates, bounded memory) and the pipeline
+observer that feeds them, `series` the per-instrument figures (holes, jumps, sequence) in numpy;
+`page` renders the figures as a self-contained HTML page, with inline SVG from `charts`
+(matplotlib, imported only when a page is drawn); `build` ties them to a run (and, for
+`histetl report`, to a run report and its target) and writes the page and its JSON sidecar.
+"""

@@ -1,0 +1,309 @@
+"""The report document: a run's counts plus the figures, per file and per table.
+
+`document` assembles what the page shows and the JSON sidecar holds (the same dict);
+`from_run` serves `replay`/`run`/`demo --html` (figures collected while the batches streamed);
+`from_report_file` serves `histetl report` (counts from a run report's JSON; figures from one
+query per table of the target, plus the run's quarantine files, when a database is given).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from histetl.errors import ConfigError, HistetlError
+from histetl.quality.figures import (
+    DAY_NS,
+    FigureOptions,
+    FileFigures,
+    ReportObserver,
+    TableFigures,
+)
+from histetl.report import COUNTS, RunReport
+from histetl.schemas import table_spec
+from histetl.validate import RuleBook
+
+FORMAT = "histetl-quality/1"
+
+
+def sidecar_path(html: Path) -> Path:
+    """`report.html` -> `report.figures.json`."""
+    stem = html.name[: -len(html.suffix)] if html.suffix else html.name
+    return html.with_name(stem + ".figures.json")
+
+
+def observe(replayer: Any) -> ReportObserver:
+    """Attach a figures observer to a `histetl.pipeline.Replayer` (in-process runs only)."""
+    if replayer.options.workers > 1:
+        raise ConfigError(
+            "the HTML report needs the batches in this process",
+            where="--html",
+            hint="use --workers 1 with --html, or build the page afterwards with "
+            "`histetl report REPORT.json --html FILE --db URI`",
+        )
+    observer = ReportObserver(replayer.rules)
+    replayer.observer = observer
+    return observer
+
+
+def write_run_page(
+    html: Path, report: RunReport, observer: ReportObserver, db: str | None = None
+) -> tuple[Path, Path]:
+    """Write the page and sidecar of a finished run; returns both paths."""
+    return write(html, from_run(report, observer, db))
+
+
+def from_run(report: RunReport, observer: ReportObserver, db: str | None = None) -> dict[str, Any]:
+    """The document of a run whose batches `observer` saw; `db` (a load's target) is asked for
+    the symbols of the day before each table's first day."""
+    return document(report.to_dict(), observer.files, _previous_day_source(db))
+
+
+def from_report_file(
+    path: Path, db: str | None = None, options: FigureOptions | None = None
+) -> dict[str, Any]:
+    """`histetl report`: the document of a saved run report, with figures from `db`."""
+    try:
+        run = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read run report: {exc}",
+            where=str(path),
+            hint="give the JSON written by `histetl replay/run --report FILE`",
+        ) from None
+    if not isinstance(run, dict) or not isinstance(run.get("files"), list):
+        raise ConfigError(
+            "not a histetl run report (no `files` list)",
+            where=str(path),
+            hint="give the JSON written by `histetl replay/run --report FILE`",
+        )
+    files = [f for f in run["files"] if isinstance(f, dict) and "path" in f]
+    figures: list[FileFigures] = []
+    if db is not None:
+        figures = _figures_from_db(db, files, options or FigureOptions())
+    return document(run, figures, _previous_day_source(db), from_db=db is not None)
+
+
+def _figures_from_db(
+    uri: str, files: list[dict[str, Any]], options: FigureOptions
+) -> list[FileFigures]:
+    """One query per table (all its rows, streamed in batches through the same accumulators),
+    plus the run's quarantine files for the quarantined rows."""
+    from histetl.query import Database
+    from histetl.report import FileReport
+
+    out: list[FileFigures] = []
+    book = RuleBook.load()
+    with Database.open(uri) as db:
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for f in files:
+            if f.get("table") and f.get("status") != "failed":
+                tables.setdefault(f["table"], []).append(f)
+        for table, members in tables.items():
+            if table not in db.tables():
+                continue
+            spec = table_spec(members[0].get("schema") or table.replace("_", "-"))
+            dataset = str(members[0].get("dataset") or "")
+            figures = TableFigures(spec, dataset, options)
+            empty = pl.DataFrame()
+            for batch in db.read(table, order_by=db.time_order(spec.index_ts)):
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                figures.add(frame, empty)
+            for f in members:
+                if f.get("quarantine_file") and Path(f["quarantine_file"]).is_file():
+                    quarantined = pl.read_parquet(f["quarantine_file"])
+                    figures.add(empty, quarantined)
+            rules = book.for_file(spec, dataset, None, None).rules
+            summary = FileReport(path=f"table {table}", dataset=dataset, schema=spec.schema)
+            summary.table, summary.status = table, "loaded"
+            out.append(FileFigures(summary, figures, [(r.name, r.severity) for r in rules]))
+    return out
+
+
+def _previous_day_source(db: str | None) -> Any:
+    if db is None:
+        return None
+
+    def previous(table: str, ts: str, first_day: int) -> list[str] | None:
+        from histetl.query import Database, quote
+
+        try:
+            with Database.open(db) as conn:
+                if table not in conn.tables():
+                    return None
+                where = conn.time_range(ts, (first_day - 1) * DAY_NS, first_day * DAY_NS)
+                rows = conn.rows(
+                    f"SELECT DISTINCT symbol FROM {quote(table)} WHERE " + " AND ".join(where)
+                )
+        except HistetlError:
+            return None
+        return sorted(str(r[0]) for r in rows if r[0] is not None)
+
+    return previous
+
+
+def document(
+    run: dict[str, Any],
+    figures: Iterable[FileFigures],
+    previous_day: Any = None,
+    from_db: bool = False,
+    rules: RuleBook | None = None,
+) -> dict[str, Any]:
+    files = [f for f in run.get("files", []) if isinstance(f, dict)]
+    totals = {k: sum(int(f.get(k) or 0) for f in files) for k in COUNTS}
+    totals["valid"] = sum(int(f.get("valid") or 0) for f in files)
+    by_path = {f.report.path: f for f in figures}
+    book = rules or RuleBook.load()
+    tables: dict[str, dict[str, Any]] = {}
+    merged: dict[str, TableFigures] = {}
+    for f in files:
+        table = f.get("table") or "(unknown)"
+        entry = tables.setdefault(
+            table, {"table": table, "schema": f.get("schema"), "dataset": f.get("dataset"),
+                    "files": [], "rules": {}}
+        )  # fmt: skip
+        seen = by_path.get(f["path"])
+        entry["files"].append(_file_entry(f, seen, book))
+        for rule in entry["files"][-1]["rules"]:
+            known = entry["rules"].setdefault(
+                rule["name"], {"name": rule["name"], "severity": rule["severity"], "count": 0}
+            )
+            known["count"] += rule["count"]
+        if seen is not None and seen.figures is not None:
+            if table in merged:
+                merged[table].merge(seen.figures)
+            else:
+                merged[table] = seen.figures
+    for read in by_path.values():  # figures read from the database, one per table
+        if read.report.path.startswith("table ") and read.figures is not None:
+            merged[read.report.table] = read.figures
+    for table, entry in tables.items():
+        records = sum(int(x.get("records") or 0) for x in entry["files"])
+        entry["records"] = records
+        for rule in entry["rules"].values():
+            rule["pct"] = 100.0 * rule["count"] / records if records else 0.0
+        entry["rules"] = sorted(entry["rules"].values(), key=lambda r: (-r["count"], r["name"]))
+        figs = merged.get(table)
+        entry["figures"] = figs.to_dict() if figs is not None else None
+        entry["figures_source"] = (
+            ("database" if from_db else "stream") if figs is not None else None
+        )
+        if figs is not None and previous_day is not None:
+            days = entry["figures"]["symbology"]["per_day"]
+            if days:
+                first = (dt.date.fromisoformat(days[0]["day"]) - dt.date(1970, 1, 1)).days
+                before = previous_day(table, figs.ts, first)
+                if before:  # the target holds the day before
+                    now = set(days[0]["symbols"])
+                    days[0]["new"] = sorted(now - set(before))
+                    days[0]["missing"] = sorted(set(before) - now)
+                    days[0]["compared_with_target"] = True
+    status, reasons = _status(files, tables)
+    return {
+        "format": FORMAT,
+        "run": {
+            "run_id": run.get("run_id"),
+            "db": run.get("db"),
+            "mode": run.get("mode"),
+            "started_at": run.get("started_at"),
+            "finished_at": run.get("finished_at"),
+            "totals": totals,
+            "status": status,
+            "reasons": reasons,
+        },
+        "tables": list(tables.values()),
+    }
+
+
+def _file_entry(f: dict[str, Any], seen: FileFigures | None, book: RuleBook) -> dict[str, Any]:
+    counts = dict(f.get("rules") or {})
+    records = int(f.get("records") or 0)
+    applied = seen.rules if seen and seen.rules else _built_in_rules(f, book)
+    rules: list[dict[str, Any]] = [
+        {"name": name, "severity": severity, "count": int(counts.pop(name, 0))}
+        for name, severity in applied
+    ]
+    rules += [{"name": n, "severity": "?", "count": int(c)} for n, c in sorted(counts.items())]
+    for rule in rules:
+        rule["pct"] = 100.0 * rule["count"] / records if records else 0.0
+    keep = ("path", "dataset", "schema", "table", "status", "error", "quarantine_file", "seconds")
+    out: dict[str, Any] = {k: f.get(k) for k in keep}
+    out.update({k: int(f.get(k) or 0) for k in (*COUNTS, "valid")})
+    out["reconciled"] = out["records"] == (
+        out["loaded"] + out["duplicates"] + out["quarantined"] + out["valid"]
+    )
+    out["rules"] = rules
+    return out
+
+
+def _built_in_rules(f: dict[str, Any], book: RuleBook) -> list[tuple[str, str]]:
+    """The rules (name, severity) a file's schema and dataset get (built-in rules only: a run
+    report does not say which --rules files were used)."""
+    try:
+        spec = table_spec(str(f.get("schema") or ""))
+    except KeyError:
+        return []
+    return [
+        (r.name, r.severity) for r in book.for_file(spec, str(f.get("dataset")), None, None).rules
+    ]
+
+
+def _status(
+    files: list[dict[str, Any]], tables: dict[str, dict[str, Any]]
+) -> tuple[str, list[str]]:
+    """FAIL when a file failed or does not reconcile; WARN when anything was quarantined or a
+    warn rule, a crossed/locked book, a price jump or a sequence regression was seen."""
+    fails, warns = [], []
+    failed = [f for f in files if f.get("status") == "failed"]
+    if failed:
+        fails.append(f"{len(failed)} file(s) failed")
+    for table, entry in tables.items():
+        if not all(x["reconciled"] for x in entry["files"]):
+            fails.append(f"{table}: records do not reconcile")
+        quarantined = sum(x["quarantined"] for x in entry["files"])
+        if quarantined:
+            warns.append(f"{table}: {quarantined:,} rows quarantined")
+        warned = sum(r["count"] for r in entry["rules"] if r["severity"] == "warn")
+        if warned:
+            warns.append(f"{table}: {warned:,} warn-rule hits")
+        figs = entry["figures"]
+        if not figs:
+            continue
+        if figs["books"]:
+            bad = sum(h["crossed"] + h["locked"] for h in figs["books"])
+            if bad:
+                warns.append(f"{table}: {bad:,} crossed or locked quotes")
+        if figs["prices"] and figs["prices"]["count"]:
+            warns.append(f"{table}: {figs['prices']['count']:,} price jumps")
+        if figs["sequence"] and figs["sequence"]["regressions"]:
+            warns.append(f"{table}: {figs['sequence']['regressions']:,} sequence regressions")
+    if fails:
+        return "FAIL", fails + warns
+    return ("WARN", warns) if warns else ("PASS", [])
+
+
+def write(html: Path, doc: dict[str, Any]) -> tuple[Path, Path]:
+    """Write the page and its sidecar (each to a temporary file, then renamed)."""
+    from histetl.quality.page import render
+
+    text = render(doc)
+    side = sidecar_path(html)
+    for path, body in ((html, text), (side, json.dumps(doc, default=str) + "\n")):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".partial")
+            tmp.write_text(body, encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the report: {exc.strerror or exc}",
+                where=str(path),
+                hint="choose a writable --html path",
+            ) from None
+    return html, side

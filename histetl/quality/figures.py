@@ -1,0 +1,552 @@
+"""Data-quality figures, accumulated batch by batch while a file streams through the pipeline.
+
+Every accumulator keeps small aggregates: counts per hour and symbol, latency histograms per
+hour, the longest silence and the last record per instrument, the few largest price jumps, the
+symbols seen per day. Their size follows the file's time span and instrument count, never its
+row count, so memory stays bounded by the batch size. Nothing is decoded twice: the pipeline
+hands each batch's valid rows and quarantined rows (with `rules_broken`) to `ReportObserver`.
+
+Definitions (also in the README):
+
+- volume: records per UTC hour and symbol (every decoded record, quarantined ones included);
+  traded size from the valid rows (trades and tbbo: `size`; mbp-1/mbo: `size` of action T;
+  bars: `volume`).
+- latency: `ts_recv - ts_event` of every record, counted in log-linear buckets (8 per
+  doubling, as in HDR histograms), so a percentile is exact to within 12.5% (the bucket's upper
+  edge is shown).
+- books: per hour, rows with both sides priced where bid > ask (crossed) or bid == ask (locked),
+  quarantined rows included (crossed quotes break `quote_not_crossed`).
+- holes: per instrument, the longest silence between consecutive valid records in file order,
+  counted only inside trading sessions of the calendar `verify` uses (`calendar_for`); for bar
+  schemas also the bars missing inside sessions. The time before a file's first and after its
+  last record is not seen.
+- prices: per instrument, a jump is a change between consecutive valid trade prices (bar
+  closes) larger than `jump_k` x the median absolute change of the previous `mad_window`
+  changes, or larger than `jump_ticks` ticks (tick: the smallest non-zero change seen).
+- sequence: per publisher and instrument, steps where `sequence` went down (regressions) or up
+  by more than one (gaps; normal where a venue numbers a whole channel, like CME).
+- symbology: symbols per UTC day; instrument ids of rows without a symbol.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from histetl.quality.series import I64, Registry, Series, _decimal, combine_series
+from histetl.report import FileReport
+from histetl.schemas import HASH_COLUMN, SYMBOL_COLUMN, TableSpec
+from histetl.validate import RULES_COLUMN, RuleBook
+from histetl.verify import Calendar, calendar_for
+
+HOUR_NS = 3_600 * 10**9
+DAY_NS = 24 * HOUR_NS
+NO_SYMBOL = "(no symbol)"
+_BAR_NS = {"ohlcv-1s": 10**9, "ohlcv-1m": 60 * 10**9, "ohlcv-1h": HOUR_NS, "ohlcv-1d": DAY_NS}
+_COMPACT_AT = 32  # partial aggregates kept before they are folded together
+
+
+@dataclass(frozen=True)
+class FigureOptions:
+    jump_k: float = 10.0
+    jump_ticks: int = 50
+    mad_window: int = 50
+    max_listed: int = 25  # jumps, holes, regressions listed (the counts are exact)
+    samples: int = 3  # quarantined rows shown per rule
+
+
+class _Sums:
+    """Partial group-by aggregates (columns of numpy arrays, or frames), folded together every
+    `_COMPACT_AT` parts: sums, mins and maxes per key."""
+
+    def __init__(self, keys: Sequence[str], how: dict[str, str]) -> None:
+        self.keys, self.how = list(keys), how
+        self.parts: list[pl.DataFrame | dict[str, Any]] = []
+
+    def add(self, part: pl.DataFrame | dict[str, Any]) -> None:
+        if (part.height if isinstance(part, pl.DataFrame) else len(part[self.keys[0]])) == 0:
+            return
+        self.parts.append(part)
+        if len(self.parts) >= _COMPACT_AT:
+            self.compact()
+
+    def merge(self, other: _Sums) -> None:
+        for part in other.parts:
+            self.add(part)
+
+    def compact(self) -> pl.DataFrame:
+        if not self.parts:
+            return pl.DataFrame()
+        frames = [p if isinstance(p, pl.DataFrame) else _frame(p) for p in self.parts]
+        frame = pl.concat(frames, how="vertical_relaxed")
+        if len(self.parts) > 1:
+            aggs = [getattr(pl.col(c), how)().alias(c) for c, how in self.how.items()]
+            frame = frame.group_by(self.keys).agg(aggs)
+        frame = frame.sort(self.keys, nulls_last=True)
+        self.parts = [frame]
+        return frame
+
+    @property
+    def rows(self) -> int:
+        return sum(p.height if isinstance(p, pl.DataFrame) else len(p[self.keys[0]])
+                   for p in self.parts)  # fmt: skip
+
+
+def _frame(columns: dict[str, Any]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            k: pl.Series(k, v, dtype=pl.String) if isinstance(v, list) else v
+            for k, v in columns.items()
+        }
+    )
+
+
+def _ns(column: str) -> pl.Expr:
+    return pl.col(column).cast(pl.Int64)
+
+
+class TableFigures:
+    """The figures of one file, or of a table (several files merged)."""
+
+    def __init__(self, spec: TableSpec, dataset: str, options: FigureOptions) -> None:
+        self.spec, self.dataset, self.options = spec, dataset, options
+        self.ts = spec.index_ts
+        names = set(spec.column_names)
+        self.has_latency = {"ts_recv", "ts_event"} <= names and self.ts == "ts_recv"
+        self.has_book = {"bid_px_00", "ask_px_00"} <= names
+        self.has_sequence = "sequence" in names and spec.schema != "definition"
+        self.bar_ns = _BAR_NS.get(spec.schema)
+        self.price_col = (
+            "close" if self.bar_ns else "price" if spec.schema in _TRADED_PRICE else None
+        )
+        self.calendar: Calendar | None = calendar_for("auto", [dataset])
+        self.instruments = Registry()  # (publisher_id, instrument_id)
+        self.codes = Registry()  # (publisher_id, instrument_id, UTC day): one symbol each
+        self.code_pub = np.empty(0, dtype=np.int64)
+        self.code_iid = np.empty(0, dtype=np.int64)
+        self.code_inst = np.empty(0, dtype=np.int64)
+        self.code_symbol: list[str | None] = []
+        self.inst_symbol: list[str | None] = []
+        self.volume = _Sums(
+            ["hour", "publisher_id", "instrument_id", "symbol"], {"records": "sum", "size": "sum"}
+        )
+        self.latency = _Sums(["hour", "bucket"], {"n": "sum"})
+        self.books = _Sums(["hour"], {"quotes": "sum", "crossed": "sum", "locked": "sum"})
+        self.lat_max: int | None = None
+        self.lat_min: int | None = None
+        self.untimed = 0  # records without an index timestamp
+        self.samples: dict[str, list[dict[str, str]]] = {}
+        self.series = Series(self)
+        self.merged: list[dict[str, Any]] = []  # series figures of files merged in
+
+    # -- per batch ----------------------------------------------------------------------------
+    def add(self, valid: pl.DataFrame, invalid: pl.DataFrame) -> None:
+        if valid.height:
+            self._add(valid, True)
+        if invalid.height:
+            self._add(invalid, False)
+            self._samples(invalid)
+
+    def _add(self, frame: pl.DataFrame, is_valid: bool) -> None:
+        ts = frame[self.ts]
+        if ts.null_count():
+            self.untimed += ts.null_count()
+            frame = frame.filter(pl.col(self.ts).is_not_null())
+            if not frame.height:
+                return
+            ts = frame[self.ts]
+        t = _ints(ts)
+        hour = t // HOUR_NS
+        h0, h1 = int(hour.min()), int(hour.max())
+        if h1 - h0 > _MAX_HOURS:  # stray timestamps far apart: one UTC day at a time
+            days = frame.with_columns((_ns(self.ts) // DAY_NS).alias("_day"))
+            for part in days.partition_by("_day", include_key=False):
+                self._add(part, is_valid)
+            return
+        code = self._codes(frame, t)
+        self._counts(frame, is_valid, hour - h0, h0, code)
+        if is_valid:
+            self.series.add(frame, t, self.code_inst[code], len(self.instruments))
+
+    def _codes(self, frame: pl.DataFrame, t: I64) -> I64:
+        """Per row, the index of its (publisher, instrument, UTC day)."""
+        pub = frame["publisher_id"].to_numpy()
+        iid = frame["instrument_id"].to_numpy()
+        day = t // DAY_NS
+        if pub.min() == pub.max() and iid.min() == iid.max():  # one instrument: no per-row keys
+            d0, d1 = int(day.min()), int(day.max())
+            key = (int(pub[0]) << 32) | int(iid[0])
+            keys = np.array([key | ((d & 0xFFFF) << 48) for d in range(d0, d1 + 1)], np.uint64)
+            per_day, new = self.codes.lookup(keys)
+            if len(new):
+                rows = np.array([int(np.argmax(day == d0 + j)) for j in new], dtype=np.int64)
+                self._register(frame, rows, np.full(len(rows), key, dtype=np.uint64))
+            if d0 == d1:
+                return np.broadcast_to(per_day[0], len(t))
+            return per_day[day - d0]
+        inst_key = (pub.astype(np.uint64) << np.uint64(32)) | iid.astype(np.uint64)
+        day_key = (day.astype(np.uint64) & np.uint64(0xFFFF)) << np.uint64(48)
+        code, first = self.codes.lookup(inst_key | day_key)
+        if len(first):
+            self._register(frame, first, inst_key[first])
+        return code
+
+    def _register(self, frame: pl.DataFrame, rows: I64, inst_key: npt.NDArray[np.uint64]) -> None:
+        """New codes, first seen at `rows`: their instrument, ids and symbol."""
+        inst, _ = self.instruments.lookup(inst_key)
+        symbols = frame[SYMBOL_COLUMN].gather(rows).to_list()
+        self.code_pub = np.append(self.code_pub, (inst_key >> np.uint64(32)).astype(np.int64))
+        self.code_iid = np.append(
+            self.code_iid, (inst_key & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        )
+        self.code_inst = np.append(self.code_inst, inst)
+        self.code_symbol.extend(symbols)
+        self.inst_symbol.extend([None] * (len(self.instruments) - len(self.inst_symbol)))
+        for k, symbol in zip(inst.tolist(), symbols, strict=True):
+            if symbol is not None:
+                self.inst_symbol[k] = symbol
+
+    def _counts(self, frame: pl.DataFrame, is_valid: bool, rel: I64, h0: int, code: I64) -> None:
+        nh = int(rel.max()) + 1
+        size = self._traded_size(frame) if is_valid else None
+        present, local = np.unique(code, return_inverse=True) if len(self.codes) > 64 else (
+            None, code
+        )  # fmt: skip
+        width = len(present) if present is not None else len(self.codes)
+        key = local * nh + rel
+        records = np.bincount(key, minlength=width * nh)
+        sizes = (
+            np.bincount(key, weights=size, minlength=width * nh)
+            if size is not None
+            else np.zeros(len(records))
+        )
+        nz = np.flatnonzero(records)
+        codes = nz // nh if present is None else present[nz // nh]
+        self.volume.add(
+            {
+                "hour": nz % nh + h0,
+                "publisher_id": self.code_pub[codes],
+                "instrument_id": self.code_iid[codes],
+                "symbol": [self.code_symbol[c] for c in codes],
+                "records": records[nz].astype(np.int64),
+                "size": sizes[nz].astype(np.int64),
+            }
+        )
+        if self.has_latency:
+            lat = _ints(frame["ts_recv"]) - _ints(frame["ts_event"])
+            self.lat_max = max(
+                int(lat.max()), self.lat_max if self.lat_max is not None else -(2**63)
+            )
+            self.lat_min = min(int(lat.min()), self.lat_min if self.lat_min is not None else 2**63)
+            octave = (lat.astype(np.float64).view(np.int64) >> (52 - _SUB_BITS)) - (
+                1023 << _SUB_BITS
+            )
+            bucket = np.where(lat > 0, octave + 2, np.where(lat == 0, 1, 0))
+            hist = np.bincount(rel * _BUCKETS + bucket, minlength=nh * _BUCKETS)
+            nz = np.flatnonzero(hist)
+            self.latency.add(
+                {"hour": nz // _BUCKETS + h0, "bucket": (nz % _BUCKETS - 2).astype(np.int32),
+                 "n": hist[nz].astype(np.int64)}
+            )  # fmt: skip
+        if self.has_book:
+            bid, bid_ok = _decimal(frame["bid_px_00"])
+            ask, ask_ok = _decimal(frame["ask_px_00"])
+            both = bid_ok & ask_ok
+            counts = [
+                np.bincount(rel, weights=w, minlength=nh).astype(np.int64)
+                for w in (both, both & (bid > ask), both & (bid == ask))
+            ]
+            quoted = np.flatnonzero(counts[0])
+            self.books.add(
+                {"hour": quoted + h0, "quotes": counts[0][quoted], "crossed": counts[1][quoted],
+                 "locked": counts[2][quoted]}
+            )  # fmt: skip
+
+    def _traded_size(self, frame: pl.DataFrame) -> npt.NDArray[np.float64] | None:
+        schema = self.spec.schema
+        if schema in ("trades", "tbbo"):
+            return frame["size"].to_numpy().astype(np.float64)
+        if schema in ("mbp-1", "mbp-10", "mbo"):
+            size = frame["size"].to_numpy().astype(np.float64)
+            mask = self.trade_mask(frame)
+            return size * mask if mask is not None else size
+        if self.bar_ns or schema == "ohlcv-eod":
+            return frame["volume"].to_numpy().astype(np.float64)
+        return None
+
+    def trade_mask(self, frame: pl.DataFrame) -> npt.NDArray[np.bool_] | None:
+        """Rows that are trades (mbp-1/mbp-10/mbo: action T); None: every row."""
+        if self.spec.schema in ("mbp-1", "mbp-10", "mbo"):
+            return (frame["action"] == "T").to_numpy()
+        return None
+
+    def _samples(self, invalid: pl.DataFrame) -> None:
+        need = self.options.samples
+        for name in invalid[RULES_COLUMN].explode().drop_nulls().unique().sort().to_list():
+            have = self.samples.setdefault(name, [])
+            if len(have) >= need:
+                continue
+            rows = invalid.filter(pl.col(RULES_COLUMN).list.contains(name)).head(need - len(have))
+            shown = rows.drop(RULES_COLUMN, HASH_COLUMN, strict=False)
+            have.extend(_json_row(r) for r in shown.iter_rows(named=True))
+
+    # -- merging and size ----------------------------------------------------------------------
+    def merge(self, other: TableFigures) -> None:
+        for name in ("volume", "latency", "books"):
+            getattr(self, name).merge(getattr(other, name))
+        for rule, rows in other.samples.items():
+            have = self.samples.setdefault(rule, [])
+            have.extend(rows[: max(0, self.options.samples - len(have))])
+        for value, pick in ((other.lat_max, max), (other.lat_min, min)):
+            attr = "lat_max" if pick is max else "lat_min"
+            mine = getattr(self, attr)
+            if value is not None:
+                setattr(self, attr, value if mine is None else pick(mine, value))
+        self.untimed += other.untimed
+        self.merged.append(other.series_dict())
+        self.merged.extend(other.merged)
+
+    def state_rows(self) -> int:
+        """Rows held by every aggregate (for the bounded-memory test)."""
+        sums = (self.volume, self.latency, self.books)
+        for s in sums:
+            s.compact()
+        return sum(s.rows for s in sums) + len(self.codes) + self.series.rows
+
+    # -- results ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        series = combine_series([self.series_dict(), *self.merged], self.options.max_listed)
+        volume = self.volume.compact()
+        return {
+            "volume": _records(volume),
+            "untimed_records": self.untimed,
+            "latency": self._latency(),
+            "books": _records(self.books.compact()) if self.has_book else None,
+            "holes": {
+                "calendar": self.calendar.name if self.calendar else None,
+                "longest": series["longest"],
+                "bar_interval_ns": self.bar_ns,
+                "missing_bars": series["missing_bars"] if self.bar_ns else None,
+            },
+            "prices": {
+                "rule": f"|change| > {self.options.jump_k:g} x median |change| of the previous "
+                f"{self.options.mad_window}, or > {self.options.jump_ticks} ticks",
+                **series["prices"],
+            }
+            if self.price_col
+            else None,
+            "sequence": series["sequence"] if self.has_sequence else None,
+            "symbology": self._symbology(volume),
+            "samples": self.samples,
+        }
+
+    def series_dict(self) -> dict[str, Any]:
+        """This file's per-instrument figures, keyed by publisher, instrument and symbol."""
+        s = self.series
+        keys = np.array(self.instruments.keys, dtype=np.uint64)
+        pubs = (keys >> np.uint64(32)).astype(np.int64).tolist()
+        iids = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64).tolist()
+        known = range(min(len(keys), len(s.best)))
+
+        def ident(k: int) -> dict[str, Any]:
+            return {
+                "publisher_id": pubs[k],
+                "instrument_id": iids[k],
+                "symbol": self.inst_symbol[k] or NO_SYMBOL,
+            }
+
+        def strip(row: dict[str, Any]) -> dict[str, Any]:
+            return {
+                **ident(row["instrument"]),
+                **{k: v for k, v in row.items() if k != "instrument"},
+            }
+
+        return {
+            "longest": [
+                {**ident(k), "silence_ns": int(s.best[k]), "from_ns": int(s.best_from[k]),
+                 "to_ns": int(s.best_to[k])}
+                for k in known if s.best[k] > 0
+            ],
+            "missing_bars": [
+                {**ident(k), "missing": int(s.missing_bars[k]), "holes": int(s.bar_holes[k])}
+                for k in known if s.missing_bars[k] > 0
+            ],
+            "jumps": [strip(j) for j in s.jumps],
+            "jump_count": s.jump_count,
+            "sequence": [
+                {**ident(k), "steps": int(s.seq[k, 0]), "regressions": int(s.seq[k, 1]),
+                 "gaps": int(s.seq[k, 2]), "largest_gap": int(s.seq[k, 3])}
+                for k in known if s.seq[k, 0] > 0
+            ],
+            "regressions": [strip(r) for r in s.regressions],
+        }  # fmt: skip
+
+    def _latency(self) -> dict[str, Any] | None:
+        if not self.has_latency:
+            return None
+        hist = self.latency.compact()
+        hours = []
+        if hist.height:
+            for (hour,), part in hist.partition_by("hour", as_dict=True).items():
+                hours.append({"hour": hour, **_percentiles(part["bucket"], part["n"])})
+            hours.sort(key=lambda h: h["hour"])
+            overall = hist.group_by("bucket").agg(pl.col("n").sum())
+            total = _percentiles(overall["bucket"], overall["n"])
+        else:
+            total = _percentiles(pl.Series([], dtype=pl.Int32), pl.Series([], dtype=pl.Int64))
+        return {
+            "bucket_width": f"1/{1 << _SUB_BITS} of an octave (log-linear)",
+            "per_hour": hours,
+            "overall": total,
+            "max_ns": self.lat_max,
+            "min_ns": self.lat_min,
+            "histogram": _records(hist),
+        }
+
+    def _symbology(self, volume: pl.DataFrame) -> dict[str, Any]:
+        per_day: list[dict[str, Any]] = []
+        unmapped = pl.DataFrame(schema={"instrument_id": pl.Int64, "records": pl.Int64})
+        if volume.height:
+            days = volume.with_columns((pl.col("hour") // 24).alias("day"))
+            mapped = days.filter(pl.col("symbol").is_not_null())
+            for day in sorted(days["day"].unique().to_list()):
+                symbols = mapped.filter(pl.col("day") == day)["symbol"].unique().sort().to_list()
+                per_day.append({"day": _day(day), "symbols": symbols})
+            unmapped = (
+                volume.filter(pl.col("symbol").is_null())
+                .group_by("instrument_id")
+                .agg(pl.col("records").sum())
+                .sort("records", "instrument_id", descending=[True, False])
+            )
+        prev: set[str] | None = None
+        for entry in per_day:
+            now = set(entry["symbols"])
+            entry["new"] = sorted(now - prev) if prev is not None else None
+            entry["missing"] = sorted(prev - now) if prev is not None else None
+            prev = now
+        return {
+            "per_day": per_day,
+            "unmapped_rows": int(unmapped["records"].sum()) if unmapped.height else 0,
+            "unmapped_ids": _records(unmapped.head(self.options.max_listed)),
+            "unmapped_id_count": unmapped.height,
+        }
+
+    # -- sessions -----------------------------------------------------------------------------
+    def sessions(self, lo: int, hi: int) -> I64:
+        """Trading-session [open, close) ns ranges covering [lo, hi] (everything when the
+        dataset has no known calendar)."""
+        if self.calendar is None:
+            return np.array([[lo, hi + 1]], dtype=np.int64)
+        day_lo, day_hi = lo // DAY_NS, hi // DAY_NS + 1
+        cached = self._sessions
+        if cached is None or day_lo < cached[0] or day_hi > cached[1]:
+            if cached is not None:
+                day_lo, day_hi = min(day_lo, cached[0]), max(day_hi, cached[1])
+            ranges = self.calendar.ranges(day_lo * DAY_NS, day_hi * DAY_NS)
+            self._sessions = cached = (day_lo, day_hi, ranges)
+        return cached[2]
+
+    _sessions: tuple[int, int, I64] | None = None
+
+
+_TRADED_PRICE = frozenset({"trades", "tbbo", "mbp-1", "mbp-10", "mbo"})
+_MAX_HOURS = 24 * 62  # hours one batch may span before it is taken a day at a time
+_SUB_BITS = 3  # latency: 2**3 linear buckets per octave
+_BUCKETS = 2 + (64 << _SUB_BITS)  # negative, zero, then [1 ns, 2**63 ns)
+
+
+def _ints(series: pl.Series) -> I64:
+    """Timestamps (or integers) as int64, without a copy when there are no nulls."""
+    values = series.to_numpy()
+    if values.dtype.kind == "M":
+        return values.view(np.int64)
+    return values.astype(np.int64, copy=False)
+
+
+def _percentiles(bucket: pl.Series, n: pl.Series) -> dict[str, Any]:
+    """p50/p90/p99 from bucket counts: the upper edge of the bucket holding the percentile."""
+    order = np.argsort(bucket.to_numpy())
+    b, c = bucket.to_numpy()[order], n.to_numpy()[order].astype(np.int64)
+    total = int(c.sum())
+    out: dict[str, Any] = {"records": total, "negative": int(c[b == -2].sum()) if total else 0}
+    cum = np.cumsum(c)
+    for q in (50, 90, 99):
+        if not total:
+            out[f"p{q}_ns"] = None
+            continue
+        k = int(np.searchsorted(cum, math.ceil(total * q / 100)))
+        out[f"p{q}_ns"] = _bucket_edge(int(b[min(k, len(b) - 1)]))
+    return out
+
+
+def _bucket_edge(bucket: int) -> float:
+    """The upper edge of a latency bucket: octave e, linear step m -> 2**e * (1 + (m+1)/8)."""
+    if bucket == -2:
+        return -1.0  # negative latency
+    if bucket == -1:
+        return 0.0
+    octave, step = bucket >> _SUB_BITS, bucket & ((1 << _SUB_BITS) - 1)
+    return float(2**octave * (1 + (step + 1) / (1 << _SUB_BITS)))
+
+
+def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    return frame.to_dicts() if frame.height else []
+
+
+def _day(day: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(day))).isoformat()
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, str]:
+    return {k: ("" if v is None else str(v)) for k, v in row.items()}
+
+
+# -- the pipeline observer ------------------------------------------------------------------------
+
+
+@dataclass
+class FileFigures:
+    report: FileReport
+    figures: TableFigures | None  # None: failed or skipped (nothing kept)
+    rules: list[tuple[str, str]] = field(default_factory=list)  # (name, severity) that applied
+
+
+class ReportObserver:
+    """Feeds each batch of a file to its figures; keeps a file's figures only if it ends well.
+
+    The pipeline calls `file_started` at every attempt at a file (a retry starts afresh),
+    `batch` per batch with the valid rows and the quarantined rows, and `file_finished` once;
+    a failed (rolled back) file keeps its counts but none of its figures."""
+
+    def __init__(self, rules: RuleBook | None = None, options: FigureOptions | None = None) -> None:
+        self.rules = rules or RuleBook.load()
+        self.options = options or FigureOptions()
+        self.files: list[FileFigures] = []
+        self._current: dict[str, TableFigures] = {}  # by path: a retry starts afresh
+
+    def file_started(self, report: FileReport) -> None:
+        self._current.pop(report.path, None)
+
+    def batch(
+        self, report: FileReport, spec: TableSpec, valid: pl.DataFrame, invalid: pl.DataFrame
+    ) -> None:
+        figures = self._current.get(report.path)
+        if figures is None:
+            figures = self._current[report.path] = TableFigures(spec, report.dataset, self.options)
+        figures.add(valid, invalid)
+
+    def file_finished(self, report: FileReport) -> None:
+        figures = self._current.pop(report.path, None)
+        keep = figures if report.status in ("loaded", "validated") else None
+        rules: list[tuple[str, str]] = []
+        if figures is not None:
+            applied = self.rules.for_file(figures.spec, report.dataset, None, None).rules
+            rules = [(r.name, r.severity) for r in applied]
+        self.files.append(FileFigures(report, keep, rules))

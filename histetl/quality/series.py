@@ -1,0 +1,321 @@
+"""Per-instrument series figures in numpy, a few passes over each batch's columns.
+
+An instrument is a (publisher_id, instrument_id) pair. `Registry` gives each key a dense, stable
+index (vectorized lookup; new keys are rare). `Series` keeps, per instrument, the last timestamp,
+price and sequence number seen and the few figures asked for: the longest in-session silence,
+bars missing inside sessions, price jumps and sequence regressions and gaps. Rows are taken in
+file order per instrument; batches end anywhere without changing a figure.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from histetl.verify import buckets, covered
+
+if TYPE_CHECKING:
+    from histetl.quality.figures import TableFigures
+
+I64 = npt.NDArray[np.int64]
+NONE = np.iinfo(np.int64).min  # "no previous value"
+
+
+class Registry:
+    """Dense indexes for uint64 keys, in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.keys: list[int] = []
+        self._sorted = np.empty(0, dtype=np.uint64)
+        self._index = np.empty(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, keys: npt.NDArray[np.uint64]) -> tuple[I64, I64]:
+        """Index per row, and the rows where a key was seen for the first time."""
+        n = len(self._sorted)
+        if n:
+            pos = np.minimum(np.searchsorted(self._sorted, keys), n - 1)
+            found = self._sorted[pos] == keys
+            if found.all():
+                return self._index[pos], np.empty(0, dtype=np.int64)
+            missing = np.flatnonzero(~found)
+        else:
+            missing = np.arange(len(keys), dtype=np.int64)
+        new, first = np.unique(keys[missing], return_index=True)
+        order = np.argsort(first)  # appearance order
+        self.keys.extend(int(k) for k in new[order])
+        everything = np.array(self.keys, dtype=np.uint64)
+        ranks = np.argsort(everything, kind="stable")
+        self._sorted, self._index = everything[ranks], ranks.astype(np.int64)
+        pos = np.searchsorted(self._sorted, keys)
+        return self._index[pos], missing[first[order]]
+
+
+def _grow(array: I64, size: int, fill: int) -> I64:
+    if len(array) >= size:
+        return array
+    out = np.full(size, fill, dtype=np.int64)
+    out[: len(array)] = array
+    return out
+
+
+class Series:
+    """Holes, jumps and sequence per instrument."""
+
+    def __init__(self, figures: TableFigures) -> None:
+        self.f = figures
+        self.last_t = np.empty(0, dtype=np.int64)
+        self.last_p = np.empty(0, dtype=np.int64)
+        self.last_seq = np.empty(0, dtype=np.int64)
+        self.best = np.empty(0, dtype=np.int64)  # longest in-session silence
+        self.best_from = np.empty(0, dtype=np.int64)
+        self.best_to = np.empty(0, dtype=np.int64)
+        self.missing_bars = np.empty(0, dtype=np.int64)
+        self.bar_holes = np.empty(0, dtype=np.int64)
+        self.tick = np.empty(0, dtype=np.int64)  # smallest non-zero price change so far
+        self.recent: dict[int, I64] = {}  # inst -> the last mad_window price changes
+        self.jumps: list[dict[str, Any]] = []
+        self.jump_count = 0
+        self.seq = np.zeros((0, 4), dtype=np.int64)  # steps, regressions, gaps, largest gap
+        self.regressions: list[dict[str, Any]] = []
+
+    @property
+    def rows(self) -> int:
+        return (
+            10 * len(self.last_t)
+            + len(self.jumps)
+            + len(self.regressions)
+            + sum(len(r) for r in self.recent.values())
+        )
+
+    def _size(self, n: int) -> None:
+        if len(self.last_t) >= n:
+            return
+        self.last_t = _grow(self.last_t, n, NONE)
+        self.last_p = _grow(self.last_p, n, NONE)
+        self.last_seq = _grow(self.last_seq, n, NONE)
+        self.best = _grow(self.best, n, 0)
+        self.best_from = _grow(self.best_from, n, 0)
+        self.best_to = _grow(self.best_to, n, 0)
+        self.missing_bars = _grow(self.missing_bars, n, 0)
+        self.bar_holes = _grow(self.bar_holes, n, 0)
+        self.tick = _grow(self.tick, n, np.iinfo(np.int64).max)
+        grown = np.zeros((n, 4), dtype=np.int64)
+        grown[: len(self.seq)] = self.seq
+        self.seq = grown
+
+    # -- one batch (valid rows) -----------------------------------------------------------------
+    def add(self, frame: pl.DataFrame, t: I64, inst: I64, n_inst: int) -> None:
+        self._size(n_inst)
+        if inst.min() == inst.max():
+            order = None
+            sorted_inst = inst
+        else:  # rows grouped by instrument, file order kept within each
+            small = inst.astype(np.int16) if n_inst < 2**15 else inst  # radix sort
+            order = np.argsort(small, kind="stable")
+            sorted_inst = inst[order]
+        starts = np.flatnonzero(np.diff(sorted_inst)) + 1 if order is not None else np.empty(0)
+        starts = np.concatenate([[0], starts]).astype(np.int64)
+        ts = t if order is None else t[order]
+        self._holes(ts, sorted_inst, starts)
+        f = self.f
+        if f.price_col is not None:
+            mask = f.trade_mask(frame)
+            prices, valid = _decimal(frame[f.price_col])
+            keep = valid if mask is None else valid & mask
+            if order is not None:
+                keep = keep[order]
+                prices = prices[order]
+            if keep.all():
+                self._jumps(ts, prices, sorted_inst, starts)
+            elif keep.any():
+                sub_inst = sorted_inst[keep]
+                sub_starts = np.concatenate([[0], np.flatnonzero(np.diff(sub_inst)) + 1])
+                self._jumps(ts[keep], prices[keep], sub_inst, sub_starts.astype(np.int64))
+        if f.has_sequence:
+            seq = frame["sequence"].to_numpy().astype(np.int64)
+            self._sequence(ts, seq if order is None else seq[order], sorted_inst, starts)
+
+    def _previous(self, values: I64, inst: I64, starts: I64, last: I64) -> tuple[I64, I64]:
+        """Each row's previous value of its instrument; an instrument's first row ever gets
+        its own value (a step of 0) and is returned as well."""
+        prev = np.empty_like(values)
+        prev[1:] = values[:-1]
+        before = last[inst[starts]]
+        fresh = starts[before == NONE]
+        prev[starts] = before
+        prev[fresh] = values[fresh]
+        ends = np.append(starts[1:], len(values)) - 1
+        last[inst[ends]] = values[ends]
+        return prev, fresh
+
+    def _holes(self, ts: I64, inst: I64, starts: I64) -> None:
+        prev, _ = self._previous(ts, inst, starts, self.last_t)
+        gap = ts - prev
+        floor = self.best[inst[0]] if len(starts) == 1 else self.best[inst]
+        candidates = np.flatnonzero(gap > floor)
+        f = self.f
+        if f.bar_ns is not None:
+            late = gap > f.bar_ns
+            self._bars(prev[late], ts[late], inst[late], f.bar_ns)
+        if not len(candidates):
+            return
+        lo, hi, who = prev[candidates], ts[candidates], inst[candidates]
+        silence = covered(f.sessions(int(lo.min()), int(hi.max())), lo, hi)
+        for k in np.unique(who) if len(starts) > 1 else who[:1]:
+            i = (
+                int(np.argmax(np.where(who == k, silence, -1)))
+                if len(starts) > 1
+                else int(np.argmax(silence))
+            )
+            if silence[i] > self.best[k]:
+                self.best[k], self.best_from[k], self.best_to[k] = silence[i], lo[i], hi[i]
+
+    def _bars(self, lo: I64, hi: I64, inst: I64, interval: int) -> None:
+        if not len(lo):
+            return
+        grid = buckets(self.f.sessions(int(lo.min()), int(hi.max())), interval)
+        missing = covered(grid, lo // interval + 1, hi // interval)
+        n = len(self.missing_bars)
+        self.missing_bars += np.bincount(inst, weights=missing, minlength=n).astype(np.int64)
+        self.bar_holes += np.bincount(inst[missing > 0], minlength=n).astype(np.int64)
+
+    def _jumps(self, ts: I64, prices: I64, inst: I64, starts: I64) -> None:
+        o = self.f.options
+        prev, fresh = self._previous(prices, inst, starts, self.last_p)
+        change = np.abs(prices - prev)
+        have = np.ones(len(prices), dtype=np.bool_)
+        have[fresh] = False
+        moved = np.where(change > 0, change, np.iinfo(np.int64).max)
+        seg_min = np.minimum.reduceat(moved, starts)
+        who = inst[starts]
+        self.tick[who] = np.minimum(self.tick[who], seg_min)
+        tick = self.tick[inst[0]] if len(starts) == 1 else self.tick[inst]
+        limit = min(o.jump_k, o.jump_ticks)
+        candidates = np.flatnonzero(change > limit * tick)
+        for i in candidates:
+            k = int(inst[i])
+            seg = int(starts[np.searchsorted(starts, i, side="right") - 1])
+            window = change[max(seg, i - o.mad_window) : i][have[max(seg, i - o.mad_window) : i]]
+            if len(window) < o.mad_window and k in self.recent:
+                window = np.concatenate([self.recent[k], window])[-o.mad_window :]
+            mad = float(np.median(window)) if len(window) >= 10 else float("nan")
+            d, tk = int(change[i]), int(self.tick[k])
+            by_tick = d > o.jump_ticks * tk
+            if not by_tick and not (mad > 0 and d > o.jump_k * mad):
+                continue
+            self.jump_count += 1
+            self.jumps.append(
+                {
+                    "instrument": k,
+                    "t": int(ts[i]),
+                    "prev_p": int(prev[i]) / 1e9,
+                    "p": int(prices[i]) / 1e9,
+                    "d": d / 1e9,
+                    "ticks": d / tk,
+                    "mad": mad / 1e9 if mad == mad else None,
+                    "reason": f"> {o.jump_ticks} ticks"
+                    if by_tick
+                    else f"> {o.jump_k:g} x median change",
+                }
+            )
+        if len(self.jumps) > 4 * o.max_listed:
+            self._trim()
+        ends = np.append(starts[1:], len(prices))
+        for s, e in zip(starts, ends, strict=True):
+            k = int(inst[s])
+            tail = change[max(s, e - o.mad_window) : e][have[max(s, e - o.mad_window) : e]]
+            if len(tail) < o.mad_window and k in self.recent:
+                tail = np.concatenate([self.recent[k], tail])[-o.mad_window :]
+            self.recent[k] = tail
+
+    def _trim(self) -> None:
+        self.jumps = sorted(self.jumps, key=lambda j: -j["ticks"])[: self.f.options.max_listed]
+
+    def _sequence(self, ts: I64, seq: I64, inst: I64, starts: I64) -> None:
+        prev, fresh = self._previous(seq, inst, starts, self.last_seq)
+        step = seq - prev  # 0 for an instrument's first row ever
+        n = len(self.seq)
+        if len(starts) == 1:
+            k = inst[0]
+            self.seq[k, 0] += len(seq) - len(fresh)
+            back = step < 0
+            self.seq[k, 1] += int(np.count_nonzero(back))
+            self.seq[k, 2] += int(np.count_nonzero(step > 1))
+        else:
+            self.seq[:, 0] += np.bincount(inst, minlength=n) - np.bincount(inst[fresh], minlength=n)
+            back = step < 0
+            self.seq[:, 1] += np.bincount(inst[back], minlength=n)
+            self.seq[:, 2] += np.bincount(inst[step > 1], minlength=n)
+        largest = np.maximum.reduceat(step - 1, starts)
+        who = inst[starts]
+        self.seq[who, 3] = np.maximum(self.seq[who, 3], largest)
+        room = self.f.options.max_listed - len(self.regressions)
+        for i in np.flatnonzero(back)[: max(room, 0)]:
+            self.regressions.append(
+                {"instrument": int(inst[i]), "t": int(ts[i]), "prev": int(prev[i]),
+                 "sequence": int(seq[i])}
+            )  # fmt: skip
+
+
+def combine_series(parts: list[dict[str, Any]], max_listed: int) -> dict[str, Any]:
+    """Per-instrument figures of several files as one table's."""
+    longest: dict[tuple[int, int], dict[str, Any]] = {}
+    missing: dict[tuple[int, int], dict[str, Any]] = {}
+    sequence: dict[tuple[int, int], dict[str, Any]] = {}
+    jumps: list[dict[str, Any]] = []
+    regressions: list[dict[str, Any]] = []
+    count = 0
+    for part in parts:
+        for row in part["longest"]:
+            key = (row["publisher_id"], row["instrument_id"])
+            if key not in longest or row["silence_ns"] > longest[key]["silence_ns"]:
+                longest[key] = row
+        for row in part["missing_bars"]:
+            key = (row["publisher_id"], row["instrument_id"])
+            have = missing.setdefault(key, {**row, "missing": 0, "holes": 0})
+            have["missing"] += row["missing"]
+            have["holes"] += row["holes"]
+        for row in part["sequence"]:
+            key = (row["publisher_id"], row["instrument_id"])
+            have = sequence.setdefault(key, {**row, "steps": 0, "regressions": 0, "gaps": 0})
+            for name in ("steps", "regressions", "gaps"):
+                have[name] += row[name]
+            have["largest_gap"] = max(have["largest_gap"], row["largest_gap"])
+        jumps.extend(part["jumps"])
+        count += part["jump_count"]
+        regressions.extend(part["regressions"])
+    listed = sorted(jumps, key=lambda j: -j["ticks"])[:max_listed]
+    steps = sorted(sequence.values(), key=lambda r: (r["publisher_id"], r["instrument_id"]))
+    return {
+        "longest": sorted(longest.values(), key=lambda r: -r["silence_ns"]),
+        "missing_bars": sorted(missing.values(), key=lambda r: -r["missing"]),
+        "prices": {"count": count, "listed": sorted(listed, key=lambda j: j["t"])},
+        "sequence": {
+            "per_instrument": steps,
+            "regressions": sum(r["regressions"] for r in steps),
+            "gaps": sum(r["gaps"] for r in steps),
+            "regression_examples": regressions[:max_listed],
+        },
+    }
+
+
+def _decimal(series: pl.Series) -> tuple[I64, npt.NDArray[np.bool_]]:
+    """A decimal128 price column as int64 units of 1e-9 (DBN's own fixed point), and validity.
+    The values came from int64 DBN fields, so the low 64 bits hold them exactly."""
+    if series.dtype != pl.Decimal(19, 9):
+        series = series.cast(pl.Decimal(19, 9))
+    array = series.to_arrow()
+    if hasattr(array, "combine_chunks"):
+        array = array.combine_chunks()
+    words = np.frombuffer(array.buffers()[1], dtype=np.int64)
+    low = words[2 * array.offset : 2 * (array.offset + len(array)) : 2]
+    if array.null_count == 0:
+        return low, np.ones(len(low), dtype=np.bool_)
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    return low, valid

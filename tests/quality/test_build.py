@@ -1,0 +1,75 @@
+"""The report document against a real PostgreSQL target: a load's page, then `histetl report`
+reading each table back once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from histetl.synth import Defects, SynthSpec, write_dbn
+from tests.support.pgserver import PgServer, fresh_schema
+
+HISTETL = [sys.executable, "-m", "histetl.cli"]
+
+
+@pytest.fixture
+def pg_uri(pg_server: PgServer) -> Iterator[str]:
+    with fresh_schema(pg_server.uri) as (uri, _schema):
+        yield uri
+
+
+@pytest.mark.postgres
+def test_report_from_postgres_matches_the_streamed_figures(pg_uri: str, tmp_path: Path) -> None:
+    days = []
+    for n, start in enumerate(("2023-12-11", "2023-12-12")):  # two files, two days
+        path = tmp_path / f"tbbo-{n}.dbn.zst"
+        write_dbn(
+            SynthSpec(
+                schema="tbbo",
+                records=2_000,
+                days=1,
+                start=dt.date.fromisoformat(start),
+                seed=n,
+                defects=Defects(crossed_quotes=2 + n, locked_quotes=1),
+            ),
+            path,
+        )
+        days.append(path)
+
+    def histetl(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*HISTETL, *map(str, args)], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
+
+    first = histetl("replay", days[0], "--db", pg_uri, "--report", "first.json")
+    assert first.returncode == 0, first.stderr
+    second = histetl(
+        "replay", days[1], "--db", pg_uri, "--report", "run.json", "--html", "load.html"
+    )
+    assert second.returncode == 0, second.stderr
+    stream = json.loads((tmp_path / "load.figures.json").read_text())
+    (table,) = stream["tables"]
+    assert sum(b["crossed"] for b in table["figures"]["books"]) == 3
+    (day,) = table["figures"]["symbology"]["per_day"]
+    # the first day of this run is compared with the day before it in the target
+    assert day["compared_with_target"]
+    assert (day["new"], day["missing"]) == ([], [])
+
+    again = histetl("report", "run.json", "--html", "db.html", "--db", pg_uri)
+    assert again.returncode == 0, again.stderr
+    read = json.loads((tmp_path / "db.figures.json").read_text())
+    (table,) = read["tables"]
+    assert table["figures_source"] == "database"
+    # every row of the table (both days) plus this run's quarantine file (the second day's)
+    volume = sum(v["records"] for v in table["figures"]["volume"])
+    one, two = (
+        json.loads((tmp_path / f).read_text())["totals"] for f in ("first.json", "run.json")
+    )
+    assert volume == one["loaded"] + two["loaded"] + two["quarantined"]
+    assert sum(b["crossed"] for b in table["figures"]["books"]) == 3
