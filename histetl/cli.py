@@ -25,6 +25,7 @@ from loguru import logger
 from histetl import __version__
 from histetl.config import DB_ENV_VAR, default_db
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, ConfigError, HistetlError
+from histetl.interrupt import stop_on_signals
 from histetl.logs import configure, logger_level
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths, init_db, ledger
 from histetl.quarantine import list_quarantine, rule_counts, sample
@@ -218,7 +219,7 @@ def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: boo
     type=int,
     default=ReplayOptions.batch_size,
     show_default=True,
-    help="Records per batch; memory follows this, not the file size.",
+    help="Records per batch, 1 to 10,000,000; memory follows this, not the file size.",
 )
 @handle_errors
 def replay(
@@ -252,7 +253,8 @@ def replay(
     )
     replayer = Replayer(options)
     files = expand_paths(paths)
-    with Progress() as progress:
+    # SIGINT/SIGTERM: the file in progress is rolled back, no other starts, exit 130/143
+    with stop_on_signals(), Progress() as progress:
         replayer.on_progress = progress.update
         report = replayer.run(files, on_file=progress.wrap(_print_file))
     _finish(report, report_path, fail_on_quarantine)
@@ -542,7 +544,8 @@ def run_command(
     jobs = load_job_file(job_file)
     options = RunOptions(jobs=job_names, dry_run=dry_run, force=force, db=db, lock_wait_s=wait_s)
     try:
-        result = run_jobs(jobs, options, on_chunk=_print_chunk, on_file=_print_file)
+        with stop_on_signals():  # SIGINT/SIGTERM: stop cleanly, exit 130/143
+            result = run_jobs(jobs, options, on_chunk=_print_chunk, on_file=_print_file)
     except LockBusyError as exc:
         click.echo(f"skipped: {exc.message}", err=True)
         return
