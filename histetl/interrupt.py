@@ -113,39 +113,51 @@ CANCEL = Cancel()
 
 
 def _exit_now(signum: int, why: str) -> None:
-    sys.stderr.write(
+    message = (
         f"\nerror: interrupted by {signal.Signals(signum).name}: {why}; exiting now, the "
         "database rolls back the file in progress; rerun the same command to continue\n"
     )
-    sys.stderr.flush()
+    os.write(2, message.encode())  # not sys.stderr: this may run inside a signal handler
     os._exit(128 + signum)
+
+
+def _deadline(done: threading.Event, grace_s: float) -> None:
+    """Once a stop is requested, give it `grace_s` seconds, then end the process."""
+    while not done.wait(0.1):
+        if CANCEL.signum is not None:
+            if not done.wait(grace_s):
+                _exit_now(CANCEL.signum, f"still stopping after {grace_s:g}s")
+            return
 
 
 @contextlib.contextmanager
 def stop_on_signals(grace_s: float = GRACE_S) -> Iterator[Cancel]:
     """SIGINT and SIGTERM request a stop for the duration of the block (main thread only).
     The first signal sets the flag; a second signal, or `grace_s` seconds without the stop
-    finishing, ends the process."""
-    timer: list[threading.Timer] = []
+    finishing, ends the process. The handler only sets the flag (and raises inside
+    `Cancel.raising()`): no locks, no threads started in it."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if CANCEL.requested:
             _exit_now(signum, "second signal")
-        if not timer:
-            timer.append(
-                threading.Timer(grace_s, _exit_now, (signum, f"still stopping after {grace_s}s"))
-            )
-            timer[0].daemon = True
-            timer[0].start()
         CANCEL.request(signum)
 
     CANCEL.reset()
+    if threading.current_thread() is not threading.main_thread():  # handlers: main thread only
+        yield CANCEL
+        return
+    done = threading.Event()
+    threading.Thread(
+        target=_deadline, args=(done, grace_s), name="histetl-deadline", daemon=True
+    ).start()
     previous = {sig: signal.signal(sig, handle) for sig in _SIGNALS}
     try:
         yield CANCEL
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        done.set()
+        CANCEL.reset()
 
 
 # -- worker processes ---------------------------------------------------------------------------

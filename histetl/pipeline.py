@@ -134,7 +134,11 @@ class Replayer:
         mode = "validate-only" if options.validate_only else "load"
         if options.workers > 1:
             return self._run_parallel(paths, on_file, mode)
-        sink = None if options.validate_only else open_sink(options.db, options.db_retry)
+        try:
+            with CANCEL.raising():  # waiting for the database (connect, lock) stops at once
+                sink = None if options.validate_only else open_sink(options.db, options.db_retry)
+        except Interrupted as exc:
+            raise Interrupted(exc.signum, "nothing loaded (waiting for the database)") from None
         report = RunReport(self.run_id, sink.display if sink else redact(options.db), mode)
         try:
             for path in paths:
@@ -412,8 +416,10 @@ def _process_in_worker(options: ReplayOptions, run_id: str, path: Path) -> FileR
     with busy():
         try:
             if run_id not in _WORKER:
-                CANCEL.check()
-                sink = None if options.validate_only else open_sink(options.db, options.db_retry)
+                with CANCEL.raising():  # waiting for the database stops at once
+                    sink = (
+                        None if options.validate_only else open_sink(options.db, options.db_retry)
+                    )
                 _WORKER[run_id] = (Replayer(options, run_id), sink)
             replayer, sink = _WORKER[run_id]
             return replayer.process(path, sink)

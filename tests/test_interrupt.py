@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,8 @@ import duckdb
 import psycopg
 import pytest
 
-from histetl.interrupt import CANCEL, Cancel, Interrupted
-from histetl.pipeline import ledger
+from histetl.interrupt import CANCEL, Cancel, Interrupted, stop_on_signals
+from histetl.pipeline import Replayer, ReplayOptions, ledger
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.support.fake_gateway import FakeGateway, Scripted
 from tests.support.pgserver import PgServer, fresh_schema
@@ -279,6 +280,35 @@ def test_run_when_signalled_mid_download_removes_it_and_loads_nothing(
     )
     assert rerun.returncode == 0, rerun.stderr
     assert len(raw_files(tmp_path)) == 3
+
+
+def test_replay_when_signalled_while_waiting_for_a_duckdb_lock_stops_at_once(
+    tmp_path: Path, files: list[Path]
+) -> None:
+    target = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(target)!r}); "
+            "print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "ready\n"
+        replayer = Replayer(ReplayOptions(db=f"duckdb:///{target}"))
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        started = time.monotonic()
+        with pytest.raises(Interrupted, match="nothing loaded") as info, stop_on_signals():
+            replayer.run(files[:1])  # would wait 60 s for the lock
+        assert time.monotonic() - started < 3
+        assert info.value.exit_code == 143
+    finally:
+        holder.kill()
+        holder.communicate()
 
 
 # -- the flag itself -------------------------------------------------------------------------
