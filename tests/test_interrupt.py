@@ -4,6 +4,7 @@ parent, and a rerun converges to one clean load."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ HISTETL = [sys.executable, "-m", "histetl.cli"]
 RECORDS = 100_000  # with --batch-size 500: 200 batches a file, a second or more of work
 DEFECTS = 20  # zero-size trades per file: each file writes a quarantine file as it goes
 FILES = 4
+SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +61,31 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_uri"))
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left() -> Iterator[None]:
+    """Whatever a test found, no replay or worker outlives it (each runs in its own group)."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=10)
+
+
 def start(tmp_path: Path, db: str, files: list[Path], *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [*HISTETL, "replay", *map(str, files), "--db", db, "--batch-size", "500", *extra],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a shell job has
     )
+    _STARTED.append(process)
+    return process
 
 
 def wait_for_loaded(process: subprocess.Popen[str]) -> list[str]:
@@ -121,7 +140,7 @@ def litter(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in (tmp_path / "quarantine").rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("sig", "code"), SIGNALS, ids=["SIGINT", "SIGTERM"])
 def test_replay_when_signalled_rolls_back_the_file_in_progress_and_starts_no_other(
     tmp_path: Path, db: str, files: list[Path], sig: int, code: int
 ) -> None:
@@ -153,7 +172,9 @@ def test_validate_only_when_signalled_exits_130_and_writes_nothing(
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
+    _STARTED.append(process)
     assert process.stderr is not None
     for line in process.stderr:
         if "f0.dbn" in line:
@@ -199,38 +220,30 @@ def test_workers_die_with_their_parent_and_a_rerun_converges(
     tmp_path: Path, pg_uri: str, files: list[Path]
 ) -> None:
     process = start(tmp_path, pg_uri, files, "--workers", "2")
-    workers: list[int] = []
-    try:
-        wait_for_loaded(process)  # a worker has moved on to the next file
-        workers = children(process.pid)
-        assert len(workers) >= 2
-        process.kill()
-        process.wait(timeout=10)
-        assert wait_gone(workers, 5) == []
-    finally:
-        reap(process, workers)
+    wait_for_loaded(process)  # a worker has moved on to the next file
+    workers = children(process.pid)
+    assert len(workers) >= 2
+    process.kill()
+    process.wait(timeout=10)
+    assert wait_gone(workers, 5) == []
     assert_one_clean_load(tmp_path, pg_uri, files, "--workers", "2")
 
 
-def reap(process: subprocess.Popen[str], workers: list[int]) -> None:
-    """Leave no process behind, whatever the test found."""
-    for pid in [process.pid, *workers]:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    process.wait(timeout=10)
-    for pipe in (process.stdout, process.stderr):
-        if pipe is not None:
-            pipe.close()
-
-
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_workers_when_parent_signalled_stop_promptly_and_load_only_finished_files(
-    tmp_path: Path, pg_uri: str, files: list[Path], sig: int, code: int
+@pytest.mark.parametrize(
+    ("sig", "code", "group"),
+    [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, False), (signal.SIGINT, 130, True)],
+    ids=["SIGINT-parent", "SIGTERM-parent", "SIGINT-group"],
+)
+def test_workers_when_signalled_stop_promptly_and_load_only_finished_files(
+    tmp_path: Path, pg_uri: str, files: list[Path], sig: int, code: int, group: bool
 ) -> None:
     process = start(tmp_path, pg_uri, files, "--workers", "2")
     lines = wait_for_loaded(process)
     workers = children(process.pid)
-    process.send_signal(sig)  # to the parent only, as `kill` or systemd's main-PID stop
+    if group:  # Ctrl-C on a terminal: the parent and the workers get it
+        os.killpg(process.pid, sig)
+    else:  # to the parent only, as `kill PID` or a main-PID stop
+        process.send_signal(sig)
     returncode, output, seconds = finish(process)
     assert returncode == code, output
     assert seconds < 5
@@ -247,7 +260,7 @@ def test_workers_when_parent_signalled_stop_promptly_and_load_only_finished_file
     assert_one_clean_load(tmp_path, pg_uri, files, "--workers", "2")
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("sig", "code"), SIGNALS, ids=["SIGINT", "SIGTERM"])
 def test_run_when_signalled_mid_download_removes_it_and_loads_nothing(
     gw: FakeGateway, tmp_path: Path, sig: int, code: int
 ) -> None:
@@ -255,8 +268,13 @@ def test_run_when_signalled_mid_download_removes_it_and_loads_nothing(
     gw.script("timeseries.get_range", Scripted(), Scripted(delay=10))
     job = write_job(tmp_path, gw)
     process = subprocess.Popen(
-        [*HISTETL, "run", str(job)], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+        [*HISTETL, "run", str(job)],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
+    _STARTED.append(process)
     assert process.stderr is not None
     for line in process.stderr:
         if "downloaded " in line:
