@@ -809,7 +809,7 @@ def _fetch_all(
     """Fetch pending chunks in order; stop at the first failure and return it. A signal
     stops the download in progress at once (its partial file is removed) and raises
     Interrupted."""
-    fetched = 0
+    fetched, total = 0, sum(len(plan.pending) for plan in plans)
     for plan in plans:
         for item in plan.pending:
             try:
@@ -818,7 +818,7 @@ def _fetch_all(
             except Interrupted as exc:
                 raise Interrupted(
                     exc.signum,
-                    f"{fetched} chunks downloaded, the one in progress was removed, "
+                    f"{fetched} of {total} chunks downloaded (no partial download is kept), "
                     "nothing loaded yet",
                 ) from None
             except SourceError as exc:

@@ -286,8 +286,8 @@ def test_run_when_signalled_mid_download_removes_it_and_loads_nothing(
     assert returncode == code, output
     assert seconds < 5
     assert (
-        f"error: interrupted by {signal.Signals(sig).name}: 1 chunks downloaded, the one in "
-        "progress was removed, nothing loaded yet; rerun the same command" in output
+        f"error: interrupted by {signal.Signals(sig).name}: 1 of 3 chunks downloaded (no "
+        "partial download is kept), nothing loaded yet; rerun the same command" in output
     )
     assert len(raw_files(tmp_path)) == 1  # the complete chunk only
     assert [p.name for p in (tmp_path / "raw").rglob("*") if p.name.endswith(".part")] == []
@@ -327,6 +327,43 @@ def test_replay_when_signalled_while_waiting_for_a_duckdb_lock_stops_at_once(
     finally:
         holder.kill()
         holder.communicate()
+
+
+_STUCK = """
+import sys, time
+from histetl.interrupt import stop_on_signals
+with stop_on_signals(grace_s=float(sys.argv[1])):
+    print("ready", flush=True)
+    time.sleep(60)  # work that never checks the flag (a call that does not return)
+"""
+
+
+@pytest.mark.parametrize("second_signal", [False, True], ids=["deadline", "second-signal"])
+def test_a_stop_that_hangs_ends_the_process_after_the_grace_period_or_a_second_signal(
+    second_signal: bool,
+) -> None:
+    grace = "30" if second_signal else "0.5"
+    process = subprocess.Popen(
+        [sys.executable, "-c", _STUCK, grace],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    _STARTED.append(process)
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGTERM)
+    if second_signal:
+        time.sleep(0.3)  # the first one is handled (it only sets the flag)
+        process.send_signal(signal.SIGINT)
+    returncode, output, seconds = finish(process)
+    assert returncode == (130 if second_signal else 143)
+    assert seconds < 3
+    why = "second signal" if second_signal else "still stopping after 0.5s"
+    assert f"interrupted by {'SIGINT' if second_signal else 'SIGTERM'}: {why}; exiting now" in (
+        output
+    )
 
 
 # -- the flag itself -------------------------------------------------------------------------
