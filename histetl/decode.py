@@ -336,28 +336,34 @@ class DbnFile:
                 hint="upgrade histetl, or convert the file with the dbn CLI",
             )
         # A corrupt length must not become an allocation: a plain file holds at most its size,
-        # a zstd stream is capped (it is read up to what it really holds, then checked).
-        if self.compressed and length > MAX_METADATA_LENGTH:
+        # and no header is larger than MAX_METADATA_LENGTH (a zstd stream is also read only
+        # as far as it really goes).
+        available = self.size - _PRELUDE.size
+        if not self.compressed and length > available:
+            raise self._truncated_header(available, length, self.size)
+        if length > MAX_METADATA_LENGTH:
             raise DecodeError(
                 self.path,
                 f"the header declares {length:,} bytes of metadata, more than the "
                 f"{MAX_METADATA_LENGTH >> 20} MiB histetl accepts (corrupt file?)",
                 offset=4,
             )
-        available = length if self.compressed else self.size - _PRELUDE.size
-        body = self._read(min(length, available))
+        body = self._read(length)
         if len(body) < length:
-            raise DecodeError(
-                self.path,
-                f"file is truncated: it ends inside the metadata header ({len(body):,} of "
-                f"{length:,} bytes)",
-                offset=self._offset,
-            )
+            raise self._truncated_header(len(body), length, self._offset)
         try:
             metadata = databento_dbn.Metadata.decode(b"".join((prelude, body)))
         except Exception as exc:  # databento_dbn raises its own DBNError or ValueError
             raise DecodeError(self.path, f"corrupt metadata header: {exc}", offset=8) from exc
         return version, metadata
+
+    def _truncated_header(self, present: int, length: int, offset: int) -> DecodeError:
+        return DecodeError(
+            self.path,
+            f"file is truncated: it ends inside the metadata header ({present:,} of "
+            f"{length:,} bytes)",
+            offset=offset,
+        )
 
     def _check_schema(self) -> TableSpec:
         schema = self.metadata.schema

@@ -327,6 +327,17 @@ def test_decode_when_plain_metadata_length_exceeds_the_file_refuses_before_readi
         DbnFile(path)
 
 
+def test_decode_when_plain_metadata_length_is_huge_refuses_it_before_reading(
+    good_file: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "long.dbn"
+    with path.open("wb") as out:  # a file that could hold it: 600 MiB, sparse
+        out.write(_with_metadata_length(good_file.read_bytes(), 600 << 20))
+        out.truncate(601 << 20)
+    with pytest.raises(DecodeError, match=r"declares 629,145,600 bytes of metadata, more than"):
+        DbnFile(path)
+
+
 def test_decode_when_zstd_metadata_length_is_huge_refuses_it(
     good_file: Path, tmp_path: Path
 ) -> None:
