@@ -25,8 +25,9 @@ from loguru import logger
 from histetl import __version__
 from histetl.config import DB_ENV_VAR, default_db
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, ConfigError, HistetlError
+from histetl.interrupt import stop_on_signals
 from histetl.logs import configure, logger_level
-from histetl.outputs import check_output, write_json
+from histetl.outputs import OutputError, check_output, write_json
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths, init_db, ledger
 from histetl.quarantine import (
     check_file,
@@ -227,7 +228,7 @@ def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: boo
     type=int,
     default=ReplayOptions.batch_size,
     show_default=True,
-    help="Records per batch; memory follows this, not the file size.",
+    help="Records per batch, 1 to 10,000,000; memory follows this, not the file size.",
 )
 @click.option(
     "--html",
@@ -271,7 +272,8 @@ def replay(
     replayer = Replayer(options)
     files = expand_paths(paths)
     observer = _observe(replayer) if html_path is not None else None
-    with Progress() as progress:
+    # SIGINT/SIGTERM: the file in progress is rolled back, no other starts, exit 130/143
+    with stop_on_signals(), Progress() as progress:
         replayer.on_progress = progress.update
         report = replayer.run(files, on_file=progress.wrap(_print_file))
     if html_path is not None and observer is not None:
@@ -545,10 +547,15 @@ def synth(
         shapes=Shapes(**counts),
         symbology=not no_symbology,
     )
+    check_output(path, "histetl synth PATH")
     try:
         result = write_dbn(spec, path)
     except ValueError as exc:
         raise ConfigError(str(exc), where="histetl synth") from exc
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {path}: {exc.strerror or exc}", where="histetl synth"
+        ) from None
     click.echo(f"wrote {result.records} {schema} records to {result.path}")
 
 
@@ -638,7 +645,8 @@ def run_command(
 
         options.observer = ReportObserver(RuleBook.load(jobs.rules))
     try:
-        result = run_jobs(jobs, options, on_chunk=_print_chunk, on_file=_print_file)
+        with stop_on_signals():  # SIGINT/SIGTERM: stop cleanly, exit 130/143
+            result = run_jobs(jobs, options, on_chunk=_print_chunk, on_file=_print_file)
     except LockBusyError as exc:
         click.echo(f"skipped: {exc.message}", err=True)
         return

@@ -8,15 +8,17 @@ UNDEF_STAT_QUANTITY) become NULL. Memory is bounded by `batch_size` records, not
 
 from __future__ import annotations
 
+import bisect
 import functools
 import io
+import operator
 import os
 import struct
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import databento_dbn
 import numpy as np
@@ -39,7 +41,12 @@ from histetl.schemas import (
 )
 
 DEFAULT_BATCH_SIZE = 100_000
+MAX_BATCH_SIZE = 10_000_000  # records per batch: 5 GB of raw records at the widest (definition)
+# The largest metadata header a zstd file may declare (symbology for every OPRA instrument
+# over a day is a few hundred MB at most); beyond it the length field is corrupt.
+MAX_METADATA_LENGTH = 512 << 20
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_ZSTD_SKIPPABLE = 0x184D2A50  # magic of skippable frames, low 4 bits free
 _PRELUDE = struct.Struct("<3sBI")  # b"DBN", version, metadata length
 _UNDEF_PRICE = np.int64(databento_dbn.UNDEF_PRICE)
 _TS_LIMIT = np.uint64(2**63)  # UNDEF_TIMESTAMP and anything pandas could not represent -> NULL
@@ -117,21 +124,101 @@ def record_hash(records: np.ndarray) -> np.ndarray:
     return h.view(np.int64)
 
 
+def zstd_truncation(fd: int, size: int) -> str | None:
+    """Where a zstd stream of `size` bytes stops short, from its frame and block headers:
+    None when it ends exactly at the end of a frame, else where it stops (a phrase).
+
+    A stream cut inside a frame decompresses without an error, into fewer bytes: only the
+    framing tells. Reads 3 bytes per block (blocks are up to 128 KiB), with `os.pread`."""
+    pos = 0
+    while pos < size:
+        frame = pos
+        head = os.pread(fd, 18, pos)  # the longest frame header: 4 + 1 + 1 + 4 + 8 bytes
+        if len(head) < 5:
+            return f"in the header of the frame at byte {frame}"
+        magic = int.from_bytes(head[:4], "little")
+        if magic & ~0xF == _ZSTD_SKIPPABLE:
+            pos += 8 + int.from_bytes(head[4:8], "little")
+            if len(head) < 8 or pos > size:
+                return f"in the skippable frame at byte {frame}"
+            continue
+        if head[:4] != _ZSTD_MAGIC:
+            return None  # not zstd framing: the decompressor reports it
+        descriptor = head[4]
+        single_segment = descriptor >> 5 & 1
+        pos += (
+            5
+            + (1 - single_segment)  # window descriptor
+            + (0, 1, 2, 4)[descriptor & 3]  # dictionary id
+            + (single_segment, 2, 4, 8)[descriptor >> 6]  # frame content size
+        )
+        if pos > size:
+            return f"in the header of the frame at byte {frame}"
+        last = 0
+        while not last:
+            block, start = os.pread(fd, 3, pos), pos
+            if len(block) < 3:
+                return f"where a block of the frame at byte {frame} should start (byte {start})"
+            header = int.from_bytes(block, "little")
+            last, kind, block_size = header & 1, header >> 1 & 3, header >> 3
+            pos += 3 + (1 if kind == 1 else block_size)  # an RLE block stores one byte
+            if pos > size:
+                return f"inside the block at byte {start} of the frame at byte {frame}"
+        pos += 4 * (descriptor >> 2 & 1)  # content checksum
+        if pos > size:
+            return f"in the content checksum of the frame at byte {frame}"
+    return None
+
+
 class _ReadAhead(io.RawIOBase):
     """Decompresses in a background thread (zstd releases the GIL), a few chunks ahead of
-    the decoder, so decompression overlaps decoding instead of adding to it."""
+    the decoder, so decompression overlaps decoding instead of adding to it.
+
+    At the end of the compressed input it checks that the stream ended at a frame boundary
+    (`zstd_truncation`) and raises `DecodeError` if not. It remembers how many compressed bytes
+    each decompressed chunk took, so `compressed_position` maps what the decoder consumed to
+    the compressed file, however far the read-ahead is."""
 
     _CHUNK = 1 << 22
     _DEPTH = 4
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], path: Path, size: int) -> None:
         super().__init__()
-        self._stream = stream
-        self._prefetch = Prefetch(
-            iter(functools.partial(stream.read, self._CHUNK), b""), self._DEPTH, "histetl-zstd"
-        )
+        self._raw, self._path, self._size = raw, path, size
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        self._stream = cast(IO[bytes], reader)
+        # (decompressed end, compressed bytes read) per chunk, appended by the read-ahead thread
+        self._marks: list[tuple[int, int]] = []
+        self._prefetch = Prefetch(self._decompressed(), self._DEPTH, "histetl-zstd")
         self._chunks = self._prefetch.__enter__()
         self._pending = memoryview(b"")
+
+    def _decompressed(self) -> Iterator[bytes]:
+        end = 0
+        for chunk in iter(functools.partial(self._stream.read, self._CHUNK), b""):
+            end += len(chunk)
+            self._marks.append((end, self._raw.tell()))
+            yield chunk
+        cut = zstd_truncation(self._raw.fileno(), self._size)
+        if cut is not None:
+            raise DecodeError(
+                self._path,
+                f"file is truncated: its zstd stream ends {cut} ({end:,} bytes decompressed)",
+                offset=self._size,
+                hint="nothing from this file was loaded; re-download it (incomplete download "
+                "or copy?)",
+            )
+
+    def compressed_position(self, decompressed: int) -> int:
+        """The compressed bytes behind the first `decompressed` bytes, interpolated within a
+        chunk."""
+        marks = self._marks
+        i = bisect.bisect_left(marks, decompressed, key=operator.itemgetter(0))
+        if i >= len(marks):
+            return marks[-1][1] if marks else 0
+        d0, c0 = marks[i - 1] if i else (0, 0)
+        d1, c1 = marks[i]
+        return c0 + (c1 - c0) * (decompressed - d0) // max(d1 - d0, 1)
 
     def read(self, size: int = -1) -> bytes:
         """`size` bytes (fewer only at the end of the stream), copied once from the
@@ -194,9 +281,8 @@ class DbnFile:
     def _open_stream(self) -> tuple[IO[bytes], bool]:
         magic = self._raw.read(4)
         self._raw.seek(0)
-        if magic == _ZSTD_MAGIC:
-            reader = zstandard.ZstdDecompressor().stream_reader(self._raw, read_across_frames=True)
-            return _ReadAhead(reader), True  # type: ignore[return-value]
+        if magic == _ZSTD_MAGIC or int.from_bytes(magic, "little") & ~0xF == _ZSTD_SKIPPABLE:
+            return _ReadAhead(self._raw, self.path, self.size), True  # type: ignore[return-value]
         return self._raw, False
 
     def _read(self, size: int) -> bytes:
@@ -222,7 +308,18 @@ class DbnFile:
 
     def _read_header(self) -> tuple[int, Any]:
         prelude = self._read(_PRELUDE.size)
-        if len(prelude) < _PRELUDE.size or prelude[:3] != b"DBN":
+        if not prelude and not self.compressed:
+            raise DecodeError(self.path, "file is empty (0 bytes)", offset=0)
+        if len(prelude) < _PRELUDE.size and (
+            b"DBN".startswith(prelude[:3]) or (self.size < 4 and _ZSTD_MAGIC.startswith(prelude))
+        ):
+            raise DecodeError(
+                self.path,
+                f"file is truncated: it ends after {len(prelude)} bytes, inside the "
+                + ("zstd magic number" if prelude[:1] == _ZSTD_MAGIC[:1] else "DBN prelude"),
+                offset=len(prelude),
+            )
+        if prelude[:3] != b"DBN":
             raise DecodeError(
                 self.path,
                 f"not a DBN file (starts with {prelude[:8]!r})",
@@ -238,18 +335,35 @@ class DbnFile:
                 offset=3,
                 hint="upgrade histetl, or convert the file with the dbn CLI",
             )
-        body = self._read(length)
-        if len(body) < length:
+        # A corrupt length must not become an allocation: a plain file holds at most its size,
+        # and no header is larger than MAX_METADATA_LENGTH (a zstd stream is also read only
+        # as far as it really goes).
+        available = self.size - _PRELUDE.size
+        if not self.compressed and length > available:
+            raise self._truncated_header(available, length, self.size)
+        if length > MAX_METADATA_LENGTH:
             raise DecodeError(
                 self.path,
-                f"file ends inside the metadata header ({len(body)} of {length} bytes)",
-                offset=self._offset,
+                f"the header declares {length:,} bytes of metadata, more than the "
+                f"{MAX_METADATA_LENGTH >> 20} MiB histetl accepts (corrupt file?)",
+                offset=4,
             )
+        body = self._read(length)
+        if len(body) < length:
+            raise self._truncated_header(len(body), length, self._offset)
         try:
-            metadata = databento_dbn.Metadata.decode(bytes(prelude + body))
+            metadata = databento_dbn.Metadata.decode(b"".join((prelude, body)))
         except Exception as exc:  # databento_dbn raises its own DBNError or ValueError
             raise DecodeError(self.path, f"corrupt metadata header: {exc}", offset=8) from exc
         return version, metadata
+
+    def _truncated_header(self, present: int, length: int, offset: int) -> DecodeError:
+        return DecodeError(
+            self.path,
+            f"file is truncated: it ends inside the metadata header ({present:,} of "
+            f"{length:,} bytes)",
+            offset=offset,
+        )
 
     def _check_schema(self) -> TableSpec:
         schema = self.metadata.schema
@@ -275,13 +389,14 @@ class DbnFile:
         return table_spec(schema)
 
     def progress(self, records_done: int) -> float:
-        """The fraction of the file processed, 0..1: exact for plain files (the record count
-        follows from the size), from compressed bytes read for zstd."""
+        """The fraction of the file decoded once `records_done` records are, 0..1: exact for
+        plain files (the record count follows from the size); for zstd, the compressed bytes
+        behind those records (not what the read-ahead has read) over the file size."""
         size = self.size
-        if not self.compressed:
-            total = (size - self.header_length) // self.record_dtype.itemsize
-            return min(records_done / total, 1.0) if total else 1.0
-        return min(self._raw.tell() / size, 1.0) if size else 1.0
+        done = self.header_length + records_done * self.record_dtype.itemsize
+        if isinstance(self._stream, _ReadAhead):
+            done = self._stream.compressed_position(done)
+        return min(done / size, 1.0) if size else 1.0
 
     @property
     def schema(self) -> str:
@@ -307,8 +422,9 @@ class DbnFile:
             if loose:
                 raise DecodeError(
                     self.path,
-                    f"file ends inside a record: {loose} trailing bytes, records of "
-                    f"schema {self.schema} are {size} bytes (truncated download?)",
+                    f"file is truncated: it ends inside a record, {loose} trailing bytes "
+                    f"where records of schema {self.schema} are {size} bytes "
+                    "(incomplete download?)",
                     offset=start + count * size,
                 )
             records = np.frombuffer(data, dtype=self.record_dtype, count=count)

@@ -50,6 +50,7 @@ from tenacity.wait import wait_exponential_jitter
 from histetl import __version__
 from histetl.decode import DEFAULT_BATCH_SIZE
 from histetl.errors import ConfigError, HistetlError, SourceError, TransientSourceError
+from histetl.interrupt import CANCEL, Interrupted
 from histetl.jobs import Chunk, DatabentoSettings, JobFile, JobSpec, RetrySettings, plan_chunks
 from histetl.pipeline import BatchObserver, Replayer, ReplayOptions
 from histetl.report import FileReport, RunReport
@@ -801,16 +802,27 @@ def _fetch_all(
     raw_dir: Path,
     on_chunk: Callable[[ChunkPlan], None] | None,
 ) -> SourceError | None:
-    """Fetch pending chunks in order; stop at the first failure and return it."""
+    """Fetch pending chunks in order; stop at the first failure and return it. A signal
+    stops the download in progress at once (its partial file is removed) and raises
+    Interrupted."""
+    fetched, total = 0, sum(len(plan.pending) for plan in plans)
     for plan in plans:
         for item in plan.pending:
             try:
-                fetch_chunk(api, raw_dir, item)
+                with CANCEL.raising():
+                    fetch_chunk(api, raw_dir, item)
+            except Interrupted as exc:
+                raise Interrupted(
+                    exc.signum,
+                    f"{fetched} of {total} chunks downloaded (no partial download is kept), "
+                    "nothing loaded yet",
+                ) from None
             except SourceError as exc:
                 item.status, item.error = "failed", exc.message
                 if on_chunk is not None:
                     on_chunk(item)
                 return exc
+            fetched += 1
             if on_chunk is not None:
                 on_chunk(item)
     return None

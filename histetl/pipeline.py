@@ -14,8 +14,10 @@ import os
 import signal
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -25,8 +27,9 @@ import pyarrow as pa
 from loguru import logger
 
 from histetl.config import default_db
-from histetl.decode import DEFAULT_BATCH_SIZE, DbnFile
-from histetl.errors import ConfigError, HistetlError, TransientError
+from histetl.decode import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, DbnFile
+from histetl.errors import ConfigError, HistetlError, LoadError, TransientError
+from histetl.interrupt import CANCEL, GRACE_S, Interrupted, busy, init_worker
 from histetl.mapping import Mapping, TableMapping, to_arrow
 from histetl.outputs import check_output_dir
 from histetl.prefetch import Prefetch
@@ -46,7 +49,7 @@ from histetl.sinks import (
     redact,
 )
 from histetl.symbology import SymbolMap
-from histetl.validate import RuleBook, RuleSet, Split
+from histetl.validate import RuleBook, RuleSet
 
 FAULT_ENV = "HISTETL_TEST_FAULT"
 DBN_SUFFIXES = (".dbn", ".dbn.zst")
@@ -193,8 +196,13 @@ class Replayer:
         # Configuration errors surface here, before any file is touched.
         self.rules = RuleBook.load(options.rules_files)
         self.mapping = Mapping.load(options.mapping_file)
-        if options.batch_size < 1:
-            raise ConfigError("batch size must be at least 1", where="--batch-size")
+        if not 1 <= options.batch_size <= MAX_BATCH_SIZE:
+            raise ConfigError(
+                f"batch size {options.batch_size:,} is out of range: allowed 1 to "
+                f"{MAX_BATCH_SIZE:,} records",
+                where="--batch-size",
+                hint=f"the default, {DEFAULT_BATCH_SIZE:,}, is fast; memory grows with the size",
+            )
         if options.workers < 1:
             raise ConfigError("workers must be at least 1", where="--workers")
         check_output_dir(options.quarantine_dir, "--quarantine-dir")
@@ -207,14 +215,20 @@ class Replayer:
         remove_stale_partials(options.quarantine_dir)  # left by a killed run
         if options.workers > 1:
             return self._run_parallel(paths, on_file, mode)
-        sink = None if options.validate_only else open_sink(options.db, options.db_retry)
+        try:
+            with CANCEL.raising():  # waiting for the database (connect, lock) stops at once
+                sink = None if options.validate_only else open_sink(options.db, options.db_retry)
+        except Interrupted as exc:
+            raise Interrupted(exc.signum, "nothing loaded (waiting for the database)") from None
         report = RunReport(self.run_id, sink.display if sink else redact(options.db), mode)
         try:
             for path in paths:
-                file_report = self.process(path, sink)
+                file_report = self.process(path, sink)  # raises Interrupted on a stop request
                 report.files.append(file_report)
                 if on_file is not None:
                     on_file(file_report)
+        except Interrupted as exc:
+            raise Interrupted(exc.signum, _progress_summary(report, len(paths))) from None
         finally:
             if sink is not None:
                 sink.close()
@@ -235,15 +249,52 @@ class Replayer:
         report = RunReport(self.run_id, redact(options.db), mode)
         done: dict[int, FileReport] = {}
         context = multiprocessing.get_context("spawn")  # no fork of threads or connections
-        with ProcessPoolExecutor(options.workers, mp_context=context) as pool:
+        stop = context.Event()  # tells the workers to stop; they also stop if this one dies
+        CANCEL.check()
+        with ProcessPoolExecutor(
+            options.workers,
+            mp_context=context,
+            initializer=init_worker,
+            initargs=(os.getpid(), stop),
+        ) as pool:
             futures = {
                 pool.submit(_process_in_worker, options, self.run_id, path): i
                 for i, path in enumerate(paths)
             }
-            for future in as_completed(futures):
-                done[futures[future]] = file_report = future.result()
-                if on_file is not None:
-                    on_file(file_report)
+
+            def collect(finished: set[Future[FileReport | None]]) -> None:
+                for future in finished:
+                    if future.cancelled():
+                        continue
+                    try:
+                        file_report = future.result()
+                    except BrokenProcessPool as exc:
+                        raise LoadError(
+                            "a worker process died (killed, or out of memory?)",
+                            where="--workers",
+                            hint="rerun: files loaded are skipped, the others load again",
+                        ) from exc
+                    if file_report is None:  # the worker was stopped by a signal
+                        if not CANCEL.requested:
+                            CANCEL.signum = signal.SIGTERM
+                        continue
+                    done[futures[future]] = file_report
+                    if on_file is not None:
+                        on_file(file_report)
+
+            pending: set[Future[FileReport | None]] = set(futures)
+            while pending and not CANCEL.requested:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                collect(finished)
+            if CANCEL.signum is not None:
+                stop.set()
+                for future in pending:
+                    future.cancel()
+                finished, _ = wait(pending, timeout=GRACE_S)  # files in progress roll back
+                collect(finished)
+                pool.shutdown(wait=False, cancel_futures=True)
+                report.files = [done[i] for i in sorted(done)]
+                raise Interrupted(CANCEL.signum, _progress_summary(report, len(paths)))
         report.files = [done[i] for i in range(len(paths))]
         report.finished_at = dt.datetime.now(dt.UTC).isoformat()
         return report
@@ -263,12 +314,15 @@ class Replayer:
         merge = False
         attempt = 1
         while True:
+            CANCEL.check()  # a stop request: start no file
             report = FileReport(path=str(path))
             if self.observer is not None:
                 self.observer.file_started(report)
             try:
                 with DbnFile(path) as dbn:
                     self._process(dbn, sink, report, merge)
+            except Interrupted:
+                raise  # rolled back; the run stops
             except MergeRequired:
                 merge = True
                 continue
@@ -277,7 +331,7 @@ class Replayer:
                     report = _failed(report, exc)
                 else:
                     logger.warning("{} (attempt {}); retrying {}", exc.message, attempt, path)
-                    time.sleep(min(0.5 * 2**attempt, self.options.db_retry.max_wait_s))
+                    CANCEL.sleep(min(0.5 * 2**attempt, self.options.db_retry.max_wait_s))
                     attempt += 1
                     _reconnect(sink)
                     continue
@@ -308,7 +362,7 @@ class Replayer:
                 entry = entry or sink.ledger_entry(report.sha256, table.table)
                 report.skipped = entry.records if entry else 0
                 return
-        rules = _CheckedRules(self.rules.for_file(spec, dbn.dataset, start, end), start, end)
+        rules = self.rules.for_file(spec, dbn.dataset, start, end)
         writer = QuarantineWriter(
             quarantine_path(
                 self.options.quarantine_dir, self.run_id, dbn.dataset, spec.schema, dbn.path
@@ -335,6 +389,7 @@ class Replayer:
             report.quarantine_file = _str_or_none(writer.close())
             if load is not None:
                 assert report.sha256 is not None  # computed whenever there is a sink
+                CANCEL.check()  # the last chance to stop: roll back rather than commit
                 fault_point("before_commit")
                 load.commit(
                     LedgerEntry(
@@ -369,7 +424,7 @@ class Replayer:
     def _batches(
         self,
         dbn: DbnFile,
-        rules: _CheckedRules,
+        rules: RuleSet,
         table: TableMapping,
         writer: QuarantineWriter,
         load: FileLoad | None,
@@ -411,7 +466,7 @@ class Replayer:
     def _validated(
         self,
         batches: Iterator[pa.RecordBatch],
-        rules: _CheckedRules,
+        rules: RuleSet,
         table: TableMapping,
         writer: QuarantineWriter,
         report: FileReport,
@@ -420,6 +475,7 @@ class Replayer:
     ) -> Iterator[pa.Table]:
         """Valid rows in the target's schema; quarantines the rest and counts everything."""
         for batch in batches:
+            CANCEL.check()  # between batches: raises Interrupted, the file is rolled back
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
             split = rules.split(frame, report.records, report.path)
@@ -435,37 +491,6 @@ class Replayer:
                 continue
             yield _to_target(table.apply(split.valid, report.path), table.arrow_schema)
             fault_point("after_batch", report.records)
-
-
-class _CheckedRules:
-    """A file's rules; a rule that raises on this file's data (not just breaks) fails the
-    file with the rule's name instead of a Polars error."""
-
-    def __init__(self, rules: RuleSet, start: int | None, end: int | None) -> None:
-        self._set = rules
-        self.spec = rules.spec
-        self.rules = rules.rules
-        self._span = (start, end)
-
-    def split(self, frame: pl.DataFrame, first_ordinal: int, source: str) -> Split:
-        try:
-            return self._set.split(frame, first_ordinal=first_ordinal)
-        except pl.exceptions.PolarsError as exc:
-            name, expr, error = "", "", exc
-            for rule in self.rules:  # which one: each alone
-                try:
-                    RuleSet(self._set.spec, (rule,), *self._span).split(frame, first_ordinal)
-                except pl.exceptions.PolarsError as one:
-                    name, expr, error = rule.name, rule.expr, one
-                    break
-            detail = (str(error).splitlines() or [type(error).__name__])[0][:300]
-            what = f"rule {name} ({expr!r})" if name else "the rules"
-            raise HistetlError(
-                f"{what} cannot be evaluated on this file's data: {detail}",
-                where=source,
-                hint="nothing from this file was loaded; fix or disable the rule "
-                "(--rules FILE with `disable: [name]`) and replay the file",
-            ) from None
 
 
 class BatchObserver(Protocol):
@@ -494,13 +519,21 @@ class _Counter:
 _WORKER: dict[str, tuple[Replayer, Sink | None]] = {}
 
 
-def _process_in_worker(options: ReplayOptions, run_id: str, path: Path) -> FileReport:
-    """One file in a worker process; the worker keeps its Replayer and connection."""
-    if run_id not in _WORKER:
-        sink = None if options.validate_only else open_sink(options.db, options.db_retry)
-        _WORKER[run_id] = (Replayer(options, run_id), sink)
-    replayer, sink = _WORKER[run_id]
-    return replayer.process(path, sink)
+def _process_in_worker(options: ReplayOptions, run_id: str, path: Path) -> FileReport | None:
+    """One file in a worker process; the worker keeps its Replayer and connection. None when
+    a stop was requested (the file was rolled back, or not started)."""
+    with busy():
+        try:
+            if run_id not in _WORKER:
+                with CANCEL.raising():  # waiting for the database stops at once
+                    sink = (
+                        None if options.validate_only else open_sink(options.db, options.db_retry)
+                    )
+                _WORKER[run_id] = (Replayer(options, run_id), sink)
+            replayer, sink = _WORKER[run_id]
+            return replayer.process(path, sink)
+        except Interrupted:
+            return None
 
 
 def fault_point(name: str, records: int = 0) -> None:
@@ -513,6 +546,17 @@ def fault_point(name: str, records: int = 0) -> None:
     point, _, at = spec.partition(":")
     if point == name and (not at or records >= int(at)):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _progress_summary(report: RunReport, total: int) -> str:
+    """What an interrupted run did: files loaded (or validated), skipped, failed, not done."""
+    counts = Counter(f.status for f in report.files)
+    done = "loaded" if report.mode == "load" else "validated"
+    rows = sum(f.loaded for f in report.files)
+    parts = [f"{counts[done]} of {total} files {done}" + (f" ({rows:,} rows)" if rows else "")]
+    parts += [f"{counts[s]} {s}" for s in ("skipped", "failed") if counts[s]]
+    parts.append(f"{total - len(report.files)} not done (nothing of them is loaded)")
+    return ", ".join(parts)
 
 
 def _failed(report: FileReport, exc: HistetlError) -> FileReport:

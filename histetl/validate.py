@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from histetl.config import load_model, validate_model
-from histetl.errors import ConfigError
+from histetl.errors import ConfigError, HistetlError
 from histetl.schemas import SUPPORTED_SCHEMAS, TableSpec, table_spec
 
 RULES_COLUMN = "rules_broken"
@@ -201,6 +201,7 @@ class RuleSet:
     ) -> None:
         self.spec = spec
         self.rules = rules
+        self._span = (start_ns, end_ns)
         self.errors = [r.name for r in rules if r.severity == "error"]
         self._helpers = [
             pl.col(spec.index_ts).alias(INDEX_TS),
@@ -210,7 +211,30 @@ class RuleSet:
         self._checks = [r.compiled.fill_null(True).alias(r.name) for r in rules]
         self._failures = [(~check).sum() for check in self._checks]
 
-    def split(self, frame: pl.DataFrame, first_ordinal: int) -> Split:
+    def split(self, frame: pl.DataFrame, first_ordinal: int, source: str = "") -> Split:
+        """Valid rows, invalid rows with the rules they broke, and per-rule counts. A rule that
+        raises on this data (not just breaks) is a `HistetlError` naming the rule and `source`
+        (the file or table), found by evaluating the rules one by one."""
+        try:
+            return self._split(frame, first_ordinal)
+        except pl.exceptions.PolarsError as exc:
+            name, expr, error = "", "", exc
+            for rule in self.rules:
+                try:
+                    RuleSet(self.spec, (rule,), *self._span)._split(frame, first_ordinal)
+                except pl.exceptions.PolarsError as one:
+                    name, expr, error = rule.name, rule.expr, one
+                    break
+            detail = (str(error).splitlines() or [type(error).__name__])[0][:300]
+            what = f"rule {name} ({expr!r})" if name else "the rules"
+            raise HistetlError(
+                f"{what} cannot be evaluated on this data: {detail}",
+                where=source or None,
+                hint="fix the rule, or disable it (--rules FILE with `disable: [name]`), "
+                "then rerun",
+            ) from None
+
+    def _split(self, frame: pl.DataFrame, first_ordinal: int) -> Split:
         if not self.rules:
             return Split(frame, frame.clear(), {})
         # One pass for the common case: count each rule's failures; rows are only split

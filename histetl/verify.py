@@ -530,7 +530,7 @@ def _rules(ctx: _Context, table: str, spec: TableSpec, book: RuleBook) -> Check:
         for (publisher,), part in parts.items():
             ruleset = ctx.ruleset(book, spec, _dataset(publisher, fallback))
             errors |= set(ruleset.errors)
-            split = ruleset.split(part, first_ordinal=rows)
+            split = ruleset.split(part, first_ordinal=rows, source=f"table {table}")
             rows += part.height
             for rule, n in split.counts.items():
                 counts[rule] = counts.get(rule, 0) + n

@@ -8,9 +8,7 @@ single line of stderr).
 Add a case by adding a row to CASES. Placeholders in args and env: `{w}` is the shared world
 folder (small DBN files, a loaded DuckDB `w.duckdb`, bad config files; see `world`), `{c}` the
 case's own empty working folder, `{full}` a folder on a file system with no space left (a tiny
-tmpfs; such cases are skipped where mounting is not allowed). A case owned by another area
-that still fails is marked `xfail(strict=True, reason="owned by <area>")`, so it flips to a
-failure once fixed.
+tmpfs; such cases are skipped where mounting is not allowed).
 """
 
 from __future__ import annotations
@@ -44,10 +42,6 @@ def case(name: str, *args: str, exit: int, expect: str, marks: Any = (), **kw: A
     return pytest.param(Case(tuple(args), exit, expect, **kw), id=name, marks=marks)
 
 
-def owned_by(area: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"owned by {area}")
-
-
 VALID = "--validate-only"
 DB = "duckdb:///{w}/w.duckdb"
 
@@ -78,21 +72,18 @@ CASES = [
     case("replay-empty-file", "replay", "{w}/empty.dbn", VALID, exit=1,
          expect=r"^ERROR +.*/empty\.dbn failed: .*/empty\.dbn"),
     case("replay-truncated-dbn", "replay", "{w}/cut.dbn", VALID, exit=1,
-         expect=r"^ERROR +.*/cut\.dbn failed: .*/cut\.dbn at byte \d+: file ends inside a record"),
+         expect=r"^ERROR +.*/cut\.dbn failed: .*/cut\.dbn at byte \d+: file is truncated"),
     case("replay-zst-cut-before-first-block", "replay", "{w}/cut-early.dbn.zst", VALID, exit=1,
-         expect=r"^ERROR +.*/cut-early\.dbn\.zst failed: .*truncated",
-         marks=owned_by("decode (zstd truncation)")),
+         expect=r"^ERROR +.*/cut-early\.dbn\.zst failed: .*truncated"),
     case("replay-zst-cut-mid-stream", "replay", "{w}/cut-mid.dbn.zst", "--db", "duckdb:///x.duckdb",
-         exit=1, expect=r"^ERROR +.*/cut-mid\.dbn\.zst failed: .*truncated",
-         marks=owned_by("decode (zstd truncation)")),
+         exit=1, expect=r"^ERROR +.*/cut-mid\.dbn\.zst failed: .*truncated"),
     # -- options --------------------------------------------------------------------------------
     case("replay-batch-size-zero", "replay", "{w}/good.dbn", VALID, "--batch-size", "0", exit=2,
          expect=r"^error: --batch-size: "),
     case("replay-batch-size-text", "replay", "{w}/good.dbn", VALID, "--batch-size", "many",
          exit=2, expect=r"Invalid value for '--batch-size'"),
     case("replay-batch-size-huge", "replay", "{w}/good.dbn", VALID, "--batch-size",
-         "1000000000000", exit=2, expect=r"^error: --batch-size: ",
-         marks=owned_by("bounds (--batch-size limit)")),
+         "1000000000000", exit=2, expect=r"^error: --batch-size: "),
     case("replay-workers-zero", "replay", "{w}/good.dbn", VALID, "--workers", "0", exit=2,
          expect=r"Invalid value for '--workers'"),
     case("replay-workers-on-duckdb", "replay", "{w}/good.dbn", "--db", "duckdb:///x.duckdb",
@@ -183,8 +174,7 @@ CASES = [
     case("verify-calendar-binary", "verify", "--db", DB, "--calendar", "{w}/garbage.dbn", exit=2,
          expect=r"^error: .*/garbage\.dbn: not a text \(UTF-8\) file"),
     case("verify-rule-raises-on-loaded-data", "verify", "--db", DB, "--rules",
-         "{w}/rules-raise.yaml", exit=1, expect=r"symbol_is_number",
-         marks=owned_by("verify (a rule that raises on loaded rows)")),
+         "{w}/rules-raise.yaml", exit=1, expect=r"symbol_is_number"),
     case("resample-bad-interval", "resample", "--db", DB, "--interval", "7x", exit=2,
          expect=r"^error: --interval: cannot read '7x'"),
     case("quarantine-not-a-quarantine-file", "quarantine", "{w}/good.dbn", exit=1,
@@ -193,8 +183,8 @@ CASES = [
          expect=r"Invalid value for '--rows'"),
     case("quarantine-dir-is-a-file", "quarantine", "--quarantine-dir", "{w}/good.dbn", exit=2,
          expect=r"Invalid value for '--quarantine-dir'"),
-    case("synth-unwritable-path", "synth", "/proc/x.dbn", "--schema", "trades", exit=1,
-         expect=r"^error: .*/proc/x\.dbn", marks=owned_by("synth (output path)")),
+    case("synth-unwritable-path", "synth", "/proc/x.dbn", "--schema", "trades", exit=2,
+         expect=r"^error: .*/proc/x\.dbn"),
     # -- job files ------------------------------------------------------------------------------
     case("run-job-file-missing", "run", "{w}/nojob.yaml", exit=2,
          expect=r"Invalid value for 'JOB_FILE'"),

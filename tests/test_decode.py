@@ -168,7 +168,9 @@ def test_decode_when_file_truncated_names_file_and_offset(good_file: Path, tmp_p
     with DbnFile(good_file) as dbn:
         header = dbn.header_length
     last_record = header + 999 * 48
-    with pytest.raises(DecodeError, match=r"file ends inside a record: 28 trailing bytes") as info:
+    with pytest.raises(
+        DecodeError, match=r"truncated: it ends inside a record, 28 trailing"
+    ) as info:
         _decode_all(cut)
     assert info.value.offset == last_record
     assert str(cut) in info.value.message
@@ -219,6 +221,200 @@ def test_decode_when_zstd_stream_cut_short(good_file: Path, tmp_path: Path) -> N
     path.write_bytes(compressed[: len(compressed) - 40])
     with pytest.raises(DecodeError, match=str(path)):
         _decode_all(path)
+
+
+def _zstd_frames(data: bytes, frames: int, checksum: bool) -> list[bytes]:
+    compressor = zstandard.ZstdCompressor(write_checksum=checksum)
+    step = -(-len(data) // frames)
+    return [compressor.compress(data[i : i + step]) for i in range(0, len(data), step)]
+
+
+def _truncation(path: Path) -> DecodeError:
+    with pytest.raises(DecodeError) as info:
+        _decode_all(path)
+    return info.value
+
+
+@pytest.mark.parametrize("checksum", [False, True], ids=["no-checksum", "checksum"])
+@pytest.mark.parametrize("frames", [1, 3])
+@pytest.mark.parametrize("where", ["middle", "last block", "last bytes"])
+def test_decode_when_zstd_stream_ends_inside_a_frame_says_truncated_at_the_offset(
+    good_file: Path, tmp_path: Path, checksum: bool, frames: int, where: str
+) -> None:
+    compressed = b"".join(_zstd_frames(good_file.read_bytes(), frames, checksum))
+    cut = {"middle": len(compressed) // 2, "last block": len(compressed) - 9}.get(
+        where, len(compressed) - 1
+    )
+    path = tmp_path / "cut.dbn.zst"
+    path.write_bytes(compressed[:cut])
+    error = _truncation(path)
+    assert "file is truncated: its zstd stream ends" in error.message
+    assert f"{path} at byte {cut}" in error.message
+    assert error.offset == cut
+
+
+def test_decode_when_zstd_stream_ends_in_the_checksum_says_truncated(
+    good_file: Path, tmp_path: Path
+) -> None:
+    compressed = _zstd_frames(good_file.read_bytes(), 1, checksum=True)[0]
+    path = tmp_path / "cut.dbn.zst"
+    path.write_bytes(compressed[:-2])  # every block is there, the checksum is not
+    assert "in the content checksum of the frame at byte 0" in _truncation(path).message
+
+
+@pytest.mark.parametrize("cut", [1, 3, 4, 5, 7, 8])
+def test_decode_when_zstd_file_ends_before_its_first_block_says_truncated(
+    good_file: Path, tmp_path: Path, cut: int
+) -> None:
+    compressed = zstandard.ZstdCompressor().compress(good_file.read_bytes())
+    path = tmp_path / "head.dbn.zst"
+    path.write_bytes(compressed[:cut])
+    with pytest.raises(DecodeError, match="file is truncated") as info:
+        DbnFile(path)
+    assert "not a DBN file" not in info.value.message
+    assert info.value.offset == cut
+
+
+def test_decode_of_multi_frame_and_skippable_frames_equals_one_frame(
+    good_file: Path, tmp_path: Path
+) -> None:
+    skippable = (0x184D2A5A).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"notes"
+    frames = _zstd_frames(good_file.read_bytes(), 4, checksum=True)
+    path = tmp_path / "multi.dbn.zst"
+    path.write_bytes(skippable + skippable.join(frames) + skippable)
+    assert read_table(path, batch_size=100).equals(read_table(good_file))
+
+
+def test_decode_when_zstd_stream_ends_inside_a_skippable_frame_says_truncated(
+    good_file: Path, tmp_path: Path
+) -> None:
+    skippable = (0x184D2A50).to_bytes(4, "little") + (64).to_bytes(4, "little")
+    path = tmp_path / "skip.dbn.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(good_file.read_bytes()) + skippable)
+    assert "in the skippable frame at byte" in _truncation(path).message
+
+
+@pytest.mark.parametrize(
+    ("cut", "message"),
+    [
+        (0, "file is empty"),
+        (2, "file is truncated: it ends after 2 bytes, inside the DBN prelude"),
+        (7, "file is truncated: it ends after 7 bytes, inside the DBN prelude"),
+        (8, r"file is truncated: it ends inside the metadata header \(0 of 424 bytes\)"),
+        (200, r"file is truncated: it ends inside the metadata header \(192 of 424 bytes\)"),
+    ],
+)
+def test_decode_when_plain_file_ends_in_the_header_says_truncated_at_the_offset(
+    good_file: Path, tmp_path: Path, cut: int, message: str
+) -> None:
+    path = tmp_path / "cut.dbn"
+    path.write_bytes(good_file.read_bytes()[:cut])
+    with pytest.raises(DecodeError, match=message) as info:
+        DbnFile(path)
+    assert info.value.offset == cut
+
+
+def _with_metadata_length(header: bytes, length: int) -> bytes:
+    return header[:4] + length.to_bytes(4, "little") + header[8:]
+
+
+def test_decode_when_plain_metadata_length_exceeds_the_file_refuses_before_reading(
+    good_file: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "long.dbn"
+    path.write_bytes(_with_metadata_length(good_file.read_bytes(), 2**32 - 1))
+    with pytest.raises(DecodeError, match=r"inside the metadata header \(48,\d+ of 4,294,"):
+        DbnFile(path)
+
+
+def test_decode_when_plain_metadata_length_is_huge_refuses_it_before_reading(
+    good_file: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "long.dbn"
+    with path.open("wb") as out:  # a file that could hold it: 600 MiB, sparse
+        out.write(_with_metadata_length(good_file.read_bytes(), 600 << 20))
+        out.truncate(601 << 20)
+    with pytest.raises(DecodeError, match=r"declares 629,145,600 bytes of metadata, more than"):
+        DbnFile(path)
+
+
+def test_decode_when_zstd_metadata_length_is_huge_refuses_it(
+    good_file: Path, tmp_path: Path
+) -> None:
+    # a 4 GiB length over 64 MiB of zeros: compresses to a few KB, decompresses without end
+    data = _with_metadata_length(good_file.read_bytes()[:8], 2**32 - 1) + bytes(64 << 20)
+    path = tmp_path / "bomb.dbn.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(data))
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(DecodeError, match=r"declares 4,294,967,295 bytes of metadata, more than"):
+        DbnFile(path)
+
+
+# Offsets in a v3 header of one requested symbol, no partial or not-found symbols, and one
+# mapping of two intervals (what SynthSpec writes by default).
+_COUNTS = {"symbols": 112, "partial": 187, "not_found": 191, "mappings": 195, "intervals": 270}
+
+
+@pytest.mark.parametrize("field", sorted(_COUNTS))
+@pytest.mark.parametrize("count", [2**31 - 1, 2**32 - 1])
+def test_decode_when_a_metadata_count_is_huge_fails_cleanly(
+    good_file: Path, tmp_path: Path, field: str, count: int
+) -> None:
+    data = bytearray(good_file.read_bytes())
+    data[_COUNTS[field] : _COUNTS[field] + 4] = count.to_bytes(4, "little")
+    path = tmp_path / "count.dbn"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DecodeError, match=f"corrupt metadata header: .*declares {count}"):
+        DbnFile(path)
+
+
+@pytest.mark.parametrize("length", [0, 0xFFFF])
+def test_decode_when_symbol_length_is_corrupt_fails_cleanly(
+    good_file: Path, tmp_path: Path, length: int
+) -> None:
+    data = bytearray(good_file.read_bytes())
+    data[53:55] = length.to_bytes(2, "little")  # symbol_cstr_len
+    path = tmp_path / "cstr.dbn"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DecodeError, match="corrupt metadata header"):
+        DbnFile(path)
+
+
+def test_decode_when_record_length_byte_is_corrupt_names_offset(
+    good_file: Path, tmp_path: Path
+) -> None:
+    data = bytearray(good_file.read_bytes())
+    with DbnFile(good_file) as dbn:
+        header = dbn.header_length
+    data[header + 7 * 48] = 255  # the length byte (in 4-byte words) of record 7
+    path = tmp_path / "length.dbn"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DecodeError, match="length 1020 where schema trades needs") as info:
+        _decode_all(path)
+    assert info.value.offset == header + 7 * 48
+
+
+def test_progress_of_zstd_file_follows_the_decoded_records_not_the_read_ahead(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.dbn.zst"
+    records = 300_000  # 14 MB decoded: several read-ahead chunks
+    write_dbn(SynthSpec(schema="trades", records=records, seed=4), path)
+    seen = []
+    with DbnFile(path) as dbn:
+        for batch in dbn.batches(batch_size=10_000, with_hash=False):
+            seen.append((len(seen) + 1) * batch.num_rows)
+            fraction = dbn.progress(seen[-1])
+            # the read-ahead has read at least one 4 MiB chunk (about 28 % of the file)
+            assert abs(fraction - seen[-1] / records) < 0.03, (seen[-1], fraction)
+        assert dbn.progress(records) == 1.0
+
+
+def test_progress_of_plain_file_is_exact(good_file: Path) -> None:
+    with DbnFile(good_file) as dbn:
+        total = dbn.size - dbn.header_length
+        assert dbn.progress(500) == (dbn.header_length + 500 * 48) / dbn.size
+        assert dbn.progress(total // 48) == 1.0
 
 
 def test_decode_of_unsupported_version_is_clear(good_file: Path, tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -13,10 +15,11 @@ import polars as pl
 import psycopg
 import pyarrow as pa
 import pytest
+import zstandard
 
 from histetl.decode import DbnFile
 from histetl.errors import ConfigError
-from histetl.pipeline import Replayer, ReplayOptions, expand_paths
+from histetl.pipeline import Replayer, ReplayOptions, expand_paths, ledger
 from histetl.report import RunReport
 from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
 from histetl.synth import Defects, SynthSpec, write_dbn
@@ -26,6 +29,7 @@ from tests.support.pgserver import PgServer, fresh_schema
 from tests.support.unprivileged import fill, run_cli, shared_dir, tiny_fs
 
 SCHEMAS = SYNTH_SCHEMAS
+HISTETL = [sys.executable, "-m", "histetl.cli"]
 SMALL = {"ohlcv-1h": 40, "ohlcv-1d": 3, "ohlcv-eod": 3}
 
 
@@ -216,11 +220,65 @@ def test_corrupt_file_loads_nothing_and_the_others_still_load(tmp_path: Path) ->
     report = replay(tmp_path, [cut, good], batch_size=1000)
     failed = report.failed
     assert [Path(f.path).name for f in failed] == ["cut.dbn"]
-    assert "file ends inside a record" in (failed[0].error or "")
+    assert "truncated: it ends inside a record" in (failed[0].error or "")
     assert failed[0].loaded == 0
     assert failed[0].quarantine_file is None
     assert rows(tmp_path, "trades").num_rows == 100
     assert not list((tmp_path / "quarantine").rglob("cut.dbn*"))
+
+
+@pytest.mark.parametrize("checksum", [False, True], ids=["no-checksum", "checksum"])
+def test_replay_when_zstd_file_truncated_exits_1_loads_nothing_of_it_and_the_other_file(
+    tmp_path: Path, checksum: bool
+) -> None:
+    good, plain = tmp_path / "good.dbn.zst", tmp_path / "cut.dbn"
+    write_dbn(SynthSpec(schema="trades", records=100, seed=2), good)
+    write_dbn(
+        SynthSpec(schema="trades", records=20_000, seed=5, defects=Defects(zero_size=5)), plain
+    )
+    data = plain.read_bytes()
+    with DbnFile(plain) as dbn:
+        header = dbn.header_length
+    # one frame per 1000 records: a cut inside a frame leaves whole records before it, which
+    # is what a silently short decompression looks like
+    compressor = zstandard.ZstdCompressor(write_checksum=checksum)
+    step = 1000 * 48
+    frames = [data[:header]] + [data[i : i + step] for i in range(header, len(data), step)]
+    compressed = [compressor.compress(frame) for frame in frames]
+    cut = tmp_path / "cut.dbn.zst"
+    cut.write_bytes(b"".join(compressed[:-3]) + compressed[-3][:-10])
+    plain.unlink()
+    db = f"duckdb:///{tmp_path / 'h.duckdb'}"
+    args = ["replay", str(cut), str(good), "--db", db, "--batch-size", "1000"]
+    result = subprocess.run([*HISTETL, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert f"{cut} at byte {cut.stat().st_size}: file is truncated: its zstd stream ends" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert [(Path(e.path).name, e.loaded) for e in ledger(db)] == [("good.dbn.zst", 100)]
+    assert rows(tmp_path, "trades").num_rows == 100
+    assert [p.name for p in tmp_path.rglob("*") if "cut" in p.name] == ["cut.dbn.zst"]
+
+
+@pytest.mark.parametrize("size", [0, -5, 10_000_001, 10**12])
+def test_replay_when_batch_size_out_of_range_refuses_it_naming_the_range(
+    tmp_path: Path, size: int
+) -> None:
+    with pytest.raises(ConfigError, match=r"allowed 1 to 10,000,000 records") as info:
+        Replayer(ReplayOptions(db=f"duckdb:///{tmp_path / 'h.duckdb'}", batch_size=size))
+    assert info.value.where == "--batch-size"
+    if size == 10**12:  # the CLI says the same, as a usage error, before any work
+        trades = tmp_path / "t.dbn"
+        write_dbn(SynthSpec(schema="trades", records=10, seed=1), trades)
+        args = ["replay", str(trades), "--batch-size", str(size)]
+        result = subprocess.run([*HISTETL, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 2
+        assert result.stderr.startswith(
+            "error: --batch-size: batch size 1,000,000,000,000 is out of range: allowed 1 to "
+            "10,000,000 records"
+        )
+        assert not (tmp_path / "histetl.duckdb").exists()
 
 
 def test_user_rules_disable_add_and_regrade(tmp_path: Path) -> None:
