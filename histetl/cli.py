@@ -547,7 +547,7 @@ def synth(
         shapes=Shapes(**counts),
         symbology=not no_symbology,
     )
-    check_output(path, "histetl synth PATH")
+    check_output(path, str(path))
     try:
         result = write_dbn(spec, path)
     except ValueError as exc:
