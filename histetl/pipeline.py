@@ -22,6 +22,14 @@ from typing import Literal
 import polars as pl
 import pyarrow as pa
 from loguru import logger
+from tenacity import (
+    Future,
+    Retrying,
+    retry_if_exception_type,
+    retry_never,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from histetl.config import default_db
 from histetl.decode import DEFAULT_BATCH_SIZE, DbnFile
@@ -169,31 +177,45 @@ class Replayer:
 
     def process(self, path: Path, sink: Sink | None) -> FileReport:
         """One file, in one transaction. An optimistic direct load that meets existing rows
-        is replayed in merge mode; a dropped connection is retried with backoff."""
+        is replayed in merge mode; a transient database failure (a dropped connection, a
+        silent server, a deadlock) rolls back and is retried with jittered backoff after a
+        reconnect; a terminal one (authentication, permission) fails the file at once."""
         started = time.perf_counter()
         merge = False
-        attempt = 1
-        while True:
-            report = FileReport(path=str(path))
-            try:
-                with DbnFile(path) as dbn:
-                    self._process(dbn, sink, report, merge)
-            except MergeRequired:
-                merge = True
-                continue
-            except TransientError as exc:
-                if sink is None or attempt >= self.options.db_retry.max_attempts:
-                    report = _failed(report, exc)
-                else:
-                    logger.warning("{} (attempt {}); retrying {}", exc.message, attempt, path)
-                    time.sleep(min(0.5 * 2**attempt, self.options.db_retry.max_wait_s))
-                    attempt += 1
-                    _reconnect(sink)
-                    continue
-            except HistetlError as exc:
-                report = _failed(report, exc)
-            report.seconds = time.perf_counter() - started
-            return report
+        report = FileReport(path=str(path))
+
+        def attempt() -> None:
+            nonlocal merge, report
+            while True:
+                report = FileReport(path=str(path))
+                try:
+                    with DbnFile(path) as dbn:
+                        self._process(dbn, sink, report, merge)
+                    return
+                except MergeRequired:
+                    merge = True
+
+        policy = self.options.db_retry
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError) if sink is not None else retry_never,
+            stop=stop_after_attempt(policy.max_attempts),
+            wait=wait_random_exponential(multiplier=0.5, max=policy.max_wait_s),
+            before_sleep=lambda state: logger.warning(
+                "{} (attempt {} of {}); retrying {}",
+                _message(state.outcome),
+                state.attempt_number,
+                policy.max_attempts,
+                path,
+            ),
+            before=lambda state: _reconnect(sink) if state.attempt_number > 1 else None,
+            reraise=True,
+        )
+        try:
+            retrying(attempt)
+        except HistetlError as exc:
+            report = _failed(report, exc)
+        report.seconds = time.perf_counter() - started
+        return report
 
     def _process(self, dbn: DbnFile, sink: Sink | None, report: FileReport, merge: bool) -> None:
         spec = dbn.spec
@@ -383,11 +405,20 @@ def _failed(report: FileReport, exc: HistetlError) -> FileReport:
     return report
 
 
-def _reconnect(sink: Sink) -> None:
+def _reconnect(sink: Sink | None) -> None:
+    """Before a retry: a fresh connection. A failure is only logged: the attempt that
+    follows fails again (transient, so retried while attempts remain, or terminal)."""
+    if sink is None:
+        return
     try:
         sink.reconnect()
-    except TransientError as exc:
-        logger.warning("{}", exc.message)
+    except HistetlError as exc:
+        logger.warning("{}", exc.message.splitlines()[0])
+
+
+def _message(outcome: Future | None) -> str:
+    exc = outcome.exception() if outcome is not None else None
+    return exc.message.splitlines()[0] if isinstance(exc, HistetlError) else str(exc)
 
 
 def _to_target(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
