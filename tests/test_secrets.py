@@ -63,15 +63,14 @@ def test_parse_dsn_when_valid_equals_libpq(dsn: str) -> None:
     assert dsn_dict(dsn) == {k: v for k, v in expected.items() if v is not None}
 
 
-@pytest.mark.parametrize("dsn", ["host=db password", "password='unterminated host=db", "x"])
-def test_parse_dsn_when_invalid_refuses_without_echoing_the_value(dsn: str) -> None:
+@pytest.mark.parametrize("dsn", ["host=db password", "host=db password='sec ret"])
+def test_parse_dsn_when_invalid_refuses_like_libpq_without_echoing_values(dsn: str) -> None:
     with pytest.raises(psycopg.ProgrammingError):
-        psycopg.conninfo.conninfo_to_dict(dsn + " host=h" if dsn == "x" else dsn)
-    if dsn == "x":
-        return  # no '=' at all: not a DSN (is_dsn), never parsed as one
+        psycopg.conninfo.conninfo_to_dict(dsn)
     with pytest.raises(ConfigError) as err:
         parse_dsn(dsn)
-    assert "unterminated" not in err.value.what or "'" not in err.value.what
+    assert "sec" not in err.value.message
+    assert "db" not in err.value.what
 
 
 def test_redact_when_dsn_is_unparsable_still_hides_the_password() -> None:
