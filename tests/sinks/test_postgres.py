@@ -467,3 +467,47 @@ def test_db_init_timescale_options_on_duckdb_are_refused(tmp_path: Path) -> None
         assert result.returncode == 2, result.stderr
         assert f"{option[0]} need TimescaleDB, but {db} is a DuckDB database" in result.stderr
     assert not (tmp_path / "x.duckdb").exists()
+
+
+@pytest.fixture
+def unprivileged_role(pg_server: Any) -> Any:
+    name = "histetl_noperm"
+    with psycopg.connect(pg_server.uri, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {name}")
+        conn.execute(f"CREATE ROLE {name} LOGIN")
+        conn.execute(f"REVOKE CREATE ON SCHEMA public FROM {name}, PUBLIC")
+    yield name
+    with psycopg.connect(pg_server.uri, autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {name}")
+        conn.execute(f"DROP ROLE {name}")
+
+
+@pytest.mark.parametrize(
+    ("who", "reason", "hint"),
+    [
+        ("postgres@{host}/no_such_db", 'database "no_such_db" does not exist', "createdb"),
+        ("no_such_role@{host}/postgres", 'role "no_such_role" does not exist', "CREATE ROLE"),
+        ("histetl_noperm@{host}/postgres", "permission denied for schema public", "grant"),
+    ],
+    ids=["missing-database", "missing-role", "permission-denied"],
+)
+def test_replay_when_database_refuses_fails_at_once_with_what_to_do(
+    pg_server: Any, unprivileged_role: str, tmp_path: Path, who: str, reason: str, hint: str
+) -> None:
+    path = tmp_path / "t.dbn"
+    write_dbn(SynthSpec(schema="trades", records=10, seed=1), path)
+    uri = "postgresql://" + who.format(host=f"{pg_server.host}:{pg_server.port}")
+    result = subprocess.run(
+        [*HISTETL, "replay", str(path), "--db", uri, "--db-retry-max-wait", "5"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "attempt" not in result.stderr  # terminal: never retried
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"error: PostgreSQL at {pg_server.host}:{pg_server.port} (user ")
+    assert reason in lines[0]
+    assert hint in lines[1]
+    assert "Traceback" not in result.stderr
