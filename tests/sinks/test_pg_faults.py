@@ -214,6 +214,16 @@ def test_replay_when_deadlocked_by_another_session_retries_and_loads_exactly(
         admin.execute("CREATE SCHEMA IF NOT EXISTS deadlock_src")
         admin.execute("DROP TABLE IF EXISTS deadlock_src.trades")
     src_uri = with_search_path(pg_server.uri, "deadlock_src")
+    try:
+        _deadlock_and_check(pg_uri, src_uri, path, scratch, tmp_path)
+    finally:
+        with psycopg.connect(pg_server.uri, autocommit=True) as admin:
+            admin.execute("DROP SCHEMA IF EXISTS deadlock_src CASCADE")
+
+
+def _deadlock_and_check(
+    pg_uri: str, src_uri: str, path: Path, scratch: Path, tmp_path: Path
+) -> None:
     prepared = subprocess.run(
         replay(src_uri, [path], scratch), capture_output=True, text=True, check=False
     )
