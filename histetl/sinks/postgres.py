@@ -284,6 +284,7 @@ class PostgresSink:
             applied.append(name)
         self.commit()
         self.timescale = self._enable_timescale()
+        self.commit()  # never left idle in a transaction (idle_in_transaction_session_timeout)
         return applied
 
     def _enable_timescale(self) -> bool:

@@ -281,3 +281,34 @@ def _deadlock_and_check(
     assert (report["totals"]["loaded"], report["totals"]["duplicates"]) == (4998, 2)
     assert rows(pg_uri, "SELECT count(*) FROM trades") == [(5010,)]
     assert target_schema != "deadlock_src"
+
+
+def test_replay_when_another_loader_holds_the_table_lock_fails_at_lock_timeout(
+    pg_uri: str, tmp_path: Path
+) -> None:
+    (path,) = trade_files(tmp_path, 1, 100)
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    write_dbn(SynthSpec(schema="trades", records=10, seed=99), seed / "seed.dbn")
+    made = subprocess.run(
+        replay(pg_uri, [seed / "seed.dbn"], seed), capture_output=True, text=True, check=False
+    )
+    assert made.returncode == 0, made.stderr
+    with psycopg.connect(pg_uri) as other:  # holds the table's load lock exclusively
+        other.execute("SELECT pg_advisory_xact_lock(hashtextextended('histetl:load:trades', 0))")
+        started = time.monotonic()
+        result = subprocess.run(
+            replay(pg_uri, [path], tmp_path, "--lock-timeout", "1"),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert elapsed < 30
+    assert "canceling statement due to lock timeout" in result.stderr
+    assert "another loader held the lock longer than --lock-timeout" in result.stderr
+    assert "attempt" not in result.stderr
+    rerun = subprocess.run(replay(pg_uri, [path], tmp_path), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
