@@ -28,7 +28,7 @@ from tenacity import (
     retry_if_exception_type,
     retry_never,
     stop_after_attempt,
-    wait_random_exponential,
+    wait_exponential_jitter,
 )
 
 from histetl.config import default_db
@@ -199,7 +199,7 @@ class Replayer:
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError) if sink is not None else retry_never,
             stop=stop_after_attempt(policy.max_attempts),
-            wait=wait_random_exponential(multiplier=0.5, max=policy.max_wait_s),
+            wait=wait_exponential_jitter(initial=0.5, max=policy.max_wait_s, jitter=0.5),
             before_sleep=lambda state: logger.warning(
                 "{} (attempt {} of {}); retrying {}",
                 _message(state.outcome),

@@ -27,7 +27,7 @@ from typing import Any
 import adbc_driver_postgresql.dbapi as pg_dbapi
 import pyarrow as pa
 from loguru import logger
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from histetl.errors import (
     ConfigError,
@@ -178,7 +178,7 @@ class PostgresSink:
         retrying = Retrying(
             retry=retry_if_exception_type(TransientLoadError),
             stop=stop_after_attempt(self.retry.max_attempts),
-            wait=wait_random_exponential(multiplier=0.2, max=self.retry.max_wait_s),
+            wait=wait_exponential_jitter(initial=0.2, max=self.retry.max_wait_s, jitter=0.2),
             before_sleep=lambda state: logger.warning(
                 "{} unreachable (attempt {} of {}), retrying",
                 self.target.label,
