@@ -80,6 +80,29 @@ def _db_option(func: F) -> F:
     )(func)
 
 
+def _db_timeout_options(func: F) -> F:
+    """--db-timeout and --lock-timeout (RetryPolicy's defaults; `connect_timeout` is a URI
+    parameter, default 10 s)."""
+    func = click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        default=RetryPolicy.lock_timeout_s,
+        show_default=True,
+        metavar="SECONDS",
+        help="Longest wait for another loader's lock (PostgreSQL day/table locks, the DuckDB "
+        "file); then the file fails. 0 waits forever.",
+    )(func)
+    return click.option(
+        "--db-timeout",
+        type=click.FloatRange(min=0),
+        default=RetryPolicy.timeout_s,
+        show_default=True,
+        metavar="SECONDS",
+        help="Longest the PostgreSQL server may stay silent on a statement (no answer, no "
+        "progress) before the connection is dropped and retried. 0 disables.",
+    )(func)
+
+
 def _print_file(report: FileReport) -> None:
     if report.status == "failed":
         logger.error("{} failed: {}", report.path, report.error)
@@ -236,6 +259,7 @@ def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: boo
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write a data-quality report page (and FILE's .figures.json sidecar).",
 )
+@_db_timeout_options
 @handle_errors
 def replay(
     paths: tuple[str, ...],
@@ -252,6 +276,8 @@ def replay(
     db_retries: int,
     db_retry_max_wait: float,
     batch_size: int,
+    db_timeout: float,
+    lock_timeout: float,
     html_path: Path | None,
 ) -> None:
     """Reprocess DBN files (paths, directories or globs) offline, exactly as a run would."""
@@ -264,7 +290,9 @@ def replay(
         quarantine_dir=quarantine_dir,
         rules_files=rules_files,
         mapping_file=mapping_file,
-        db_retry=RetryPolicy(db_retries, db_retry_max_wait),
+        db_retry=RetryPolicy(
+            db_retries, db_retry_max_wait, timeout_s=db_timeout, lock_timeout_s=lock_timeout
+        ),
         workers=workers,
     )
     if report_path is not None:
@@ -322,7 +350,8 @@ def db_init(
     db: str | None, chunk_interval: str, compress_after: str | None, retain_for: str | None
 ) -> None:
     """Apply migrations and create every canonical table (idempotent); on TimescaleDB also
-    hypertables and the compression/retention policies given."""
+    hypertables and the compression/retention policies given (refused, exit 2, on DuckDB
+    or a PostgreSQL without TimescaleDB)."""
     for option, value in (
         ("--chunk-interval", chunk_interval),
         ("--compress-after", compress_after),
@@ -334,7 +363,13 @@ def db_init(
                 where=option,
                 hint="write it like '7 days' or '12 hours'",
             )
-    options = TimescaleOptions(chunk_interval, compress_after, retain_for)
+    context = click.get_current_context()
+    given = tuple(
+        f"--{name.replace('_', '-')}"
+        for name in ("chunk_interval", "compress_after", "retain_for")
+        if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    )
+    options = TimescaleOptions(chunk_interval, compress_after, retain_for, given)
     shown = init_db(db or default_db(), options)
     click.echo(f"database ready: {shown}")
 

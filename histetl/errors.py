@@ -80,3 +80,12 @@ class TransientLoadError(LoadError, TransientError):
 
 class ReconciliationError(HistetlError):
     """records != loaded + duplicates + quarantined: a bug, never a data problem."""
+
+
+class TerminalLoadError(LoadError):
+    """The database refused in a way retrying will not fix: authentication, a missing
+    database or role, permission denied, a bad parameter. Fails at once, never retried."""
+
+
+class DatabaseTimeoutError(TransientLoadError):
+    """The database did not answer within a timeout (connect, a silent server)."""

@@ -54,7 +54,7 @@ from histetl.interrupt import CANCEL, Interrupted
 from histetl.jobs import Chunk, DatabentoSettings, JobFile, JobSpec, RetrySettings, plan_chunks
 from histetl.pipeline import BatchObserver, Replayer, ReplayOptions
 from histetl.report import FileReport, RunReport
-from histetl.sinks import open_sink, redact
+from histetl.sinks import backend_of, open_sink, redact
 
 T = TypeVar("T")
 
@@ -885,13 +885,7 @@ def _load(
 
 
 def _check_db(db: str) -> str:
-    scheme = db.split(":", 1)[0].lower()
-    if scheme not in ("duckdb", "postgres", "postgresql"):
-        raise ConfigError(
-            f"unsupported database URI scheme {scheme!r} in {redact(db)}",
-            where="db",
-            hint="use duckdb:///path.duckdb or postgresql://user@host/db",
-        )
+    backend_of(db)  # ConfigError for an unknown scheme; it never shows the password
     return db
 
 

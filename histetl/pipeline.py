@@ -24,7 +24,15 @@ from typing import Literal, Protocol
 
 import polars as pl
 import pyarrow as pa
+import tenacity
 from loguru import logger
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_never,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from histetl.config import default_db
 from histetl.decode import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, DbnFile
@@ -309,38 +317,53 @@ class Replayer:
 
     def process(self, path: Path, sink: Sink | None) -> FileReport:
         """One file, in one transaction. An optimistic direct load that meets existing rows
-        is replayed in merge mode; a dropped connection is retried with backoff."""
+        is replayed in merge mode; a transient database failure (a dropped connection, a
+        silent server, a deadlock) rolls back and is retried with jittered backoff after a
+        reconnect; a terminal one (authentication, permission) fails the file at once."""
         started = time.perf_counter()
         merge = False
-        attempt = 1
-        while True:
-            CANCEL.check()  # a stop request: start no file
-            report = FileReport(path=str(path))
-            if self.observer is not None:
-                self.observer.file_started(report)
-            try:
-                with DbnFile(path) as dbn:
-                    self._process(dbn, sink, report, merge)
-            except Interrupted:
-                raise  # rolled back; the run stops
-            except MergeRequired:
-                merge = True
-                continue
-            except TransientError as exc:
-                if sink is None or attempt >= self.options.db_retry.max_attempts:
-                    report = _failed(report, exc)
-                else:
-                    logger.warning("{} (attempt {}); retrying {}", exc.message, attempt, path)
-                    CANCEL.sleep(min(0.5 * 2**attempt, self.options.db_retry.max_wait_s))
-                    attempt += 1
-                    _reconnect(sink)
-                    continue
-            except HistetlError as exc:
-                report = _failed(report, exc)
-            report.seconds = time.perf_counter() - started
-            if self.observer is not None:
-                self.observer.file_finished(report)  # a failed file's figures are dropped
-            return report
+        report = FileReport(path=str(path))
+
+        def attempt() -> None:
+            nonlocal merge, report
+            while True:
+                CANCEL.check()  # a stop request: start no file, and no retry
+                report = FileReport(path=str(path))
+                if self.observer is not None:
+                    self.observer.file_started(report)
+                try:
+                    with DbnFile(path) as dbn:
+                        self._process(dbn, sink, report, merge)
+                    return
+                except MergeRequired:
+                    merge = True
+
+        policy = self.options.db_retry
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError) if sink is not None else retry_never,
+            stop=stop_after_attempt(policy.max_attempts),
+            wait=wait_exponential_jitter(initial=0.5, max=policy.max_wait_s, jitter=0.5),
+            sleep=CANCEL.sleep,  # a stop request ends the backoff wait at once
+            before_sleep=lambda state: logger.warning(
+                "{} (attempt {} of {}); retrying {}",
+                _message(state.outcome),
+                state.attempt_number,
+                policy.max_attempts,
+                path,
+            ),
+            before=lambda state: _reconnect(sink) if state.attempt_number > 1 else None,
+            reraise=True,
+        )
+        try:
+            retrying(attempt)
+        except Interrupted:
+            raise  # rolled back; the run stops
+        except HistetlError as exc:
+            report = _failed(report, exc)
+        report.seconds = time.perf_counter() - started
+        if self.observer is not None:
+            self.observer.file_finished(report)  # a failed file's figures are dropped
+        return report
 
     def _process(self, dbn: DbnFile, sink: Sink | None, report: FileReport, merge: bool) -> None:
         spec = dbn.spec
@@ -567,11 +590,20 @@ def _failed(report: FileReport, exc: HistetlError) -> FileReport:
     return report
 
 
-def _reconnect(sink: Sink) -> None:
+def _reconnect(sink: Sink | None) -> None:
+    """Before a retry: a fresh connection. A failure is only logged: the attempt that
+    follows fails again (transient, so retried while attempts remain, or terminal)."""
+    if sink is None:
+        return
     try:
         sink.reconnect()
-    except TransientError as exc:
-        logger.warning("{}", exc.message)
+    except HistetlError as exc:
+        logger.warning("{}", exc.message.splitlines()[0])
+
+
+def _message(outcome: tenacity.Future | None) -> str:
+    exc = outcome.exception() if outcome is not None else None
+    return exc.message.splitlines()[0] if isinstance(exc, HistetlError) else str(exc)
 
 
 def _to_target(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:

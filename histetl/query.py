@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from histetl.errors import ConfigError, HistetlError, LoadError
 from histetl.outputs import open_output
 from histetl.schemas import SUPPORTED_SCHEMAS, TS_TYPE, TableSpec, table_spec
-from histetl.sinks import redact
+from histetl.sinks import backend_of, redact
 
 Backend = Literal["duckdb", "postgres"]
 Format = Literal["table", "csv", "json", "parquet"]
@@ -141,8 +141,7 @@ class Database:
 
     @classmethod
     def open(cls, uri: str) -> Database:
-        scheme = uri.split(":", 1)[0].lower()
-        if scheme == "duckdb":
+        if backend_of(uri) == "duckdb":
             import adbc_driver_duckdb.dbapi as duckdb_dbapi
 
             from histetl.sinks.duckdb import duckdb_path
@@ -162,23 +161,11 @@ class Database:
                     where=path,
                     hint="another histetl process may be writing to it; try again after it",
                 ) from None
-        if scheme in ("postgresql", "postgres"):
-            import adbc_driver_postgresql.dbapi as pg_dbapi
+        from histetl.sinks import RetryPolicy
+        from histetl.sinks.postgres import connect
 
-            try:
-                return cls(pg_dbapi.connect(uri), "postgres", redact(uri))
-            except Exception as exc:
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                raise LoadError(
-                    f"cannot connect: {_scrub(message, uri)}",
-                    where=redact(uri),
-                    hint="check that the server is up and the URI (user, database) is right",
-                ) from None
-        raise ConfigError(
-            f"unsupported database URI scheme {scheme!r} in {redact(uri)}",
-            where="--db",
-            hint="use duckdb:///path.duckdb or postgresql://user@host/db",
-        )
+        conn, _guard = connect(uri, RetryPolicy())  # errors name host/user/db, never secrets
+        return cls(conn, "postgres", redact(uri))
 
     def __enter__(self) -> Database:
         return self
@@ -332,14 +319,6 @@ def _canonical(
 def _ts_literal(ns: int) -> str:
     stamp = _EPOCH + dt.timedelta(seconds=ns // 10**9)
     return f"'{stamp:%Y-%m-%d %H:%M:%S}.{ns % 10**9:09d}+00'"
-
-
-def _scrub(text: str, uri: str) -> str:
-    from urllib.parse import urlsplit
-
-    password = urlsplit(uri).password
-    text = text.replace(uri, redact(uri))
-    return text.replace(password, "***") if password else text
 
 
 def _duckdb_column(

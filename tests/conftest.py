@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,10 +46,13 @@ def pg_server() -> Iterator[PgServer]:
 
 @pytest.fixture(scope="session")
 def timescale_server() -> Iterator[PgServer]:
-    """PGlite + TimescaleDB over the wire protocol (or $HISTETL_TEST_TIMESCALE_URI)."""
+    """PGlite + TimescaleDB over the wire protocol (or $HISTETL_TEST_TIMESCALE_URI). Skipped
+    when unavailable, except under CI (env CI set), where that fails the run."""
     try:
         server = start_timescale()
     except TimescaleUnavailable as exc:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"TimescaleDB test server unavailable under CI: {exc}", pytrace=False)
         pytest.skip(f"TimescaleDB test server unavailable: {exc}")
     yield server
     server.stop()

@@ -5,14 +5,17 @@ load ledger of the files it loaded."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
 from histetl.errors import ConfigError
+from histetl.secrets import is_dsn, redact, scrub
+
+__all__ = ["redact", "scrub"]  # the one redaction function, re-exported for its old users
 
 LEDGER_TABLE = "histetl_ledger"
 LEDGER_COLUMNS = (
@@ -33,11 +36,25 @@ LEDGER_SELECT = f"SELECT {', '.join(LEDGER_COLUMNS)} FROM {LEDGER_TABLE}"
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Reconnects and per-file retries when the database is unreachable or drops the
-    connection: capped exponential backoff."""
+    """How long to wait for the database, and how often to try again.
+
+    Transient failures (unreachable, a dropped connection, a silent server, a deadlock) are
+    retried per file with capped, jittered exponential backoff; terminal ones (a wrong
+    password, a missing database or role, permission denied) fail at once.
+
+    - connect_timeout_s: libpq `connect_timeout` (a URI's own `connect_timeout` wins).
+    - timeout_s: the longest the server may stay silent, with no answer and no progress, on
+      one statement (a stopped or partitioned server); 0 disables. A COPY that keeps
+      streaming is never cut. Also the server's `idle_in_transaction_session_timeout`.
+    - lock_timeout_s: the longest wait for another loader's lock (PostgreSQL `lock_timeout`
+      on the day/table locks, DuckDB's file lock); 0 waits forever.
+    """
 
     max_attempts: int = 5
     max_wait_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    timeout_s: float = 300.0
+    lock_timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,17 @@ class TimescaleOptions:
     chunk_interval: str = "1 day"
     compress_after: str | None = None  # add a compression policy
     retain_for: str | None = None  # add a retention policy (drops older chunks)
+    given: tuple[str, ...] = ()  # the options the user set (e.g. "--retain-for"), for errors
+
+    def refuse(self, target: str, why: str) -> None:
+        """ConfigError when the user asked for settings `target` cannot apply."""
+        if self.given:
+            raise ConfigError(
+                f"{', '.join(self.given)} need TimescaleDB, but {target} {why}",
+                where=self.given[0],
+                hint="drop these options, or point --db at a PostgreSQL server with the "
+                "timescaledb extension",
+            )
 
 
 @dataclass(frozen=True)
@@ -153,14 +181,23 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def redact(uri: str) -> str:
-    """The URI with any password replaced by ***."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+def backend_of(uri: str) -> Literal["duckdb", "postgres"]:
+    """Which target a URI names: duckdb:///..., postgresql://... (or postgres://), or a
+    libpq key=value DSN (`host=... dbname=...`). ConfigError otherwise."""
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", uri)
+    scheme = match.group(1).lower() if match else ""
+    if scheme == "duckdb":
+        return "duckdb"
+    if scheme in ("postgresql", "postgres") or (not scheme and is_dsn(uri)):
+        return "postgres"
+    raise ConfigError(
+        f"unsupported database URI scheme {scheme!r} in {redact(uri)}"
+        if scheme
+        else f"not a database URI: {redact(uri)!r}",
+        where="--db",
+        hint="use duckdb:///path.duckdb, postgresql://user@host/db, or a key=value DSN "
+        "(host=... dbname=...)",
+    )
 
 
 def canonical_targets() -> list[TableTarget]:
@@ -172,17 +209,13 @@ def canonical_targets() -> list[TableTarget]:
 def open_sink(
     uri: str, retry: RetryPolicy | None = None, timescale: TimescaleOptions | None = None
 ) -> Sink:
-    scheme = uri.split(":", 1)[0].lower()
-    if scheme == "duckdb":
+    if backend_of(uri) == "duckdb":
         from histetl.sinks.duckdb import DuckDBSink
 
-        return DuckDBSink(uri)
-    if scheme in ("postgresql", "postgres"):
-        from histetl.sinks.postgres import PostgresSink
+        if timescale is not None:
+            timescale.refuse(redact(uri), "is a DuckDB database (no hypertables or policies)")
+        policy = retry or RetryPolicy()
+        return DuckDBSink(uri, lock_timeout_s=policy.lock_timeout_s)
+    from histetl.sinks.postgres import PostgresSink
 
-        return PostgresSink(uri, retry=retry, timescale=timescale)
-    raise ConfigError(
-        f"unsupported database URI scheme {scheme!r} in {redact(uri)}",
-        where="--db",
-        hint="use duckdb:///path.duckdb or postgresql://user@host/db",
-    )
+    return PostgresSink(uri, retry=retry, timescale=timescale)

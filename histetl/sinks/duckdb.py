@@ -4,12 +4,14 @@ Each file loads in one transaction: batches are ingested into a temporary stagin
 merged with `INSERT ... ON CONFLICT DO NOTHING` on the primary key, then the ledger row is
 written and the transaction commits. A crash at any point leaves the file either fully loaded
 with its ledger row or not at all. DuckDB allows one writing process per file: a second histetl
-waits for the lock (up to `lock_timeout_s`) and then exits with a clear message.
+waits for the lock (up to `lock_timeout_s`, saying what it waits for) and then exits with a
+clear message.
 """
 
 from __future__ import annotations
 
-import time
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,13 @@ from typing import Any
 import adbc_driver_duckdb.dbapi as duckdb_dbapi
 import pyarrow as pa
 from loguru import logger
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_never,
+    wait_exponential,
+)
 
 from histetl.errors import ConfigError, LoadError
 from histetl.sinks import (
@@ -96,40 +105,75 @@ def duckdb_path(uri: str) -> str:
     return rest[3:]
 
 
+class _Locked(Exception):
+    """The database file is locked by another process (a retry may succeed)."""
+
+
 class DuckDBSink:
-    def __init__(self, uri: str, lock_timeout_s: float = 60.0) -> None:
+    def __init__(self, uri: str, lock_timeout_s: float = 300.0) -> None:
         self.path = duckdb_path(uri)
         self.display = f"duckdb:///{self.path}"
         self.backend = "duckdb"
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _prepare_dir(Path(self.path))
         self._conn = self._connect(lock_timeout_s)
         self._created: set[str] = set()
-        with self._conn.cursor() as cur:
-            cur.execute(_LEDGER_DDL)
-        self._conn.commit()
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(_LEDGER_DDL)
+            self._conn.commit()
+        except Exception as exc:  # e.g. a read-only file
+            self._conn.close()
+            raise LoadError(
+                f"cannot write to the DuckDB database: {_first_line(exc)}",
+                where=self.path,
+                hint="check that the file is writable and is a DuckDB database",
+            ) from None
 
     def _connect(self, timeout_s: float) -> Any:
-        deadline = time.monotonic() + timeout_s
-        delay = 0.05
-        while True:
+        """Open the file; while another process holds its lock, say so once and wait (up
+        to `timeout_s`, 0 = forever), then fail with one clear line."""
+        told: list[bool] = []
+
+        def attempt() -> Any:
             try:
                 return duckdb_dbapi.connect(self.path)
             except Exception as exc:  # the ADBC driver raises its own error classes
-                locked = "lock" in str(exc).lower()
-                if not locked or time.monotonic() >= deadline:
-                    hint = (
-                        "another histetl process is writing to it; wait for it to finish"
-                        if locked
-                        else "check the path and that it is a DuckDB file"
-                    )
+                text = str(exc)
+                if "lock" not in text.lower():
                     raise LoadError(
-                        f"cannot open DuckDB database: {str(exc).splitlines()[0]}",
+                        f"cannot open DuckDB database: {_first_line(exc)}",
                         where=self.path,
-                        hint=hint,
-                    ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                        hint="check the path, its permissions, and that it is a DuckDB file",
+                    ) from None
+                if not told:
+                    told.append(True)
+                    limit = f"up to {timeout_s:g} s" if timeout_s > 0 else "until it is free"
+                    logger.warning(
+                        "waiting for {}: another process{} holds its lock (another histetl "
+                        "loading into it?); waiting {} (--lock-timeout)",
+                        self.path,
+                        _holder(text),
+                        limit,
+                    )
+                raise _Locked(text) from None
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Locked),
+            stop=stop_after_delay(timeout_s) if timeout_s > 0 else stop_never,
+            wait=wait_exponential(multiplier=0.05, max=1.0),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Locked as exc:
+            raise LoadError(
+                f"DuckDB database still locked by another process{_holder(str(exc))} after "
+                f"{timeout_s:g} s",
+                where=self.path,
+                hint="another histetl process is writing to it; run again when it has "
+                "finished (loaded files are skipped), or raise --lock-timeout",
+            ) from None
 
     def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None:
         with self._conn.cursor() as cur:
@@ -224,6 +268,42 @@ class DuckDBFileLoad:
             self._conn.rollback()
         except Exception as exc:  # nothing to roll back after a failed commit
             logger.debug("DuckDB rollback: {}", exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first.replace("INTERNAL: ", "").replace("IO Error: ", "")
+
+
+def _holder(message: str) -> str:
+    """' (PID 123)' from DuckDB's lock message, if it names the process."""
+    match = re.search(r"\(PID (\d+)\)", message)
+    return f" (PID {match.group(1)})" if match else ""
+
+
+def _prepare_dir(path: Path) -> None:
+    """Create the database's folder; an unusable path is one clear line, not a traceback."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the folder for the DuckDB database: {exc.strerror}",
+            where=str(path.parent),
+            hint="pick a --db path in a writable folder (duckdb:///dir/file.duckdb)",
+        ) from None
+    if path.is_dir():
+        raise ConfigError(
+            "the DuckDB database path is a directory",
+            where=str(path),
+            hint="name a file: duckdb:///dir/file.duckdb",
+        )
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            "the folder of the DuckDB database is not writable",
+            where=str(path.parent),
+            hint="pick a --db path in a writable folder, or fix its permissions",
+        )
 
 
 def _load_error(what: str, table: str, exc: BaseException) -> LoadError:

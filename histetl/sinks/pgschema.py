@@ -10,6 +10,7 @@ ADBC does not convert on append, so `to_pg_arrow` produces exactly the table's c
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -31,8 +32,44 @@ _INTS: dict[pa.DataType, tuple[str, pa.DataType]] = {
 }  # fmt: skip
 
 
+IDENTIFIER_MAX_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are truncated
+
+
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A SQL string literal (for functions that take a name as text, e.g. TimescaleDB's)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def check_identifier(name: str, where: str = "mapping key `table`") -> None:
+    """PostgreSQL truncates identifiers to 63 bytes, so two long table names that differ
+    only after that would silently be one table: refuse them."""
+    size = len(name.encode("utf-8"))
+    if size > IDENTIFIER_MAX_BYTES:
+        raise ConfigError(
+            f"table name {name!r} is {size} bytes; PostgreSQL names are at most "
+            f"{IDENTIFIER_MAX_BYTES} bytes (it would truncate it, so two names that differ "
+            "only after that would land in one table)",
+            where=where,
+            hint=f"shorten the table name to at most {IDENTIFIER_MAX_BYTES} bytes",
+        )
+    if not name or "\0" in name:
+        raise ConfigError("a table name must be non-empty text without NUL", where=where)
+
+
+def index_name(table: str, suffix: str) -> str:
+    """`<table>_<suffix>`, shortened with a hash when it would pass 63 bytes (so indexes of
+    two long table names never collide after truncation)."""
+    name = f"{table}_{suffix}"
+    if len(name.encode("utf-8")) <= IDENTIFIER_MAX_BYTES:
+        return name
+    digest = hashlib.sha256(table.encode("utf-8")).hexdigest()[:8]
+    keep = IDENTIFIER_MAX_BYTES - len(suffix) - len(digest) - 2
+    head = table.encode("utf-8")[:keep].decode("utf-8", "ignore")
+    return f"{head}_{digest}_{suffix}"
 
 
 @dataclass(frozen=True)
@@ -100,7 +137,7 @@ def create_table_sql(target: TableTarget) -> list[str]:
     names = {c.name for c in columns}
     if "symbol" in names:
         statements.append(
-            f"CREATE INDEX IF NOT EXISTS {quote(target.name + '_symbol_time')} "
+            f"CREATE INDEX IF NOT EXISTS {quote(index_name(target.name, 'symbol_time'))} "
             f"ON {table} (symbol, {quote(target.time_column)})"
         )
     return statements

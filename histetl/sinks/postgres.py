@@ -17,17 +17,25 @@ Load path, one transaction per file:
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import re
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 import adbc_driver_postgresql.dbapi as pg_dbapi
 import pyarrow as pa
 from loguru import logger
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from histetl.errors import LoadError, TransientLoadError
+from histetl.errors import (
+    ConfigError,
+    DatabaseTimeoutError,
+    LoadError,
+    TerminalLoadError,
+    TransientLoadError,
+)
 from histetl.sinks import (
     LEDGER_COLUMNS,
     LEDGER_SELECT,
@@ -40,27 +48,29 @@ from histetl.sinks import (
     ledger_params,
     ledger_upsert_sql,
     redact,
+    scrub,
 )
-from histetl.sinks.pgschema import create_table_sql, pg_arrow_schema, quote, to_pg_arrow
+from histetl.sinks.pgconn import (
+    HINTS,
+    PgTarget,
+    StallGuard,
+    classify,
+    parse_target,
+    socket_fds,
+    with_timeouts,
+)
+from histetl.sinks.pgschema import (
+    check_identifier,
+    create_table_sql,
+    index_name,
+    literal,
+    pg_arrow_schema,
+    quote,
+    to_pg_arrow,
+)
 
 _MIGRATIONS_TABLE = "histetl_migrations"
 _UNIQUE_VIOLATION = "23505"
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return any(
-        s in text
-        for s in (
-            "connection",
-            "could not connect",
-            "server closed",
-            "terminating",
-            "no connection",
-            "broken pipe",
-            "timeout",
-        )
-    )
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -73,92 +83,190 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def connect(uri: str, policy: RetryPolicy) -> tuple[Any, StallGuard]:
+    """One connection attempt with histetl's timeouts; driver errors become LoadErrors
+    (TransientLoadError only for what retrying may fix). Also used by the readers
+    (query, verify)."""
+    target = parse_target(uri)
+    conninfo = with_timeouts(uri, policy)
+    before = socket_fds()
+    try:
+        conn = pg_dbapi.connect(conninfo)
+    except Exception as exc:  # the driver's error classes are not importable stably
+        raise driver_error("cannot connect", exc, target, (uri, conninfo)) from None
+    return conn, StallGuard(before)
+
+
+def driver_error(
+    what: str,
+    exc: BaseException,
+    target: PgTarget,
+    uris: tuple[str, ...],
+    stalled_s: float | None = None,
+) -> LoadError | ConfigError:
+    """A one-line error naming host, user and database (never the password)."""
+    text = str(exc).strip()
+    message = text.splitlines()[0] if text else type(exc).__name__
+    for uri in uris:
+        message = scrub(message, uri)
+    # the label already names host, user and database: keep only the server's reason
+    message = re.sub(r"^(?:[A-Z_]+: )?\[libpq\] (?:Failed to connect: )?", "", message)
+    message = re.sub(
+        r'^connection to server (?:at|on) "[^"]*"(?:, port \d+)? failed: ', "", message
+    )
+    message = re.sub(r"^(?:FATAL|ERROR):\s+", "", message)
+    if stalled_s is not None:
+        return DatabaseTimeoutError(
+            f"{what}: no answer from the server for {stalled_s:g} s (--db-timeout)",
+            where=target.label,
+            hint="the server stopped answering (stopped, overloaded or unreachable); check "
+            "it and rerun (loaded files are skipped), or raise --db-timeout",
+        )
+    kind = classify(exc)
+    if kind == "transient":
+        cls: type[LoadError] = (
+            DatabaseTimeoutError if "timeout expired" in message else TransientLoadError
+        )
+        return cls(f"{what}: {message}", where=target.label, hint=HINTS["transient"])
+    if kind == "parameter":  # libpq refused a parameter: a usage error, exit 2
+        return ConfigError(f"{what}: {message}", where=target.label, hint=HINTS[kind])
+    if kind in ("auth", "missing", "permission", "config"):
+        return TerminalLoadError(f"{what}: {message}", where=target.label, hint=HINTS[kind])
+    return LoadError(f"{what}: {message}", where=target.label, hint=HINTS.get(kind))
+
+
 class PostgresSink:
     def __init__(
         self, uri: str, retry: RetryPolicy | None = None, timescale: TimescaleOptions | None = None
     ) -> None:
         self._uri = uri
-        parts = urlsplit(uri)
-        self._password = parts.password
-        self.host = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        self.retry = retry or RetryPolicy()
+        self.target = parse_target(uri)  # ConfigError (exit 2) before any connection
+        self._conninfo = with_timeouts(uri, self.retry)
+        self.host = self.target.host
         self.display = redact(uri)
         self.backend = "postgres"
-        self.retry = retry or RetryPolicy()
         self.timescale_options = timescale or TimescaleOptions()
         self._conn: Any = None
+        self._guard: StallGuard | None = None
         self._created: set[str] = set()
         self.timescale: bool | None = None
-        self.connect()
-        self.migrate()
+        self._connect_retrying()
 
     # -- connection ----------------------------------------------------------------------------
-    def _scrub(self, text: str) -> str:
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text.replace(self._uri, self.display)
-
-    def error(self, what: str, exc: BaseException, transient: bool = False) -> LoadError:
-        message = self._scrub(
-            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        )
-        cls = TransientLoadError if transient else LoadError
-        return cls(
-            f"{what}: {message}",
-            where=f"PostgreSQL at {self.host}",
-            hint="check that the server is up and the URI (user, database) is right"
-            if transient
-            else None,
+    def error(self, what: str, exc: BaseException) -> LoadError | ConfigError:
+        stalled = self._guard is not None and self._guard.fired
+        return driver_error(
+            what,
+            exc,
+            self.target,
+            (self._uri, self._conninfo),
+            self.retry.timeout_s if stalled else None,
         )
 
-    def connect(self) -> None:
+    def _connect_once(self) -> None:
         self.close()
+        self._conn, self._guard = connect(self._uri, self.retry)
+        try:
+            self.migrate()
+        except BaseException:
+            self.close()
+            raise
 
-        def attempt() -> Any:
-            try:
-                return pg_dbapi.connect(self._uri)
-            except Exception as exc:  # the driver's error classes are not importable stably
-                raise self.error("cannot connect", exc, transient=True) from None
-
+    def _connect_retrying(self) -> None:
+        """Connect (and migrate), retrying only transient failures with backoff."""
         retrying = Retrying(
             retry=retry_if_exception_type(TransientLoadError),
             stop=stop_after_attempt(self.retry.max_attempts),
-            wait=wait_exponential(multiplier=0.2, max=self.retry.max_wait_s),
+            wait=wait_exponential_jitter(initial=0.2, max=self.retry.max_wait_s, jitter=0.2),
             before_sleep=lambda state: logger.warning(
-                "PostgreSQL at {} unreachable (attempt {}), retrying",
-                self.host,
+                "{} unreachable (attempt {} of {}), retrying",
+                self.target.label,
                 state.attempt_number,
+                self.retry.max_attempts,
             ),
             reraise=True,
         )
-        self._conn = retrying(attempt)
+        retrying(self._connect_once)
 
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._conn.cursor() as cur:
+    def _live(self) -> Any:
+        """The connection; after a failed reconnect, one more attempt (a TransientLoadError
+        when the server is still away, never an AttributeError on a missing connection)."""
+        if self._conn is None:
+            self._connect_once()
+        return self._conn
+
+    @contextlib.contextmanager
+    def guarded(self, seconds: float | None = None) -> Iterator[StallGuard | None]:
+        """Run a blocking call under the stall watchdog (default: --db-timeout)."""
+        guard = self._guard
+        if guard is None:
+            yield None
+            return
+        with guard.watch(self.retry.timeout_s if seconds is None else seconds):
+            yield guard
+
+    def _lock_wait_s(self) -> float:
+        lock, silent = self.retry.lock_timeout_s, self.retry.timeout_s
+        return 0.0 if lock <= 0 or silent <= 0 else lock + silent
+
+    def execute(
+        self, sql: str, params: tuple[Any, ...] = (), wait_s: float | None = None
+    ) -> list[tuple[Any, ...]]:
+        conn = self._live()
+        with conn.cursor() as cur, self.guarded(wait_s):
             try:
                 cur.execute(sql, params or None)
+                return list(cur.fetchall()) if cur.description else []
             except Exception as exc:
-                raise self.error("query failed", exc, _is_connection_error(exc)) from None
-            return list(cur.fetchall()) if cur.description else []
+                raise self.error("query failed", exc) from None
+
+    def commit(self) -> None:
+        with self.guarded():
+            try:
+                self._live().commit()
+            except LoadError:
+                raise
+            except Exception as exc:
+                raise self.error("commit failed", exc) from None
+
+    def rollback(self) -> None:
+        """End the transaction; a lost connection has rolled back on the server already."""
+        if self._conn is None:
+            return
+        with self.guarded():
+            try:
+                self._conn.rollback()
+            except Exception as exc:
+                logger.debug("rollback on {}: {}", self.host, self.error("rollback", exc).what)
 
     @property
     def connection(self) -> Any:
-        return self._conn
+        return self._live()
 
     def reconnect(self) -> None:
-        self.connect()
+        """Drop the connection; the next call connects again (one attempt: the caller's retry
+        loop backs off between attempts, and that attempt's error is the one reported)."""
+        self.close()
 
     def close(self) -> None:
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
         if self._conn is not None:
             try:
                 self._conn.close()
             except Exception as exc:  # a dead connection may fail to close; nothing to keep
-                logger.debug("closing PostgreSQL connection: {}", exc)
+                logger.debug("closing PostgreSQL connection: {}", self.error("close", exc).what)
             self._conn = None
 
     # -- schema --------------------------------------------------------------------------------
     def migrate(self) -> list[str]:
         """Apply the migrations in sql/ that this database has not seen; returns their names."""
-        self.execute("SELECT pg_advisory_xact_lock(hashtextextended('histetl:migrations', 0))")
+        self.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('histetl:migrations', 0))",
+            wait_s=self._lock_wait_s(),
+        )
         self.execute(
             f"CREATE TABLE IF NOT EXISTS {_MIGRATIONS_TABLE} (version integer PRIMARY "
             "KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -174,8 +282,9 @@ class PostgresSink:
                 f"INSERT INTO {_MIGRATIONS_TABLE} (version, name) VALUES ($1, $2)", (version, name)
             )
             applied.append(name)
-        self._conn.commit()
+        self.commit()
         self.timescale = self._enable_timescale()
+        self.commit()  # never left idle in a transaction (idle_in_transaction_session_timeout)
         return applied
 
     def _enable_timescale(self) -> bool:
@@ -187,12 +296,17 @@ class PostgresSink:
             if available:
                 try:
                     self.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                    self._conn.commit()
+                    self.commit()
                     installed = [(1,)]
+                except TransientLoadError:
+                    raise
                 except LoadError as exc:
-                    self._conn.rollback()
+                    self.rollback()
                     logger.warning("cannot create the timescaledb extension: {}", exc.what)
         if not installed:
+            if self.target.label in _WARNED_NO_TIMESCALE:  # once per process and target
+                return False
+            _WARNED_NO_TIMESCALE.add(self.target.label)
             logger.warning(
                 "TimescaleDB is not available on {}: tables are plain PostgreSQL "
                 "tables (loads, dedup and queries work; no hypertables, compression "
@@ -206,8 +320,15 @@ class PostgresSink:
         """Create the table (and its hypertable, with TimescaleDB) if it does not exist."""
         if target.name in self._created:
             return
+        check_identifier(target.name)
+        if self._table_ready(target):
+            self.commit()
+            self._created.add(target.name)
+            return
         self.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", (f"histetl:ddl:{target.name}",)
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            (f"histetl:ddl:{target.name}",),
+            wait_s=self._lock_wait_s(),
         )
         for statement in create_table_sql(target):
             self.execute(statement)
@@ -217,24 +338,45 @@ class PostgresSink:
             (target.name,),
         ):
             self._make_hypertable(target)
-        self._conn.commit()
+        self.commit()
         self._created.add(target.name)
+
+    def _table_ready(self, target: TableTarget) -> bool:
+        """The table and its indexes exist (and are a hypertable, with TimescaleDB): then no
+        DDL runs, because even CREATE INDEX IF NOT EXISTS takes a SHARE lock that would
+        queue behind other loaders' open COPYs."""
+        names = [quote(target.name)]
+        if any(f.name == "symbol" for f in target.schema):
+            names.append(quote(index_name(target.name, "symbol_time")))
+        for name in names:
+            if self.execute("SELECT to_regclass($1) IS NOT NULL", (name,))[0][0] is not True:
+                return False
+        return not self.timescale or bool(
+            self.execute(
+                "SELECT 1 FROM timescaledb_information.hypertables "
+                "WHERE hypertable_schema = current_schema() AND hypertable_name = $1",
+                (target.name,),
+            )
+        )
 
     def init_tables(self, targets: list[TableTarget]) -> None:
         """`histetl db init`: every canonical table, ready before the first load, with the
-        configured compression and retention policies on TimescaleDB."""
+        configured compression and retention policies on TimescaleDB (refused, before any
+        table is created, when the server has no TimescaleDB)."""
+        if not self.timescale:
+            self.timescale_options.refuse(self.target.label, "has no timescaledb extension")
         for target in targets:
             self.ensure_table(target)
             if self.timescale:
                 self._apply_policies(target)
-                self._conn.commit()
+                self.commit()
 
     def _make_hypertable(self, target: TableTarget) -> None:
         options = self.timescale_options
-        table = quote(target.name)
+        table = literal(quote(target.name))
         # SELECT * FROM: the bare function call returns a record type ADBC cannot read
         self.execute(
-            f"SELECT * FROM create_hypertable('{table}', '{target.time_column}', "
+            f"SELECT * FROM create_hypertable({table}, {literal(target.time_column)}, "
             f"chunk_time_interval => INTERVAL '{options.chunk_interval}', "
             "if_not_exists => TRUE, migrate_data => TRUE)"
         )
@@ -248,15 +390,15 @@ class PostgresSink:
             self.execute(
                 f"ALTER TABLE {table} SET (timescaledb.compress, "
                 "timescaledb.compress_segmentby = 'instrument_id', "
-                f"timescaledb.compress_orderby = '{target.time_column}')"
+                f"timescaledb.compress_orderby = {literal(quote(target.time_column))})"
             )
             self.execute(
-                f"SELECT * FROM add_compression_policy('{table}', "
+                f"SELECT * FROM add_compression_policy({literal(table)}, "
                 f"INTERVAL '{options.compress_after}', if_not_exists => TRUE)"
             )
         if options.retain_for:
             self.execute(
-                f"SELECT * FROM add_retention_policy('{table}', "
+                f"SELECT * FROM add_retention_policy({literal(table)}, "
                 f"INTERVAL '{options.retain_for}', if_not_exists => TRUE)"
             )
 
@@ -266,12 +408,12 @@ class PostgresSink:
             LEDGER_SELECT + " WHERE sha256 = $1 AND target_table = $2",
             (sha256, table),
         )
-        self._conn.commit()
+        self.commit()
         return LedgerEntry(*rows[0]) if rows else None
 
     def ledger(self) -> list[LedgerEntry]:
         rows = self.execute(LEDGER_SELECT + " ORDER BY loaded_at, path")
-        self._conn.commit()
+        self.commit()
         return [LedgerEntry(*row) for row in rows]
 
     # -- loading -------------------------------------------------------------------------------
@@ -295,25 +437,30 @@ class PostgresSink:
         self.ensure_table(target)
         days = _days(span)
         table_key = f"histetl:load:{target.name}"
+        wait = self._lock_wait_s()
+        lock = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
         if days is None:
-            self.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", (table_key,))
+            self.execute(lock, (table_key,), wait_s=wait)
         else:
             self.execute(
-                "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))", (table_key,)
+                "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))",
+                (table_key,),
+                wait_s=wait,
             )
             for day in days:
-                self.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", (f"{table_key}:{day}",)
-                )
+                self.execute(lock, (f"{table_key}:{day}",), wait_s=wait)
         if not force:
             rows = self.execute(
                 f"SELECT 1 FROM {LEDGER_TABLE} WHERE sha256 = $1 AND target_table = $2",
                 (sha256, target.name),
             )
             if rows:
-                self._conn.rollback()
+                self.rollback()
                 return None
         return PostgresFileLoad(self, target, merge)
+
+
+_WARNED_NO_TIMESCALE: set[str] = set()
 
 
 MAX_DAY_LOCKS = 64
@@ -334,7 +481,8 @@ class PostgresFileLoad:
         self._target = target
         self.merge = merge
         self._schema = pg_arrow_schema(target)
-        self._stage = f"histetl_stage_{target.name}"
+        self._stage = "histetl_stage_" + hashlib.sha256(target.name.encode()).hexdigest()[:12]
+        self._guard: StallGuard | None = None
         columns = ", ".join(quote(f.name) for f in self._schema)
         self._merge_sql = (
             f"INSERT INTO {quote(target.name)} ({columns}) SELECT {columns} "
@@ -350,14 +498,17 @@ class PostgresFileLoad:
         def converted() -> Iterator[pa.RecordBatch]:
             try:
                 for batch in batches:
+                    if self._guard is not None:
+                        self._guard.touch()  # progress: a long COPY is not a silent server
                     yield from to_pg_arrow(batch, self._target).to_batches()
             except BaseException as exc:  # ADBC would only see a message: keep the error
                 failure.append(exc)
                 raise
 
         reader = pa.RecordBatchReader.from_batches(self._schema, converted())
-        conn = self._sink._conn
-        with conn.cursor() as cur:
+        conn = self._sink.connection
+        with conn.cursor() as cur, self._sink.guarded() as guard:
+            self._guard = guard
             try:
                 if not self.merge:
                     return int(cur.adbc_ingest(self._target.name, reader, mode="append"))
@@ -372,24 +523,20 @@ class PostgresFileLoad:
                 if failure:
                     raise failure[0] from None
                 if not self.merge and getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION:
-                    conn.rollback()
+                    self._sink.rollback()
                     raise MergeRequired from None
                 what = "merge failed" if self.merge else "COPY failed"
-                raise self._sink.error(what, exc, _is_connection_error(exc)) from None
+                raise self._sink.error(what, exc) from None
+            finally:
+                self._guard = None
 
     def commit(self, entry: LedgerEntry) -> None:
         placeholders = [f"${i + 1}" for i in range(len(LEDGER_COLUMNS))]
         self._sink.execute(ledger_upsert_sql(placeholders), ledger_params(entry))
-        try:
-            self._sink._conn.commit()
-        except Exception as exc:
-            raise self._sink.error("commit failed", exc, _is_connection_error(exc)) from None
+        self._sink.commit()
 
     def rollback(self) -> None:
-        try:
-            self._sink._conn.rollback()
-        except Exception as exc:  # the connection may be gone; the server rolls back for us
-            logger.debug("rollback on {}: {}", self._sink.host, exc)
+        self._sink.rollback()
 
 
 def _statements(sql: str) -> list[str]:

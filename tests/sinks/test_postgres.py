@@ -381,3 +381,133 @@ def test_db_init_rejects_a_bad_interval(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--compress-after: 'soon' is not an interval" in result.stderr
+
+
+def test_mapping_table_names_past_63_bytes_are_refused_not_merged(
+    pg_uri: str, tmp_path: Path
+) -> None:
+    """PostgreSQL truncates names to 63 bytes: two long names equal in their first 63 bytes
+    would silently be one table."""
+    stem = "t" * 63
+    paths = []
+    for n, schema in enumerate(("trades", "tbbo")):
+        path = tmp_path / f"{schema}.dbn"
+        write_dbn(SynthSpec(schema=schema, records=50, seed=n), path)
+        paths.append(path)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(f"tables:\n  trades:\n    table: {stem}a\n  tbbo:\n    table: {stem}b\n")
+    report = load(pg_uri, paths, tmp_path, mapping_file=mapping)
+    assert [f.status for f in report.files] == ["failed", "failed"]
+    for f in report.files:
+        assert f.loaded == 0
+        assert "is 64 bytes; PostgreSQL names are at most 63 bytes" in (f.error or "")
+        assert "mapping key `table`" in (f.error or "")
+    assert query(pg_uri, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'ttt%'") == [(0,)]
+
+
+@pytest.mark.parametrize("name", ['Odd "Name', "dotted.name", "UPPER", "it's", "x" * 63])
+def test_mapping_table_names_with_quotes_dots_or_case_load_exactly_there(
+    db_uri: str, tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / "t.dbn"
+    write_dbn(SynthSpec(schema="trades", records=40, seed=1), path)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(f"tables:\n  trades:\n    table: {json.dumps(name)}\n")
+    report = load(db_uri, [path], tmp_path, mapping_file=mapping)
+    assert [f.status for f in report.files] == ["loaded"], report.files[0].error
+    quoted = '"' + name.replace('"', '""') + '"'
+    assert query(db_uri, f"SELECT count(*) FROM {quoted}") == [(40,)]
+    assert load(db_uri, [path], tmp_path, mapping_file=mapping).totals["skipped"] == 40
+
+
+def test_timescale_unavailable_warning_appears_once_per_process(pg_uri: str) -> None:
+    from loguru import logger
+
+    from histetl.sinks import open_sink, postgres
+
+    postgres._WARNED_NO_TIMESCALE.clear()  # a fresh process, as far as the warning goes
+    seen: list[str] = []
+    sink_id = logger.add(lambda m: seen.append(str(m)), level="WARNING")
+    try:
+        for _ in range(2):
+            sink = open_sink(pg_uri)
+            sink.reconnect()
+            sink.ledger()
+            sink.close()
+    finally:
+        logger.remove(sink_id)
+    assert sum("TimescaleDB is not available" in m for m in seen) == 1, seen
+
+
+def test_db_init_timescale_options_on_plain_postgres_are_refused(pg_uri: str) -> None:
+    result = subprocess.run(
+        [*HISTETL, "db", "init", "--db", pg_uri, "--retain-for", "30 days"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "--retain-for need TimescaleDB, but PostgreSQL at" in result.stderr
+    assert "has no timescaledb extension" in result.stderr
+    plain = subprocess.run(
+        [*HISTETL, "db", "init", "--db", pg_uri], capture_output=True, text=True, check=False
+    )
+    assert plain.returncode == 0, plain.stderr
+
+
+def test_db_init_timescale_options_on_duckdb_are_refused(tmp_path: Path) -> None:
+    db = f"duckdb:///{tmp_path / 'x.duckdb'}"
+    for option in (["--compress-after", "7 days"], ["--chunk-interval", "1 day"]):
+        result = subprocess.run(
+            [*HISTETL, "db", "init", "--db", db, *option],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert f"{option[0]} need TimescaleDB, but {db} is a DuckDB database" in result.stderr
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+@pytest.fixture
+def unprivileged_role(pg_server: Any) -> Any:
+    name = "histetl_noperm"
+    with psycopg.connect(pg_server.uri, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {name}")
+        conn.execute(f"CREATE ROLE {name} LOGIN")
+        conn.execute(f"REVOKE CREATE ON SCHEMA public FROM {name}, PUBLIC")
+    yield name
+    with psycopg.connect(pg_server.uri, autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {name}")
+        conn.execute(f"DROP ROLE {name}")
+
+
+@pytest.mark.parametrize(
+    ("who", "reason", "hint"),
+    [
+        ("postgres@{host}/no_such_db", 'database "no_such_db" does not exist', "createdb"),
+        ("no_such_role@{host}/postgres", 'role "no_such_role" does not exist', "CREATE ROLE"),
+        ("histetl_noperm@{host}/postgres", "permission denied for schema public", "grant"),
+    ],
+    ids=["missing-database", "missing-role", "permission-denied"],
+)
+def test_replay_when_database_refuses_fails_at_once_with_what_to_do(
+    pg_server: Any, unprivileged_role: str, tmp_path: Path, who: str, reason: str, hint: str
+) -> None:
+    path = tmp_path / "t.dbn"
+    write_dbn(SynthSpec(schema="trades", records=10, seed=1), path)
+    uri = "postgresql://" + who.format(host=f"{pg_server.host}:{pg_server.port}")
+    result = subprocess.run(
+        [*HISTETL, "replay", str(path), "--db", uri, "--db-retry-max-wait", "5"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "attempt" not in result.stderr  # terminal: never retried
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"error: PostgreSQL at {pg_server.host}:{pg_server.port} (user ")
+    assert reason in lines[0]
+    assert hint in lines[1]
+    assert "Traceback" not in result.stderr

@@ -4,6 +4,10 @@
 on 127.0.0.1 with a free port (trust auth, fsync off), returning a :class:`PgServer`.
 As root, ``initdb``/``postgres`` run as the ``postgres`` user (they refuse to run as root).
 With ``HISTETL_TEST_PG_URI`` set, that server is used instead and nothing is started.
+``start_postgres(private=True)`` always starts one (for fault tests that stop, pause or
+restart their server: ``pause()`` SIGSTOPs the postmaster and its backends, ``resume()``
+SIGCONTs them, ``stop_server()`` / ``start_server()`` stop and start it on the same port and
+data). ``password=`` makes it require SCRAM passwords (user postgres, that password).
 
 ``fresh_schema(uri)`` creates a uniquely named schema, yields a URI whose connections
 have ``search_path=<schema>,public`` (via the libpq ``options`` parameter, understood by
@@ -61,6 +65,49 @@ class PgServer:
     # False for the PGlite server: it serves one connection at a time (a second one waits)
     concurrent_connections: bool = True
     _stopper: Callable[[], None] | None = dataclasses.field(default=None, repr=False)
+    _control: _Control | None = dataclasses.field(default=None, repr=False)
+
+    def _ctl(self) -> _Control:
+        if self._control is None:
+            raise RuntimeError("only a private server (start_postgres(private=True)) can do this")
+        return self._control
+
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started (backends, background workers)."""
+        return _family(self._ctl().proc.pid)
+
+    def pause(self) -> None:
+        """SIGSTOP the whole server: it accepts TCP connections (the kernel does) but never
+        answers, like a hung host."""
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def stop_server(self) -> None:
+        """Fast shutdown, keeping the data directory (start_server() brings it back)."""
+        ctl = self._ctl()
+        if ctl.proc.poll() is None:
+            ctl.proc.send_signal(signal.SIGINT)
+            ctl.proc.wait(timeout=30)
+
+    def start_server(self, timeout: float = 30.0) -> None:
+        ctl = self._ctl()
+        ctl.proc = subprocess.Popen(
+            ctl.args,
+            cwd=ctl.root,
+            stdin=subprocess.DEVNULL,
+            stdout=ctl.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **ctl.as_postgres,
+        )
+        if not _wait_ready(ctl.proc, ctl.root / "data", timeout, restarted=True):
+            raise RuntimeError("postgres did not restart")
 
     def stop(self) -> None:
         stopper, self._stopper = self._stopper, None
@@ -72,6 +119,35 @@ class PgServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclasses.dataclass
+class _Control:
+    proc: subprocess.Popen[Any]
+    args: list[str]
+    root: Path
+    log: Any
+    as_postgres: dict[str, Any]
+
+
+def _family(main: int) -> list[int]:
+    """`main` and its child processes."""
+    found = [main]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == main:
+                found.append(int(entry))
+    return found
+
+
+def _stop_control(ctl: _Control) -> None:
+    for pid in _family(ctl.proc.pid):  # a paused server cannot shut down
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    stop_process(ctl.proc, ctl.root, ctl.log)
 
 
 def server_from_uri(uri: str) -> PgServer:
@@ -188,24 +264,37 @@ def stop_process(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def start_postgres(tmp_root: Path | None = None, *, timeout: float = 30.0) -> PgServer:
-    """Start a private PostgreSQL server (or wrap $HISTETL_TEST_PG_URI).
+def start_postgres(
+    tmp_root: Path | None = None,
+    *,
+    timeout: float = 30.0,
+    private: bool = False,
+    password: str | None = None,
+) -> PgServer:
+    """Start a private PostgreSQL server (or wrap $HISTETL_TEST_PG_URI unless `private`).
 
     Raises RuntimeError with a clear message if the server binaries are missing or the
     server does not come up (the message includes the tail of its log).
     """
     env_uri = os.environ.get(PG_URI_ENV)
-    if env_uri:
+    if env_uri and not private and password is None:
         return server_from_uri(env_uri)
 
     bindir = find_pg_bindir()
     as_postgres = _run_as_kwargs()
     root = _make_root(tmp_root, as_postgres)
     data, sockdir = root / "data", root / "sock"
+    auth = ["-A", "trust"]
     try:
         sockdir.mkdir()
         if as_postgres:
             os.chown(sockdir, as_postgres["user"], as_postgres["group"])
+        if password is not None:
+            pwfile = root / "pwfile"
+            pwfile.write_text(password + "\n")
+            if as_postgres:
+                os.chown(pwfile, as_postgres["user"], as_postgres["group"])
+            auth = ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
         init = subprocess.run(
             [
                 str(bindir / "initdb"),
@@ -213,8 +302,7 @@ def start_postgres(tmp_root: Path | None = None, *, timeout: float = 30.0) -> Pg
                 str(data),
                 "-U",
                 "postgres",
-                "-A",
-                "trust",
+                *auth,
                 "-E",
                 "UTF8",
                 "--locale=C",
@@ -255,8 +343,9 @@ def start_postgres(tmp_root: Path | None = None, *, timeout: float = 30.0) -> Pg
         )
         if _wait_ready(proc, data, timeout):
             uri = f"postgresql://postgres@{host}:{port}/postgres"
-            stopper = weakref.finalize(proc, stop_process, proc, root, log)
-            return PgServer(uri=uri, host=host, port=port, _stopper=stopper)
+            ctl = _Control(proc, args, root, log, as_postgres)
+            stopper = weakref.finalize(ctl, _stop_control, ctl)
+            return PgServer(uri=uri, host=host, port=port, _stopper=stopper, _control=ctl)
         last_error = _tail(log_path)
         if proc.poll() is None:
             proc.kill()
@@ -268,7 +357,9 @@ def start_postgres(tmp_root: Path | None = None, *, timeout: float = 30.0) -> Pg
     raise RuntimeError(f"postgres did not start; log tail:\n{last_error}")
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], data: Path, timeout: float) -> bool:
+def _wait_ready(
+    proc: subprocess.Popen[bytes], data: Path, timeout: float, restarted: bool = False
+) -> bool:
     """Wait until postmaster.pid reports "ready" (what pg_ctl -w does)."""
     deadline = time.monotonic() + timeout
     pidfile = data / "postmaster.pid"
@@ -277,7 +368,8 @@ def _wait_ready(proc: subprocess.Popen[bytes], data: Path, timeout: float) -> bo
             return False
         with contextlib.suppress(OSError):
             lines = pidfile.read_text().splitlines()
-            if len(lines) >= 8 and lines[7].strip() == "ready":
+            mine = not restarted or (lines and lines[0].strip() == str(proc.pid))
+            if mine and len(lines) >= 8 and lines[7].strip() == "ready":
                 return True
         time.sleep(0.02)
     return False

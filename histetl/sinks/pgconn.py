@@ -1,0 +1,345 @@
+"""Connecting to PostgreSQL: the URI checked up front, timeouts added, driver errors sorted
+into transient (retry) and terminal (fail at once), and a watchdog for a silent server.
+
+Timeouts: libpq's `connect_timeout` bounds connecting (and authenticating); TCP keepalives and
+`tcp_user_timeout` detect a dead peer; the server's `lock_timeout` bounds waits for another
+loader's locks and `idle_in_transaction_session_timeout` frees locks a stuck client holds. A
+server that is alive but silent (a stopped postmaster and backends: the kernel still ACKs) is
+caught by `StallGuard`: when a statement gets no answer and makes no progress for
+`timeout_s`, it shuts the connection's socket down, so the blocked libpq call returns an error
+instead of waiting forever. Parameters the URI (or PGOPTIONS / PGCONNECT_TIMEOUT) already sets
+win over these defaults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote, unquote
+
+from histetl.errors import ConfigError
+from histetl.secrets import SECRET_KEYS, _split_uri, dsn_dict, is_dsn, redact
+from histetl.sinks import RetryPolicy
+
+_INT_PARAMS = (
+    "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+)
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    """Who and where, for messages (never the password)."""
+
+    host: str  # host:port (or the socket directory)
+    user: str | None
+    dbname: str | None
+    params: dict[str, str]  # every parameter given (URI query or DSN), decoded
+
+    @property
+    def label(self) -> str:
+        who = [f"user {self.user}"] if self.user else []
+        who += [f"database {self.dbname}"] if self.dbname else []
+        return f"PostgreSQL at {self.host}" + (f" ({', '.join(who)})" if who else "")
+
+
+def _bad(what: str, uri: str) -> ConfigError:
+    return ConfigError(
+        f"{what} in {redact(uri)}",
+        where="--db",
+        hint="write postgresql://user@host:port/dbname (port 1-65535), or a DSN like "
+        "'host=h port=5432 dbname=d'",
+    )
+
+
+def _check_ports(ports: str, uri: str) -> None:
+    for port in ports.split(","):
+        if port == "":
+            continue
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise _bad(f"port {port!r} is not a TCP port (1-65535)", uri)
+
+
+def parse_target(uri: str) -> PgTarget:
+    """Check a postgresql:// URI or key=value DSN as libpq would, before connecting.
+    ConfigError (exit 2) for what libpq would refuse: a bad port, a non-integer timeout,
+    an unparsable DSN."""
+    hosts: list[str] = []
+    ports = ""
+    user: str | None
+    dbname: str | None
+    if is_dsn(uri):
+        params = dsn_dict(uri)
+        user, dbname = params.get("user"), params.get("dbname")
+    else:
+        parts = _split_uri(uri)
+        if parts is None or parts.scheme not in ("postgresql", "postgres"):
+            raise _bad("not a postgresql:// URI", uri)
+        params = {key: unquote(raw) for key, raw, _s, _e in parts.query}
+        user = unquote(parts.userinfo.split(":", 1)[0]) if parts.userinfo else None
+        dbname = unquote(parts.path) if parts.path else None
+        user, dbname = params.get("user", user), params.get("dbname", dbname)
+        port_list = []
+        for spec in parts.hosts.split(","):
+            if spec.startswith("["):
+                close = spec.find("]")
+                if close < 0:
+                    raise _bad("unterminated [IPv6] host", uri)
+                host, rest = spec[1:close], spec[close + 1 :]
+                if rest and not rest.startswith(":"):
+                    raise _bad("unexpected text after an [IPv6] host", uri)
+                port = rest[1:]
+            else:
+                host, _sep, port = spec.partition(":")
+            hosts.append(unquote(host))
+            port_list.append(port)
+        _check_ports(",".join(port_list), uri)
+        ports = ",".join(p for p in port_list if p)
+    if "port" in params:
+        _check_ports(params["port"], uri)
+        ports = params["port"]
+    for key in _INT_PARAMS:
+        value = params.get(key)
+        if value is not None and not value.strip().lstrip("-").isdigit():
+            raise _bad(f"{key} {value!r} is not a whole number of seconds", uri)
+    if "host" in params or "hostaddr" in params:
+        hosts = (params.get("host") or params.get("hostaddr") or "").split(",")
+    shown_hosts = [h or "localhost" for h in hosts if h] or ["localhost"]
+    shown_ports = ports.split(",")[0] if ports else (os.environ.get("PGPORT") or "5432")
+    host = (
+        f"{shown_hosts[0]}:{shown_ports}"
+        if not shown_hosts[0].startswith("/")
+        else (shown_hosts[0])
+    )
+    if len(shown_hosts) > 1:
+        host += f" (+{len(shown_hosts) - 1} more)"
+    shown = {k: v for k, v in params.items() if k not in SECRET_KEYS}
+    return PgTarget(host, user, dbname, shown)
+
+
+def with_timeouts(uri: str, policy: RetryPolicy) -> str:
+    """The URI/DSN with histetl's timeout defaults added where neither it nor the
+    environment sets them."""
+    target = parse_target(uri)
+    given = target.params
+    added: dict[str, str] = {}
+    env_timeout = os.environ.get("PGCONNECT_TIMEOUT")
+    if policy.connect_timeout_s > 0 and "connect_timeout" not in given and not env_timeout:
+        added["connect_timeout"] = str(max(2, math.ceil(policy.connect_timeout_s)))
+    if "keepalives" not in given:
+        added.update(keepalives="1", keepalives_idle="30", keepalives_interval="10")
+        added["keepalives_count"] = "3"
+    if policy.timeout_s > 0 and "tcp_user_timeout" not in given:
+        added["tcp_user_timeout"] = str(math.ceil(policy.timeout_s * 1000))
+    options = given.get("options", os.environ.get("PGOPTIONS", ""))
+    settings = []
+    if policy.lock_timeout_s > 0 and "lock_timeout" not in options:
+        settings.append(f"-c lock_timeout={math.ceil(policy.lock_timeout_s * 1000)}")
+    if policy.timeout_s > 0 and "idle_in_transaction_session_timeout" not in options:
+        ms = math.ceil(policy.timeout_s * 1000)
+        settings.append(f"-c idle_in_transaction_session_timeout={ms}")
+    if settings:
+        added["options"] = " ".join([options, *settings]).strip()
+    if not added:
+        return uri
+    if is_dsn(uri):
+        return uri + "".join(f" {k}={_dsn_quote(v)}" for k, v in added.items())
+    base, _sep, query = uri.partition("?")
+    query, _hash, _fragment = query.partition("#")
+    pairs = [p for p in query.split("&") if p and p.split("=", 1)[0] != "options"]
+    if "options" not in added and "options" in given:
+        pairs.append("options=" + quote(given["options"], safe=""))
+    pairs += [f"{k}={quote(v, safe='')}" for k, v in added.items()]
+    return base + "?" + "&".join(pairs)
+
+
+def _dsn_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# -- driver errors ------------------------------------------------------------------------------
+
+Kind = Literal[
+    "transient", "auth", "missing", "permission", "parameter", "config", "lock", "timeout", "other"
+]
+
+_TRANSIENT_STATES = ("40P01", "40001", "57P01", "57P02", "57P03", "53300", "08")
+_TRANSIENT_TEXT = (
+    "connection refused",
+    "could not connect",
+    "server closed the connection",
+    "terminating connection",
+    "no connection to the server",
+    "connection not open",
+    "broken pipe",
+    "timeout expired",
+    "connection reset",
+    "connection timed out",
+    "deadlock detected",
+    "could not serialize",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery",
+    "too many clients",
+    "could not receive data",
+    "could not send data",
+    "eof detected",
+    "network is unreachable",
+    "no route to host",
+    "temporary failure in name resolution",
+    "lost synchronization",
+)
+
+
+def classify(exc: BaseException) -> Kind:
+    """Sort a driver error: only "transient" is worth retrying."""
+    state = str(getattr(exc, "sqlstate", None) or "")
+    text = str(exc).lower()
+    if state == "55P03" or "lock timeout" in text:
+        return "lock"
+    if state == "57014" or "statement timeout" in text:
+        return "timeout"
+    if state in ("28P01", "28000") or any(
+        s in text
+        for s in (
+            "password authentication failed",
+            "authentication failed",
+            "no password supplied",
+            "fe_sendauth",
+            "no pg_hba.conf entry",
+            "pg_hba.conf rejects",
+        )
+    ):
+        return "auth"
+    if state.startswith("42501") or "permission denied" in text or "must be owner" in text:
+        return "permission"
+    if state == "3D000" or ("does not exist" in text and ("database" in text or "role" in text)):
+        return "missing"
+    if any(state.startswith(s) for s in _TRANSIENT_STATES) or any(
+        s in text for s in _TRANSIENT_TEXT
+    ):
+        return "transient"
+    if any(
+        s in text
+        for s in (
+            "invalid uri",
+            "invalid connection option",
+            "invalid integer value",
+            "invalid port",
+            "invalid sslmode",
+            "invalid value for parameter",
+            "unrecognized configuration parameter",
+        )
+    ):
+        return "parameter"
+    if "could not translate host name" in text or "server does not support ssl" in text:
+        return "config"
+    return "other"
+
+
+HINTS: dict[str, str] = {
+    "auth": "check the user and password (PGPASSWORD, ~/.pgpass, or the URI) and the "
+    "server's pg_hba.conf; retrying will not help",
+    "missing": "create the database or role (createdb / CREATE ROLE), or fix the URI",
+    "permission": "grant the user the privileges it needs (CREATE on the schema, INSERT on "
+    "the tables), or connect as another user",
+    "config": "fix the host, port or parameters in the URI",
+    "parameter": "fix or remove that parameter of the URI (see libpq's connection parameters)",
+    "lock": "another loader held the lock longer than --lock-timeout; rerun later (files "
+    "already loaded are skipped) or raise --lock-timeout",
+    "timeout": "a statement ran longer than the server's statement_timeout; raise it "
+    "(options=-c statement_timeout=...) or load smaller files",
+    "transient": "check that the server is up and reachable; rerun (loaded files are skipped)",
+}
+
+
+# -- a watchdog for a server that stops answering -----------------------------------------------
+
+
+def socket_fds() -> dict[int, int]:
+    """This process's open sockets: fd -> inode (Linux /proc; empty elsewhere)."""
+    found: dict[int, int] = {}
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            with contextlib.suppress(OSError):
+                info = os.fstat(fd)
+                if stat.S_ISSOCK(info.st_mode):
+                    found[fd] = info.st_ino
+    return found
+
+
+class StallGuard:
+    """Shuts a connection's socket down when a guarded call makes no progress for its
+    deadline, so libpq's blocking wait returns an error. `touch()` marks progress."""
+
+    def __init__(self, before: dict[int, int]) -> None:
+        new = {fd: ino for fd, ino in socket_fds().items() if before.get(fd) != ino}
+        self._socket = next(iter(new.items())) if len(new) == 1 else None
+        self._lock = threading.Lock()
+        self._deadline: float | None = None
+        self._seconds = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.fired = False
+
+    @contextlib.contextmanager
+    def watch(self, seconds: float) -> Iterator[None]:
+        if seconds <= 0 or self._socket is None:
+            yield
+            return
+        with self._lock:
+            self._seconds = seconds
+            self._deadline = time.monotonic() + seconds
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="histetl-pg-watch", daemon=True)
+            self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._deadline = None
+
+    def touch(self) -> None:
+        with self._lock:
+            if self._deadline is not None:
+                self._deadline = time.monotonic() + self._seconds
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            with self._lock:
+                due = self._deadline is not None and time.monotonic() > self._deadline
+                if due:
+                    self._deadline = None
+            if due:
+                self._fire()
+
+    def _fire(self) -> None:
+        if self._socket is None:
+            return
+        fd, ino = self._socket
+        with contextlib.suppress(OSError):
+            if os.fstat(fd).st_ino != ino:  # libpq closed it and the fd was reused
+                return
+            self.fired = True
+            dup = socket.socket(fileno=os.dup(fd))
+            try:
+                dup.shutdown(socket.SHUT_RDWR)
+            finally:
+                dup.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._socket = None
