@@ -23,6 +23,7 @@ import polars as pl
 from loguru import logger
 
 from histetl import __version__
+from histetl.cluster import CLUSTER_ENV
 from histetl.config import DB_ENV_VAR, default_db
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, ConfigError, HistetlError
 from histetl.logs import configure, logger_level
@@ -67,6 +68,25 @@ def _db_option(func: F) -> F:
         metavar="URI",
         help=f"Target: duckdb:///path.duckdb or postgresql://user@host/db "
         f"(default: ${DB_ENV_VAR}, else duckdb:///./histetl.duckdb).",
+    )(func)
+
+
+def _cluster_options(func: F) -> F:
+    func = click.option(
+        "--max-db-writers",
+        type=click.IntRange(min=1),
+        default=ReplayOptions.max_db_writers,
+        show_default=True,
+        help="With --cluster: at most this many files load into the database at once.",
+    )(func)
+    return click.option(
+        "--cluster",
+        default=None,
+        metavar="URI",
+        envvar=CLUSTER_ENV,
+        help="Run the files as tasks on Dask: tcp://HOST:PORT (a running `dask scheduler`), "
+        f"local or local:N (N worker processes started here); default ${CLUSTER_ENV}. Needs "
+        "the cluster extra.",
     )(func)
 
 
@@ -116,6 +136,23 @@ class Progress:
         def done(report: FileReport) -> None:
             self.clear()
             on_file(report)
+
+        return done
+
+    def count(
+        self, total: int, on_file: Callable[[FileReport], None]
+    ) -> Callable[[FileReport], None]:
+        """For a cluster, where per-batch progress stays on the workers: "N/M files"."""
+        finished = 0
+
+        def done(report: FileReport) -> None:
+            nonlocal finished
+            finished += 1
+            on_file(report)
+            if self.enabled:
+                sys.stderr.write(f"\r{finished}/{total} files done across the cluster")
+                sys.stderr.flush()
+                self._drawn = True
 
         return done
 
@@ -199,6 +236,7 @@ def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: boo
     show_default=True,
     help="Load files in parallel with this many processes (PostgreSQL targets).",
 )
+@_cluster_options
 @click.option(
     "--db-retries",
     type=click.IntRange(min=1),
@@ -233,6 +271,8 @@ def replay(
     quarantine_dir: Path,
     fail_on_quarantine: bool,
     workers: int,
+    cluster: str | None,
+    max_db_writers: int,
     db_retries: int,
     db_retry_max_wait: float,
     batch_size: int,
@@ -249,12 +289,17 @@ def replay(
         mapping_file=mapping_file,
         db_retry=RetryPolicy(db_retries, db_retry_max_wait),
         workers=workers,
+        cluster=cluster or None,
+        max_db_writers=max_db_writers,
     )
     replayer = Replayer(options)
     files = expand_paths(paths)
     with Progress() as progress:
         replayer.on_progress = progress.update
-        report = replayer.run(files, on_file=progress.wrap(_print_file))
+        on_file = progress.wrap(_print_file)
+        if options.cluster is not None:
+            on_file = progress.count(len(files), on_file)
+        report = replayer.run(files, on_file=on_file)
     _finish(report, report_path, fail_on_quarantine)
 
 
@@ -520,6 +565,7 @@ def _print_chunk(item: Any) -> None:
     help="If another run of the same job is busy, wait this long for it, then give up "
     "(exit 0); default: give up at once.",
 )
+@_cluster_options
 @handle_errors
 def run_command(
     job_file: Path,
@@ -530,6 +576,8 @@ def run_command(
     report_path: Path | None,
     fail_on_quarantine: bool,
     wait_s: float,
+    cluster: str | None,
+    max_db_writers: int,
 ) -> None:
     """Fetch JOB_FILE's jobs from the Databento Historical API into raw_dir, then load them.
 
@@ -540,7 +588,15 @@ def run_command(
     from histetl.jobs import load_job_file
 
     jobs = load_job_file(job_file)
-    options = RunOptions(jobs=job_names, dry_run=dry_run, force=force, db=db, lock_wait_s=wait_s)
+    options = RunOptions(
+        jobs=job_names,
+        dry_run=dry_run,
+        force=force,
+        db=db,
+        lock_wait_s=wait_s,
+        cluster=cluster or None,
+        max_db_writers=max_db_writers,
+    )
     try:
         result = run_jobs(jobs, options, on_chunk=_print_chunk, on_file=_print_file)
     except LockBusyError as exc:

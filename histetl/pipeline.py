@@ -62,6 +62,8 @@ class ReplayOptions:
     mapping_file: Path | None = None
     db_retry: RetryPolicy = field(default_factory=RetryPolicy)
     workers: int = 1  # files loaded in parallel by this many processes (PostgreSQL targets)
+    cluster: str | None = None  # run the files as tasks on Dask: tcp://HOST:PORT, local[:N]
+    max_db_writers: int = 4  # with cluster: files loading into the database at once
 
 
 def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
@@ -118,12 +120,23 @@ class Replayer:
             raise ConfigError("batch size must be at least 1", where="--batch-size")
         if options.workers < 1:
             raise ConfigError("workers must be at least 1", where="--workers")
+        if options.cluster is not None:
+            from histetl.cluster import check_cluster_options
+
+            check_cluster_options(options)
 
     def run(
         self, paths: Sequence[Path], on_file: Callable[[FileReport], None] | None = None
     ) -> RunReport:
         options = self.options
         mode = "validate-only" if options.validate_only else "load"
+        if options.cluster is not None:  # the same per-file task, on a Dask cluster
+            from histetl.cluster import run_on_cluster
+
+            report = RunReport(self.run_id, redact(options.db), mode)
+            report.files = run_on_cluster(options, self.run_id, paths, on_file)
+            report.finished_at = dt.datetime.now(dt.UTC).isoformat()
+            return report
         if options.workers > 1:
             return self._run_parallel(paths, on_file, mode)
         sink = None if options.validate_only else open_sink(options.db, options.db_retry)
