@@ -216,6 +216,11 @@ def _client(spec: ClusterSpec) -> Iterator[Any]:
     """A client of the scheduler (or of a LocalCluster started here), closed on the way out."""
     distributed = _distributed()
     cluster = None
+    # Dask logs its own account of a lost scheduler or a dead worker; histetl says it in one
+    # line (a worker's own logs stay on the worker)
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         if spec.local_workers is not None:
             cluster = distributed.LocalCluster(
@@ -224,7 +229,7 @@ def _client(spec: ClusterSpec) -> Iterator[Any]:
                 processes=True,
                 dashboard_address=None,
                 host="127.0.0.1",
-                silence_logs=logging.ERROR,
+                silence_logs=logging.CRITICAL,
             )
             address = cluster.scheduler_address
         else:
@@ -255,6 +260,7 @@ def _client(spec: ClusterSpec) -> Iterator[Any]:
     finally:
         if cluster is not None:
             cluster.close()
+        quiet.setLevel(level)
 
 
 def _lost(spec: ClusterSpec, done: int, total: int, exc: Exception | None) -> LoadError:

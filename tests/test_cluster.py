@@ -25,7 +25,11 @@ from histetl.errors import ConfigError
 from histetl.jobs import JobFile
 from histetl.pipeline import Replayer, ReplayOptions, expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
+from tests.support.fake_gateway import FakeGateway
 from tests.support.pgserver import PgServer, fresh_schema
+from tests.test_fetch import N_TRADES, gateway, gw, trades, write_job
+
+__all__ = ["gateway", "gw", "trades"]  # fixtures, imported to be registered here
 
 pytestmark = pytest.mark.postgres
 
@@ -455,3 +459,20 @@ def test_cluster_from_environment_and_job_file_is_checked_like_the_option(
     with pytest.raises(ConfigError, match=r"cluster: .*'local:two' is not a cluster address"):
         validate_model(JobFile, job, "job.yaml")
     assert JobFile.model_validate({**job, "cluster": "tcp://scheduler.example:8786"}).cluster
+
+
+def test_run_with_cluster_in_job_file_fetches_here_and_loads_on_the_cluster(
+    dask_cluster: Dask, gw: FakeGateway, pg: str, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path, gw, top=f"cluster: {dask_cluster.address}\n")
+    first = histetl("run", str(job), "--db", pg, "--report", "r.json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    report = report_of(tmp_path / "r.json")
+    assert [f["status"] for f in report["files"]] == ["loaded"] * 3  # type: ignore[index]
+    assert report["totals"]["loaded"] == N_TRADES  # type: ignore[index]
+    with psycopg.connect(pg) as conn:
+        assert conn.execute("SELECT count(*) FROM trades").fetchone() == (N_TRADES,)
+    again = histetl("run", str(job), "--db", pg, "--report", "r2.json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    statuses = [f["status"] for f in report_of(tmp_path / "r2.json")["files"]]  # type: ignore[attr-defined]
+    assert statuses == ["skipped"] * 3
