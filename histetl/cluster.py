@@ -17,7 +17,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,6 +125,7 @@ def run_on_cluster(
         ]
         index = {future.key: i for i, future in enumerate(futures)}
         done: dict[int, FileReport] = {}
+        future = None
         try:
             for future in distributed.as_completed(futures, loop=client.loop):
                 i = index[future.key]
@@ -137,8 +138,16 @@ def run_on_cluster(
         except HistetlError:
             client.cancel(futures, force=True)
             raise
-        except Exception as exc:  # the scheduler went away: nothing more can be known
+        except Exception as exc:
+            # a task that raised is a bug (shown as one); anything else: the scheduler is gone
+            if future is not None and future.status == "error":
+                client.cancel(futures, force=True)
+                raise
+            # the scheduler went away: nothing more can be known
             raise _lost(spec, len(done), len(paths), exc) from None
+        if writers is not None:  # the scheduler forgets the run's semaphore
+            with suppress(Exception):
+                writers.close()
     missing = [paths[i] for i in range(len(paths)) if i not in done]
     if missing:
         raise _lost(spec, len(done), len(paths), None)
@@ -149,7 +158,13 @@ def _task(
     options: ReplayOptions, run_id: str, path: Path, writers: Any | None
 ) -> FileReport:  # pragma: no cover - runs in the worker processes
     """On a worker: the same per-file function as the local pool, under the writers' cap."""
+    import pyarrow as pa
+
     from histetl.pipeline import _process_in_worker
+
+    # Dask's nanny starts workers with OMP_NUM_THREADS=1, which Arrow takes as the size of its
+    # CPU pool: that halves a file's speed here. Give it the cores, as a local pool has them.
+    pa.set_cpu_count(max(pa.cpu_count(), len(os.sched_getaffinity(0))))
 
     with writers if writers is not None else nullcontext():
         return _process_in_worker(options, run_id, path)
