@@ -68,6 +68,12 @@ def check_cluster_options(options: ReplayOptions) -> ClusterSpec:
     """Everything about --cluster that can be wrong, before any connection or work."""
     assert options.cluster is not None
     spec = parse_cluster_uri(options.cluster)
+    if options.workers > 1:
+        raise ConfigError(
+            "--workers and --cluster exclude each other",
+            where="--cluster",
+            hint="the cluster's workers are the parallelism: drop --workers",
+        )
     if options.max_db_writers < 1:
         raise ConfigError("must be at least 1", where="--max-db-writers")
     if not options.validate_only and options.db.lower().startswith("duckdb"):
@@ -233,9 +239,12 @@ def _client(spec: ClusterSpec) -> Iterator[Any]:
     cluster = None
     # Dask logs its own account of a lost scheduler or a dead worker; histetl says it in one
     # line (a worker's own logs stay on the worker)
-    quiet = logging.getLogger("distributed")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
+    names = ["distributed"] + [
+        name for name in logging.root.manager.loggerDict if name.startswith("distributed.")
+    ]  # dask's logging config gives some of them (distributed.client) levels of their own
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         if spec.local_workers is not None:
             cluster = distributed.LocalCluster(
@@ -275,7 +284,8 @@ def _client(spec: ClusterSpec) -> Iterator[Any]:
     finally:
         if cluster is not None:
             cluster.close()
-        quiet.setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _lost(spec: ClusterSpec, done: int, total: int, exc: Exception | None) -> LoadError:

@@ -376,6 +376,55 @@ def test_replay_on_local_cluster_when_driver_is_killed_leaves_no_worker_and_reru
     assert [row[0] for row in got["ledger"]] == [row[0] for row in expected["ledger"]]
 
 
+def test_replay_on_cluster_when_scheduler_is_lost_fails_clearly_and_a_rerun_converges(
+    pg: str, pg_server: PgServer, tmp_path: Path
+) -> None:
+    paths = files(tmp_path / "raw", 4, records=20_000)
+    first = Dask(tmp_path / "dask1")
+    try:
+        first.worker("w")
+        first.wait_for(1)
+        driver = subprocess.Popen(
+            [*HISTETL, "replay", "raw", "--db", pg, "--cluster", first.address,
+             "--batch-size", "2000"],
+            cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        with psycopg.connect(pg_server.uri, autocommit=True) as conn:
+            while time.monotonic() < deadline and driver.poll() is None:
+                query = "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY%'"
+                busy = conn.execute(query).fetchone()
+                if busy and busy[0]:
+                    break
+                time.sleep(0.05)
+        assert driver.poll() is None, "the run finished before the scheduler could be lost"
+        first.scheduler.send_signal(signal.SIGKILL)
+        _, stderr = driver.communicate(timeout=60)
+    finally:
+        first.close()  # its worker too: a file it was still loading rolls back or commits
+    assert driver.returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert errors[0].startswith(f"error: --cluster: lost the Dask scheduler at {first.address}")
+    assert "Traceback" not in stderr
+
+    second = Dask(tmp_path / "dask2")
+    try:
+        second.worker("w")
+        second.wait_for(1)
+        rerun = histetl("replay", "raw", "--db", pg, "--cluster", second.address, cwd=tmp_path)
+    finally:
+        second.close()
+    assert rerun.returncode == 0, rerun.stderr
+    with fresh_schema(pg_server.uri) as (local_uri, _):
+        local_replay(paths, local_uri, tmp_path)
+        expected = contents(local_uri)
+    got = contents(pg)
+    assert got.keys() == expected.keys()
+    assert [got[k] == expected[k] for k in expected if k != "ledger"] == [True, True]
+    assert [row[0] for row in got["ledger"]] == [row[0] for row in expected["ledger"]]
+
+
 def test_replay_on_cluster_into_duckdb_is_refused_before_any_work(tmp_path: Path) -> None:
     files(tmp_path / "raw", 1, records=100)
     result = histetl(
@@ -414,6 +463,16 @@ def test_replay_when_cluster_uri_is_malformed_exits_2_naming_the_allowed_forms(
     assert result.stderr.startswith("error: --cluster: ")
     assert "tcp://HOST:PORT" in result.stderr
     assert "local:N" in result.stderr
+
+
+def test_replay_with_cluster_and_workers_is_a_usage_error(tmp_path: Path) -> None:
+    files(tmp_path / "raw", 1, records=100)
+    result = histetl(
+        "replay", "raw", "--validate-only", "--cluster", "local:2", "--workers", "2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --cluster: --workers and --cluster exclude each other")
 
 
 def test_replay_with_cluster_when_dask_is_not_installed_says_how_to_install_it(
