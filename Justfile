@@ -42,7 +42,7 @@ sql:
 
 # Start TimescaleDB in Docker (needs a Docker engine)
 db-up:
-    docker compose up -d --wait
+    docker compose up -d --wait timescaledb
 
 # Stop the TimescaleDB container
 db-down:

@@ -6,7 +6,9 @@
 * a psycopg COPY loader and a pydantic row-wise loader (benchmarks/loaders.py), whose rows are
   checked against histetl's;
 * reruns: the ledger skip, and `--force` (every row a duplicate);
-* `--workers` 1 vs 2 on several files, when `histetl replay` has that option.
+* `--workers` 1 vs 2 on several files, when `histetl replay` has that option;
+* the same multi-file set with `--workers 1`, `--workers 2` and `--cluster local:2` (Dask), and
+  the cluster's per-task overhead on small files, when `--cluster` and Dask are available.
 """
 
 from __future__ import annotations
@@ -211,3 +213,71 @@ def workers(bench: Bench, pg: Pg, data: DataSet, sizes: Sizes, tmp: Path) -> dic
     ]
     bench.group(paths, each * 4, budget_factor=1.5)
     return {"available": True, "files": [f.name for f in files], "rows_per_file": each}
+
+
+CLUSTER_FILES, SMALL_FILES, SMALL_ROWS = 8, 16, 1000
+
+
+def cluster(bench: Bench, pg: Pg, data: DataSet, sizes: Sizes, tmp: Path) -> dict[str, Any]:
+    """One set of 8 trades files: `--workers 1`, `--workers 2`, `--cluster local:2` (wall
+    time, LocalCluster start included); then 1 vs 16 files of 1,000 rows, whose difference
+    per extra file is the per-task cost, locally and on the cluster."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        reason = "Dask is not installed (pip install 'histetl[cluster]')"
+        bench.note(f"cluster replay not measured: {reason}")
+        return {"available": False, "reason": reason}
+    if "--cluster" not in replay_help():
+        reason = "`histetl replay --help` shows no --cluster option"
+        bench.note(f"cluster replay not measured: {reason}")
+        return {"available": False, "reason": reason}
+    each = max(sizes.pg // CLUSTER_FILES, 1)
+    files = [data.file("trades", each, seed=60 + i) for i in range(CLUSTER_FILES)]
+    small = [data.file("trades", SMALL_ROWS, seed=80 + i) for i in range(SMALL_FILES)]
+
+    def run(paths: list[Path], options: tuple[str, ...], label: str) -> Sample:
+        uri, schema = pg.new_schema(label)
+        sample = replay(tmp, *paths, db=uri, options=options)
+        pg.drop(schema)
+        if sample.extra["totals"]["loaded"] != sample.rows:
+            raise BenchError(f"{label}: loaded {sample.extra['totals']} of {sample.rows} rows")
+        assert sample.proc is not None
+        sample.seconds = sample.proc.wall  # files overlap: the run's wall time is what counts
+        return sample
+
+    modes = {
+        "workers1": ("--workers 1", ("--workers", "1")),
+        "workers2": ("--workers 2", ("--workers", "2")),
+        "local2": ("--cluster local:2", ("--cluster", "local:2")),
+    }
+    paths = [
+        Entry(
+            f"cluster.{key}",
+            f"histetl replay {text}, {CLUSTER_FILES} files -> PostgreSQL (wall)",
+            lambda _rows, o=options, k=key: run(files, o, k),  # type: ignore[misc]
+        )
+        for key, (text, options) in modes.items()
+    ]
+    bench.group(paths, each * CLUSTER_FILES, budget_factor=1.5)
+    overhead = []
+    for key in ("workers1", "local2"):
+        text, options = modes[key]
+        for count in (1, SMALL_FILES):
+            overhead.append(
+                Entry(
+                    f"cluster.small_{key}_{count}",
+                    f"histetl replay {text}, {count} file(s) of {SMALL_ROWS:,} rows (wall)",
+                    lambda _rows, o=options, k=key, c=count: run(small[:c], o, k),  # type: ignore[misc]
+                )
+            )
+    for entry in overhead:
+        count = int(entry.key.rsplit("_", 1)[1])
+        bench.group([entry], SMALL_ROWS * count)
+    return {
+        "available": True,
+        "files": CLUSTER_FILES,
+        "rows_per_file": each,
+        "small_files": SMALL_FILES,
+        "small_rows": SMALL_ROWS,
+    }

@@ -72,11 +72,33 @@ def ratios(t: Timings) -> dict[str, float | None]:
             _secs(t, "decode.to_df_fixed"), _duckdb_trades_seconds(t.get("duckdb.load"))
         ),
         "workers_2_vs_1": _div(_secs(t, "workers.1"), _secs(t, "workers.2")),
+        # issue 12: the same files on one worker, two local processes and a 2-worker LocalCluster
+        "cluster_workers2_vs_workers1": _div(
+            _secs(t, "cluster.workers1"), _secs(t, "cluster.workers2")
+        ),
+        "cluster_local2_vs_workers1": _div(
+            _secs(t, "cluster.workers1"), _secs(t, "cluster.local2")
+        ),
+        "cluster_local2_vs_workers2": _div(
+            _secs(t, "cluster.workers2"), _secs(t, "cluster.local2")
+        ),
+        "cluster_task_overhead_s": _per_extra_file(t, "local2"),
+        "local_task_overhead_s": _per_extra_file(t, "workers1"),
     }
     for key, timing in t.items():
         if timing.rss_growth is not None:
             out[f"rss_growth.{key}"] = round(timing.rss_growth, 3)
     return out
+
+
+def _per_extra_file(t: Timings, mode: str) -> float | None:
+    """Wall seconds each extra small file adds (16 files vs 1): the per-task cost."""
+    many = [k for k in t if k.startswith(f"cluster.small_{mode}_") and not k.endswith("_1")]
+    one, more = _secs(t, f"cluster.small_{mode}_1"), _secs(t, many[0]) if many else None
+    if one is None or more is None:
+        return None
+    count = int(many[0].rsplit("_", 1)[1])
+    return round((more - one) / (count - 1), 4)
 
 
 def _duckdb_trades_seconds(timing: Timing | None) -> float | None:

@@ -36,6 +36,7 @@ SECTIONS = {
     "pg": "PostgreSQL load: trades",
     "duckdb": "DuckDB embedded load",
     "workers": "Parallel replay into PostgreSQL",
+    "cluster": "The same files: --workers 1, --workers 2, --cluster local:2 (Dask)",
 }
 
 
@@ -126,6 +127,11 @@ def _comparison(key: str, r: dict[str, Any], sizes: dict[str, int]) -> str:
         "duckdb.load": f"to_df(fixed) alone takes {_fx(r['duckdb_load_vs_to_df'])} the time "
         "this load spends on the trades file",
         "workers.2": f"{_fx(r['workers_2_vs_1'])} the speed of 1 worker",
+        "cluster.workers2": f"{_fx(r['cluster_workers2_vs_workers1'])} the speed of --workers 1",
+        "cluster.local2": f"{_fx(r['cluster_local2_vs_workers1'])} the speed of --workers 1, "
+        f"{_fx(r['cluster_local2_vs_workers2'])} of --workers 2",
+        "cluster.small_local2_16": f"{_ms(r['cluster_task_overhead_s'])} per extra file "
+        f"(--workers 1: {_ms(r['local_task_overhead_s'])})",
     }
     return text.get(key, "")
 
@@ -134,6 +140,10 @@ def _faster(x: float | None) -> str:
     if x is None:
         return "n/a"
     return f"{_fx(x)} faster" if x >= 1 else f"{_fx(1 / x)} slower"
+
+
+def _ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 1000:.0f} ms"
 
 
 def _pct(x: float | None) -> str:

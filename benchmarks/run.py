@@ -29,7 +29,7 @@ from benchmarks.report import machine, now, write
 
 ROWS_ENV = "HISTETL_BENCH_ROWS"
 DEFAULT_ROWS = 10_000_000
-ALL = ("decode", "validate", "pg", "duckdb", "workers")
+ALL = ("decode", "validate", "pg", "duckdb", "workers", "cluster")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(only) - set(ALL)
     if unknown:
         raise SystemExit(f"--only: unknown sections {sorted(unknown)}; choose from {ALL}")
-    if "pg" in only or "workers" in only:
+    if {"pg", "workers", "cluster"} & set(only):
         _check_postgres()
     sizes = Sizes.for_rows(rows)
     started, started_at, load_before = time.perf_counter(), now(), os.getloadavg()
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     data = DataSet(args.data_dir, fresh=args.fresh_data)
     print(f"histetl benchmarks: {rows:,} trades rows, data in {data.dir}", file=sys.stderr)
     pg_version, workers_info = None, {"available": None, "reason": "not run (--only)"}
+    cluster_info: dict[str, Any] = {"available": None, "reason": "not run (--only)"}
     try:
         with tempfile.TemporaryDirectory(prefix="histetl-bench-") as scratch:
             tmp = Path(scratch)
@@ -96,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 sections.decode(bench, data, sizes, tmp)
             if "validate" in only:
                 sections.validate(bench, data, sizes)
-            if "pg" in only or "workers" in only:
-                pg_version, workers_info = _postgres(bench, data, sizes, tmp, only)
+            if {"pg", "workers", "cluster"} & set(only):
+                pg_version, workers_info, cluster_info = _postgres(bench, data, sizes, tmp, only)
             if "duckdb" in only:
                 sections.duckdb(bench, data, sizes, tmp)
     except BenchError as exc:
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": values,
         "targets": targets(values, dataclasses.asdict(sizes)),
         "workers": workers_info,
+        "cluster": cluster_info,
         "notes": bench.notes,
     }
     print(write(results, bench.timings))
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _postgres(
     bench: Bench, data: DataSet, sizes: Sizes, tmp: Path, only: tuple[str, ...]
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
     from benchmarks import pg
 
     server = pg.Pg()
@@ -141,7 +143,10 @@ def _postgres(
         info = {"available": None, "reason": "not run (--only)"}
         if "workers" in only:
             info = pg.workers(bench, server, data, sizes, tmp)
-        return server.version, info
+        cluster = {"available": None, "reason": "not run (--only)"}
+        if "cluster" in only:
+            cluster = pg.cluster(bench, server, data, sizes, tmp)
+        return server.version, info, cluster
     finally:
         server.close()
 

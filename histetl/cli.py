@@ -23,6 +23,7 @@ import polars as pl
 from loguru import logger
 
 from histetl import __version__
+from histetl.cluster import CLUSTER_ENV
 from histetl.config import DB_ENV_VAR, default_db
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, ConfigError, HistetlError
 from histetl.interrupt import stop_on_signals
@@ -103,6 +104,25 @@ def _db_timeout_options(func: F) -> F:
     )(func)
 
 
+def _cluster_options(func: F) -> F:
+    func = click.option(
+        "--max-db-writers",
+        type=click.IntRange(min=1),
+        default=ReplayOptions.max_db_writers,
+        show_default=True,
+        help="With --cluster: at most this many files load into the database at once.",
+    )(func)
+    return click.option(
+        "--cluster",
+        default=None,
+        metavar="URI",
+        envvar=CLUSTER_ENV,
+        help="Run the files as tasks on Dask: tcp://HOST:PORT (a running `dask scheduler`), "
+        f"local or local:N (N worker processes started here); default ${CLUSTER_ENV}. Needs "
+        "the cluster extra.",
+    )(func)
+
+
 def _print_file(report: FileReport) -> None:
     if report.status == "failed":
         logger.error("{} failed: {}", report.path, report.error)
@@ -149,6 +169,23 @@ class Progress:
         def done(report: FileReport) -> None:
             self.clear()
             on_file(report)
+
+        return done
+
+    def count(
+        self, total: int, on_file: Callable[[FileReport], None]
+    ) -> Callable[[FileReport], None]:
+        """For a cluster, where per-batch progress stays on the workers: "N/M files"."""
+        finished = 0
+
+        def done(report: FileReport) -> None:
+            nonlocal finished
+            finished += 1
+            on_file(report)
+            if self.enabled:
+                sys.stderr.write(f"\r{finished}/{total} files done across the cluster")
+                sys.stderr.flush()
+                self._drawn = True
 
         return done
 
@@ -232,6 +269,7 @@ def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: boo
     show_default=True,
     help="Load files in parallel with this many processes (PostgreSQL targets).",
 )
+@_cluster_options
 @click.option(
     "--db-retries",
     type=click.IntRange(min=1),
@@ -273,6 +311,8 @@ def replay(
     quarantine_dir: Path,
     fail_on_quarantine: bool,
     workers: int,
+    cluster: str | None,
+    max_db_writers: int,
     db_retries: int,
     db_retry_max_wait: float,
     batch_size: int,
@@ -294,6 +334,8 @@ def replay(
             db_retries, db_retry_max_wait, timeout_s=db_timeout, lock_timeout_s=lock_timeout
         ),
         workers=workers,
+        cluster=cluster or None,
+        max_db_writers=max_db_writers,
     )
     if report_path is not None:
         check_output(report_path, "--report")
@@ -303,7 +345,10 @@ def replay(
     # SIGINT/SIGTERM: the file in progress is rolled back, no other starts, exit 130/143
     with stop_on_signals(), Progress() as progress:
         replayer.on_progress = progress.update
-        report = replayer.run(files, on_file=progress.wrap(_print_file))
+        on_file = progress.wrap(_print_file)
+        if options.cluster is not None:
+            on_file = progress.count(len(files), on_file)
+        report = replayer.run(files, on_file=on_file)
     if html_path is not None and observer is not None:
         _write_page(html_path, report, observer, None if validate_only else options.db)
     _finish(report, report_path, fail_on_quarantine)
@@ -644,6 +689,7 @@ def _print_chunk(item: Any) -> None:
     help="If another run of the same job is busy, wait this long for it, then give up "
     "(exit 0); default: give up at once.",
 )
+@_cluster_options
 @click.option(
     "--html",
     "html_path",
@@ -660,6 +706,8 @@ def run_command(
     report_path: Path | None,
     fail_on_quarantine: bool,
     wait_s: float,
+    cluster: str | None,
+    max_db_writers: int,
     html_path: Path | None,
 ) -> None:
     """Fetch JOB_FILE's jobs from the Databento Historical API into raw_dir, then load them.
@@ -673,7 +721,15 @@ def run_command(
     jobs = load_job_file(job_file)
     if report_path is not None:
         check_output(report_path, "--report")
-    options = RunOptions(jobs=job_names, dry_run=dry_run, force=force, db=db, lock_wait_s=wait_s)
+    options = RunOptions(
+        jobs=job_names,
+        dry_run=dry_run,
+        force=force,
+        db=db,
+        lock_wait_s=wait_s,
+        cluster=cluster or None,
+        max_db_writers=max_db_writers,
+    )
     if html_path is not None and not dry_run:
         from histetl.quality.figures import ReportObserver
         from histetl.validate import RuleBook

@@ -719,6 +719,8 @@ class RunOptions:
     db: str | None = None  # overrides $HISTETL_DB and the job file's `db`
     lock_wait_s: float = 0.0
     batch_size: int = DEFAULT_BATCH_SIZE
+    cluster: str | None = None  # overrides the job file's `cluster` (the CLI adds the env)
+    max_db_writers: int = 4
     today: dt.date | None = None  # what relative dates resolve against (default: UTC today)
     sleep: Callable[[float], None] = time.sleep  # between retries
     observer: BatchObserver | None = None  # sees every batch (the --html quality report)
@@ -778,6 +780,8 @@ def run_jobs(
             quarantine_dir=job_file.quarantine_dir,
             rules_files=job_file.rules,
             mapping_file=job_file.mapping,
+            cluster=options.cluster or job_file.cluster,
+            max_db_writers=options.max_db_writers,
         )
     )
     replayer.observer = options.observer

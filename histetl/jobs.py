@@ -157,6 +157,7 @@ class JobFile(_Model):
     on_invalid: Literal["quarantine", "fail"] = "quarantine"
     rules: tuple[Path, ...] = ()
     mapping: Path | None = None
+    cluster: str | None = None
     jobs: list[JobSpec] = Field(min_length=1)
 
     @field_validator("db")
@@ -164,6 +165,18 @@ class JobFile(_Model):
     def _db_scheme(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^(duckdb|postgres|postgresql)://", value):
             raise ValueError("use duckdb:///path.duckdb or postgresql://user@host/db")
+        return value
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            from histetl.cluster import parse_cluster_uri
+
+            try:
+                parse_cluster_uri(value)
+            except ConfigError as exc:
+                raise ValueError(f"{exc.what}; use {exc.hint}") from None
         return value
 
     @field_validator("jobs")

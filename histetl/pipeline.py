@@ -75,6 +75,8 @@ class ReplayOptions:
     mapping_file: Path | None = None
     db_retry: RetryPolicy = field(default_factory=RetryPolicy)
     workers: int = 1  # files loaded in parallel by this many processes (PostgreSQL targets)
+    cluster: str | None = None  # run the files as tasks on Dask: tcp://HOST:PORT, local[:N]
+    max_db_writers: int = 4  # with cluster: files loading into the database at once
 
 
 def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
@@ -214,6 +216,10 @@ class Replayer:
         if options.workers < 1:
             raise ConfigError("workers must be at least 1", where="--workers")
         check_output_dir(options.quarantine_dir, "--quarantine-dir")
+        if options.cluster is not None:
+            from histetl.cluster import check_cluster_options
+
+            check_cluster_options(options)
 
     def run(
         self, paths: Sequence[Path], on_file: Callable[[FileReport], None] | None = None
@@ -221,6 +227,23 @@ class Replayer:
         options = self.options
         mode = "validate-only" if options.validate_only else "load"
         remove_stale_partials(options.quarantine_dir)  # left by a killed run
+        if options.cluster is not None:  # the same per-file task, on a Dask cluster
+            from histetl.cluster import run_on_cluster
+
+            report = RunReport(self.run_id, redact(options.db), mode)
+
+            def finished(file_report: FileReport) -> None:
+                report.files.append(file_report)  # for the summary of an interrupted run
+                if on_file is not None:
+                    on_file(file_report)
+
+            try:
+                files = run_on_cluster(options, self.run_id, paths, finished)
+            except Interrupted as exc:
+                raise Interrupted(exc.signum, _progress_summary(report, len(paths))) from None
+            report.files = files
+            report.finished_at = dt.datetime.now(dt.UTC).isoformat()
+            return report
         if options.workers > 1:
             return self._run_parallel(paths, on_file, mode)
         try:

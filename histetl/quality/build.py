@@ -39,11 +39,11 @@ def sidecar_path(html: Path) -> Path:
 
 def observe(replayer: Any) -> ReportObserver:
     """Attach a figures observer to a `histetl.pipeline.Replayer` (in-process runs only)."""
-    if replayer.options.workers > 1:
+    if replayer.options.workers > 1 or replayer.options.cluster is not None:
         raise ConfigError(
             "the HTML report needs the batches in this process",
             where="--html",
-            hint="use --workers 1 with --html, or build the page afterwards with "
+            hint="use --workers 1 and no --cluster with --html, or build the page afterwards with "
             "`histetl report REPORT.json --html FILE --db URI`",
         )
     observer = ReportObserver(replayer.rules)
