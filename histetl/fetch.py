@@ -355,7 +355,7 @@ class DatabentoApi:
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
             return min(exc.retry_after, self.retry.max_wait_s)
-        backoff = wait_exponential_jitter(initial=1, max=self.retry.max_wait_s, jitter=1)
+        backoff = wait_exponential_jitter(multiplier=1, max=self.retry.max_wait_s, jitter=1)
         return float(backoff(state))
 
     def _log_retry(self, what: str, state: RetryCallState) -> None:

@@ -365,7 +365,7 @@ class Replayer:
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError) if sink is not None else retry_never,
             stop=stop_after_attempt(policy.max_attempts),
-            wait=wait_exponential_jitter(initial=0.5, max=policy.max_wait_s, jitter=0.5),
+            wait=wait_exponential_jitter(multiplier=0.5, max=policy.max_wait_s, jitter=0.5),
             sleep=CANCEL.sleep,  # a stop request ends the backoff wait at once
             before_sleep=lambda state: logger.warning(
                 "{} (attempt {} of {}); retrying {}",

@@ -93,6 +93,31 @@ def create_table_sql(target: TableTarget) -> str:
     )
 
 
+def _add_new_columns(cur: Any, target: TableTarget) -> None:
+    """A table made by an older histetl gets the nullable columns added since (ingest maps
+    columns by name)."""
+    cur.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = ?",
+        (target.name,),
+    )
+    have = {row[0] for row in cur.fetchall()}
+    new = [f for f in target.schema if f.name not in have]
+    required = [f.name for f in new if not f.nullable]
+    if required:
+        raise LoadError(
+            f"table {target.name} has no column {', '.join(required)}, which the load needs",
+            hint="load into another table (mapping `table:`), or rename the old table",
+        )
+    for field in new:
+        cur.execute(
+            f"ALTER TABLE {quote(target.name)} ADD COLUMN {quote(field.name)} "
+            f"{duckdb_type(field.type)}"
+        )
+    if new:
+        logger.info("table {}: added columns {}", target.name, ", ".join(f.name for f in new))
+
+
 def duckdb_path(uri: str) -> str:
     """duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb, duckdb:///:memory:"""
     rest = uri.split(":", 1)[1]
@@ -200,6 +225,7 @@ class DuckDBSink:
         if target.name not in self._created:
             with self._conn.cursor() as cur:
                 cur.execute(create_table_sql(target))
+                _add_new_columns(cur, target)
             self._conn.commit()
             self._created.add(target.name)
 

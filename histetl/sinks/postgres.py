@@ -65,6 +65,7 @@ from histetl.sinks.pgschema import (
     index_name,
     literal,
     pg_arrow_schema,
+    pg_columns,
     quote,
     to_pg_arrow,
 )
@@ -178,7 +179,7 @@ class PostgresSink:
         retrying = Retrying(
             retry=retry_if_exception_type(TransientLoadError),
             stop=stop_after_attempt(self.retry.max_attempts),
-            wait=wait_exponential_jitter(initial=0.2, max=self.retry.max_wait_s, jitter=0.2),
+            wait=wait_exponential_jitter(multiplier=0.2, max=self.retry.max_wait_s, jitter=0.2),
             before_sleep=lambda state: logger.warning(
                 "{} unreachable (attempt {} of {}), retrying",
                 self.target.label,
@@ -322,6 +323,7 @@ class PostgresSink:
             return
         check_identifier(target.name)
         if self._table_ready(target):
+            self._add_new_columns(target)
             self.commit()
             self._created.add(target.name)
             return
@@ -340,6 +342,39 @@ class PostgresSink:
             self._make_hypertable(target)
         self.commit()
         self._created.add(target.name)
+
+    def _add_new_columns(self, target: TableTarget) -> None:
+        """A table made by an older histetl gets the nullable columns added since (ingest maps
+        columns by name, so their place in the table does not matter)."""
+        have = {
+            row[0]
+            for row in self.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = $1",
+                (target.name,),
+            )
+        }
+        new = [c for c in pg_columns(target.schema, target.key) if c.name not in have]
+        if not new:
+            return
+        required = [c.name for c in new if c.not_null]
+        if required:
+            raise LoadError(
+                f"table {target.name} has no column {', '.join(required)}, which the load needs",
+                where=self.target.label,
+                hint="load into another table (mapping `table:`), or rename the old table",
+            )
+        self.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            (f"histetl:ddl:{target.name}",),
+            wait_s=self._lock_wait_s(),
+        )
+        for column in new:
+            self.execute(
+                f"ALTER TABLE {quote(target.name)} ADD COLUMN IF NOT EXISTS "
+                f"{quote(column.name)} {column.sql_type}"
+            )
+        logger.info("table {}: added columns {}", target.name, ", ".join(c.name for c in new))
 
     def _table_ready(self, target: TableTarget) -> bool:
         """The table and its indexes exist (and are a hypertable, with TimescaleDB): then no
