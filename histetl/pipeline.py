@@ -393,22 +393,25 @@ class Replayer:
         table = self.mapping.for_spec(spec)
         report.dataset, report.schema, report.table = dbn.dataset, spec.schema, table.table
         start, end = _ns_or_none(dbn.metadata.start), _ns_or_none(dbn.metadata.end)
+        rules = self.rules.for_file(spec, dbn.dataset, start, end)
         load = None
         if sink is not None:
+            # The day locks cover the file's [start, end): they keep concurrent loaders apart
+            # only while rows outside that range are rejected; otherwise lock the whole table.
+            span = (start, end) if "index_ts_in_file_range" in rules.errors else (None, None)
             report.sha256 = sha256_file(dbn.path)
             entry = self.loaded_entry(sink, report.sha256, spec.schema)
             target = TableTarget(table.table, table.arrow_schema, table.key, table.key[0])
             load = (
                 None
                 if entry
-                else sink.begin(target, report.sha256, self.options.force, merge, (start, end))
+                else sink.begin(target, report.sha256, self.options.force, merge, span)
             )
             if load is None:
                 report.status = "skipped"
                 entry = entry or sink.ledger_entry(report.sha256, table.table)
                 report.skipped = entry.records if entry else 0
                 return
-        rules = self.rules.for_file(spec, dbn.dataset, start, end)
         writer = QuarantineWriter(
             quarantine_path(
                 self.options.quarantine_dir, self.run_id, dbn.dataset, spec.schema, dbn.path

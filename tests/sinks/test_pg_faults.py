@@ -312,3 +312,48 @@ def test_replay_when_another_loader_holds_the_table_lock_fails_at_lock_timeout(
     assert "attempt" not in result.stderr
     rerun = subprocess.run(replay(pg_uri, [path], tmp_path), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
+
+
+@pytest.mark.parametrize("range_rule", ["error", "disabled"])
+def test_day_locks_only_while_rows_outside_the_file_range_are_rejected(
+    pg_uri: str, tmp_path: Path, range_rule: str
+) -> None:
+    """Another loader holds a day far from this file's days. While index_ts_in_file_range
+    rejects rows outside the file's range, the file's own day locks let it load beside that
+    loader; with the rule disabled its rows may fall on any day, so it needs the whole table
+    and waits (here: fails at the lock timeout, then loads on a rerun)."""
+    (path,) = trade_files(tmp_path, 1, 100)
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    write_dbn(SynthSpec(schema="trades", records=10, seed=99), seed / "seed.dbn")
+    made = subprocess.run(
+        replay(pg_uri, [seed / "seed.dbn"], seed), capture_output=True, text=True, check=False
+    )
+    assert made.returncode == 0, made.stderr
+    extra: tuple[str, ...] = ("--lock-timeout", "1")
+    if range_rule == "disabled":
+        rules = tmp_path / "rules.yaml"
+        rules.write_text("disable: [index_ts_in_file_range]\n")
+        extra = (*extra, "--rules", str(rules))
+    with psycopg.connect(pg_uri) as other:  # a loader of 1970-01-01 into the same table
+        other.execute(
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended('histetl:load:trades', 0))"
+        )
+        other.execute("SELECT pg_advisory_xact_lock(hashtextextended('histetl:load:trades:0', 0))")
+        result = subprocess.run(
+            replay(pg_uri, [path], tmp_path, *extra),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    if range_rule == "error":
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 1, result.stderr
+        assert "lock timeout" in result.stderr
+        rerun = subprocess.run(
+            replay(pg_uri, [path], tmp_path, *extra), capture_output=True, text=True
+        )
+        assert rerun.returncode == 0, rerun.stderr
+    assert rows(pg_uri, "SELECT count(*) FROM trades") == [(110,)]
