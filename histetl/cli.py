@@ -509,7 +509,7 @@ def demo(db: str | None, directory: Path) -> None:
     tables = [f.table for f in report.files if f.table and f.status != "failed"]
     if tables:
         click.echo("\nwhat was loaded:")
-        click.echo(summary(uri, tables))
+        click.echo(summary(uri, tables) + "\n")
     _write_page(directory / "report.html", report, observer, uri)
     if report.failed:
         sys.exit(EXIT_FAILED)

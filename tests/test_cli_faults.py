@@ -96,7 +96,7 @@ CASES = [
          expect=r"^error: --db: unsupported database URI scheme 'sqlite'",
          env={"HISTETL_DB": "sqlite:///x.db"}),
     case("replay-db-is-a-folder", "replay", "{w}/good.dbn", "--db", "duckdb:///{w}/emptydir",
-         exit=1, expect=r"^error: .*emptydir: cannot open DuckDB database"),
+         exit=2, expect=r"^error: .*emptydir: the DuckDB database path is a directory"),
     # -- rules and mapping files ------------------------------------------------------------------
     case("replay-rules-missing", "replay", "{w}/good.dbn", VALID, "--rules", "{w}/no.yaml", exit=2,
          expect=r"Invalid value for '--rules'.*no\.yaml"),

@@ -27,7 +27,8 @@ def check_demo_then_verify(db: str, tmp_path: Path) -> None:
     demo = run("demo", "--db", db, "--dir", str(tmp_path / "demo"), cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr
     assert "Traceback" not in demo.stdout + demo.stderr
-    summary = demo.stdout.split("what was loaded:", 1)[1].strip().splitlines()
+    summary = demo.stdout.split("what was loaded:", 1)[1].strip().split("\n\n")[0].splitlines()
+    assert "report page: " in demo.stdout.split("what was loaded:", 1)[1]
     rows = {line.split()[0]: line.split() for line in summary[1:]}
     assert set(rows) == set(TABLES)
     assert rows["trades"][1] == "40000"

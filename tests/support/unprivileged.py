@@ -85,7 +85,9 @@ def tiny_fs(size: str = "64k") -> Iterator[Path]:
     try:
         yield path
     finally:
-        subprocess.run(["umount", str(path)], check=False)
+        # lazy: detached now even while a file on it is still open (e.g. by a finished
+        # test's background thread), so the folder can go
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
         path.rmdir()
 
 
