@@ -286,6 +286,32 @@ def test_validate_only_on_cluster_writes_quarantine_parquet_and_needs_no_databas
     assert len(paths) == 2
 
 
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_replay_on_cluster_when_signalled_cancels_the_tasks_and_exits_128_plus_signal(
+    dask_cluster: Dask, tmp_path: Path, sig: int, code: int
+) -> None:
+    files(tmp_path / "raw", 12, records=20_000)
+    with subprocess.Popen(
+        [*HISTETL, "replay", "raw", "--validate-only", "--cluster", dask_cluster.address,
+         "--quarantine-dir", "q", "--batch-size", "500"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+        env={k: v for k, v in os.environ.items() if k != "HISTETL_CLUSTER"},
+    ) as process:  # fmt: skip
+        assert process.stderr is not None
+        for line in process.stderr:  # the first file finished on the cluster
+            if "records," in line:
+                break
+        process.send_signal(sig)
+        started = time.monotonic()
+        output = process.stderr.read()
+        returncode = process.wait(timeout=60)
+    assert returncode == code, output
+    assert time.monotonic() - started < 15
+    assert "Traceback" not in output
+    assert f"interrupted by {signal.Signals(sig).name}: " in output
+    assert "of 12 files validated" in output
+
+
 def test_replay_on_cluster_when_a_worker_is_killed_mid_file_equals_one_clean_load(
     pg: str, pg_server: PgServer, tmp_path: Path
 ) -> None:
