@@ -82,18 +82,25 @@ def _probe(folder: Path) -> str | None:
     return None
 
 
-def check_output(path: Path, where: str) -> None:
-    """Before work: `path` can be written (a new or regular file in a writable folder, or a
-    FIFO or device we may write to)."""
+def _target(path: Path, where: str, error: type[HistetlError]) -> tuple[Path, int | None]:
+    """What `path` names (a symlink's target) and its mode, None when it does not exist yet;
+    a folder, or a path that cannot be looked at, is an `error`."""
     target = path.resolve() if path.is_symlink() else path
     try:
-        mode = target.stat().st_mode
+        mode: int | None = target.stat().st_mode
     except FileNotFoundError:
         mode = None
     except OSError as exc:
-        raise ConfigError(f"cannot use {path}: {_reason(exc)}", where=where) from None
+        raise error(f"cannot use {path}: {_reason(exc)}", where=where) from None
     if mode is not None and stat.S_ISDIR(mode):
-        raise ConfigError(f"{path} is a folder", where=where, hint="give a file name")
+        raise error(f"{path} is a folder", where=where, hint="give a file name")
+    return target, mode
+
+
+def check_output(path: Path, where: str) -> None:
+    """Before work: `path` can be written (a new or regular file in a writable folder, or a
+    FIFO or device we may write to)."""
+    target, mode = _target(path, where, ConfigError)
     if mode is not None and not stat.S_ISREG(mode):
         if not os.access(target, os.W_OK):
             raise ConfigError(f"{path} is not writable", where=where)
@@ -105,15 +112,7 @@ def check_output(path: Path, where: str) -> None:
 def open_output(path: Path, where: str = "output") -> Iterator[IO[bytes]]:
     """A binary handle for `path` (see the module docstring for how each kind is written).
     The file appears only when the block ends without an error."""
-    target = path.resolve() if path.is_symlink() else path
-    try:
-        mode = target.stat().st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {_reason(exc)}", where=where) from None
-    if mode is not None and stat.S_ISDIR(mode):
-        raise OutputError(f"{path} is a folder", where=where, hint="give a file name")
+    target, mode = _target(path, where, OutputError)
     if mode is not None and not stat.S_ISREG(mode):
         with _through(path, target, where) as handle:
             yield handle
