@@ -10,10 +10,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY histetl ./histetl
 COPY sql ./sql
-RUN pip install ".[cluster]" && rm -rf /src
+# the versions pinned in uv.lock (with hashes), then histetl itself
+RUN pip install uv \
+    && uv export --frozen --no-emit-project --extra cluster -o /tmp/requirements.txt \
+    && pip install --require-hashes -r /tmp/requirements.txt \
+    && pip install --no-deps . \
+    && pip uninstall -y uv && rm -rf /src /tmp/requirements.txt
 
 # raw DBN files and quarantine: the same path on the driver and on every worker
 RUN useradd --create-home --uid 1000 histetl \
