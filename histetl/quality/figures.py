@@ -63,40 +63,69 @@ class FigureOptions:
 
 
 class _Sums:
-    """Partial group-by aggregates (columns of numpy arrays, or frames), folded together every
-    `_COMPACT_AT` parts: sums, mins and maxes per key."""
+    """Partial group-by sums (columns of numpy arrays; a string key as a list), folded
+    together in numpy every `_COMPACT_AT` parts, so the state stays one row per key."""
 
     def __init__(self, keys: Sequence[str], how: dict[str, str]) -> None:
-        self.keys, self.how = list(keys), how
-        self.parts: list[pl.DataFrame | dict[str, Any]] = []
+        assert set(how.values()) == {"sum"}, how
+        self.keys, self.values = list(keys), list(how)
+        self.parts: list[dict[str, Any]] = []
 
-    def add(self, part: pl.DataFrame | dict[str, Any]) -> None:
-        if (part.height if isinstance(part, pl.DataFrame) else len(part[self.keys[0]])) == 0:
+    def add(self, part: dict[str, Any]) -> None:
+        if len(part[self.keys[0]]) == 0:
             return
         self.parts.append(part)
         if len(self.parts) >= _COMPACT_AT:
-            self.compact()
+            self._fold()
 
     def merge(self, other: _Sums) -> None:
         for part in other.parts:
             self.add(part)
 
-    def compact(self) -> pl.DataFrame:
+    def _fold(self) -> dict[str, Any] | None:
         if not self.parts:
+            return None
+        if len(self.parts) == 1:
+            return self.parts[0]
+        cols = {
+            c: (
+                [x for p in self.parts for x in p[c]]
+                if isinstance(self.parts[0][c], list)
+                else np.concatenate([np.asarray(p[c], dtype=np.int64) for p in self.parts])
+            )
+            for c in self.keys + self.values
+        }
+        codes = []
+        for c in self.keys:  # each key as small integer codes, sorted like the values
+            if isinstance(cols[c], list):
+                names = sorted({x for x in cols[c] if x is not None})
+                index = {name: i for i, name in enumerate(names)}
+                codes.append(np.array([index.get(x, len(names)) for x in cols[c]], np.int64))
+            else:
+                codes.append(np.unique(cols[c], return_inverse=True)[1].reshape(-1))
+        order = np.lexsort(codes[::-1])
+        keys = np.stack([k[order] for k in codes], axis=1)
+        starts = np.flatnonzero(np.concatenate([[True], (keys[1:] != keys[:-1]).any(axis=1)]))
+        out: dict[str, Any] = {}
+        for c in self.keys:
+            picked = order[starts]
+            col = cols[c]
+            out[c] = [col[i] for i in picked] if isinstance(col, list) else col[picked]
+        for c in self.values:
+            out[c] = np.add.reduceat(cols[c][order], starts)
+        self.parts = [out]
+        return out
+
+    def compact(self) -> pl.DataFrame:
+        """Everything folded, one row per key, sorted by the keys (nulls last)."""
+        folded = self._fold()
+        if folded is None:
             return pl.DataFrame()
-        frames = [p if isinstance(p, pl.DataFrame) else _frame(p) for p in self.parts]
-        frame = pl.concat(frames, how="vertical_relaxed")
-        if len(self.parts) > 1:
-            aggs = [getattr(pl.col(c), how)().alias(c) for c, how in self.how.items()]
-            frame = frame.group_by(self.keys).agg(aggs)
-        frame = frame.sort(self.keys, nulls_last=True)
-        self.parts = [frame]
-        return frame
+        return _frame(folded).sort(self.keys, nulls_last=True)
 
     @property
     def rows(self) -> int:
-        return sum(p.height if isinstance(p, pl.DataFrame) else len(p[self.keys[0]])
-                   for p in self.parts)  # fmt: skip
+        return sum(len(p[self.keys[0]]) for p in self.parts)
 
 
 def _frame(columns: dict[str, Any]) -> pl.DataFrame:
@@ -220,13 +249,28 @@ class TableFigures:
             None, code
         )  # fmt: skip
         width = len(present) if present is not None else len(self.codes)
-        key = local * nh + rel
-        records = np.bincount(key, minlength=width * nh)
-        sizes = (
-            np.bincount(key, weights=size, minlength=width * nh)
-            if size is not None
-            else np.zeros(len(records))
-        )
+        records: npt.NDArray[Any]
+        sizes: npt.NDArray[Any]
+        if present is None and code.strides == (0,) and _ascending(rel):
+            # one instrument-day, rows in time order (the usual batch): counts and sums per
+            # hour from the hour boundaries, no per-row key
+            bounds = np.searchsorted(rel, np.arange(nh + 1))
+            records = np.zeros(width * nh, dtype=np.int64)
+            sizes = np.zeros(width * nh, dtype=np.float64)
+            at = int(code[0]) * nh
+            records[at : at + nh] = np.diff(bounds)
+            if size is not None:
+                exact = np.int64 if size.dtype.kind in "iub" else np.float64
+                cum = np.concatenate([[0], np.cumsum(size, dtype=exact)])
+                sizes[at : at + nh] = np.diff(cum[bounds])
+        else:
+            key = local * nh + rel
+            records = np.bincount(key, minlength=width * nh)
+            sizes = (
+                np.bincount(key, weights=size, minlength=width * nh)
+                if size is not None
+                else np.zeros(len(records))
+            )
         nz = np.flatnonzero(records)
         codes = nz // nh if present is None else present[nz // nh]
         self.volume.add(
@@ -245,10 +289,13 @@ class TableFigures:
                 int(lat.max()), self.lat_max if self.lat_max is not None else -(2**63)
             )
             self.lat_min = min(int(lat.min()), self.lat_min if self.lat_min is not None else 2**63)
-            octave = (lat.astype(np.float64).view(np.int64) >> (52 - _SUB_BITS)) - (
-                1023 << _SUB_BITS
-            )
-            bucket = np.where(lat > 0, octave + 2, np.where(lat == 0, 1, 0))
+            # the float's exponent and top mantissa bits: octave and sub-bucket of lat > 0,
+            # shifted by 2 (bucket 0: negative, 1: zero); in place, np.where is 10x slower
+            bucket = lat.astype(np.float64).view(np.int64)
+            bucket >>= 52 - _SUB_BITS
+            bucket -= (1023 << _SUB_BITS) - 2
+            np.maximum(bucket, 0, out=bucket)  # negative lat has the sign bit: very negative
+            bucket += lat == 0
             hist = np.bincount(rel * _BUCKETS + bucket, minlength=nh * _BUCKETS)
             nz = np.flatnonzero(hist)
             self.latency.add(
@@ -269,16 +316,17 @@ class TableFigures:
                  "locked": counts[2][quoted]}
             )  # fmt: skip
 
-    def _traded_size(self, frame: pl.DataFrame) -> npt.NDArray[np.float64] | None:
+    def _traded_size(self, frame: pl.DataFrame) -> npt.NDArray[Any] | None:
+        """Per row, its traded size (integers; floats when the column has nulls)."""
         schema = self.spec.schema
         if schema in ("trades", "tbbo"):
-            return frame["size"].to_numpy().astype(np.float64)
+            return frame["size"].to_numpy()
         if schema in ("mbp-1", "mbp-10", "mbo"):
-            size = frame["size"].to_numpy().astype(np.float64)
+            size = frame["size"].to_numpy()
             mask = self.trade_mask(frame)
             return size * mask if mask is not None else size
         if self.bar_ns or schema == "ohlcv-eod":
-            return frame["volume"].to_numpy().astype(np.float64)
+            return frame["volume"].to_numpy()
         return None
 
     def trade_mask(self, frame: pl.DataFrame) -> npt.NDArray[np.bool_] | None:
@@ -462,6 +510,10 @@ _SUB_BITS = 3  # latency: 2**3 linear buckets per octave
 _BUCKETS = 2 + (64 << _SUB_BITS)  # negative, zero, then [1 ns, 2**63 ns)
 
 
+def _ascending(values: I64) -> bool:
+    return len(values) < 2 or bool(np.all(values[1:] >= values[:-1]))
+
+
 def _ints(series: pl.Series) -> I64:
     """Timestamps (or integers) as int64, without a copy when there are no nulls."""
     values = series.to_numpy()
@@ -516,6 +568,7 @@ class FileFigures:
     report: FileReport
     figures: TableFigures | None  # None: failed or skipped (nothing kept)
     rules: list[tuple[str, str]] = field(default_factory=list)  # (name, severity) that applied
+    spans: list[tuple[int, int]] | None = None  # read from a database: the time spans read
 
 
 class ReportObserver:

@@ -159,10 +159,16 @@ def _table_section(table: dict[str, Any]) -> str:
             "counted above but are in none of the figures below.</p>"
         )
     if table.get("figures_source") == "database":
-        out.append(
-            "<p class='meta'>Figures from every row of the table in the target (one query) "
-            "plus the run's quarantine files.</p>"
+        spans = table.get("figures_spans")
+        where = (
+            "the rows of the table in the target within the run's files' time span ("
+            + ", ".join(f"{_ts(lo)} to {_ts(hi)}" for lo, hi in spans)
+            + ", from their DBN headers)"
+            if spans
+            else "every row of the table in the target (the run's files give no time span)"
         )
+        out.append(f"<p class='meta'>Figures from {where}, one query, plus the run's "
+                   "quarantine files.</p>")  # fmt: skip
     out += [
         _section("Volume", _volume(name, figs)),
         _section("Holes", _holes(figs)),
