@@ -91,3 +91,23 @@ def test_report_from_postgres_matches_the_streamed_figures(pg_uri: str, tmp_path
     volume = sum(v["records"] for v in table["figures"]["volume"])
     assert volume == one["loaded"] + two["loaded"] + two["quarantined"]
     assert sum(b["crossed"] for b in table["figures"]["books"]) == 2 + 3
+
+
+def test_file_spans_when_files_overlap_are_joined_and_none_when_a_file_is_gone(
+    tmp_path: Path,
+) -> None:
+    from histetl.quality.build import file_spans
+
+    paths = []
+    for n, (start, days) in enumerate((("2023-12-11", 2), ("2023-12-12", 2), ("2023-12-20", 1))):
+        path = tmp_path / f"t{n}.dbn"
+        write_dbn(
+            SynthSpec(schema="trades", records=50, start=dt.date.fromisoformat(start), days=days),
+            path,
+        )
+        paths.append({"path": str(path)})
+    assert file_spans(paths) == [
+        (day_ns("2023-12-11"), day_ns("2023-12-14")),
+        (day_ns("2023-12-20"), day_ns("2023-12-21")),
+    ]
+    assert file_spans([*paths, {"path": str(tmp_path / "gone.dbn")}]) is None
