@@ -2,7 +2,8 @@
 
 `figures` holds the per-batch accumulators (small aggregates, bounded memory) and the pipeline
 observer that feeds them, `series` the per-instrument figures (holes, jumps, sequence) in numpy;
-`page` renders the figures as a self-contained HTML page, with inline SVG from `charts`
-(matplotlib, imported only when a page is drawn); `build` ties them to a run (and, for
+`aggregates` the numpy group-by sums and latency histogram; `page` renders the figures as a
+self-contained HTML page (cell text from `htmlfmt`), with inline SVG drawn by `charts`
+(hand-written, no plotting library); `build` ties them to a run (and, for
 `histetl report`, to a run report and its target) and writes the page and its JSON sidecar.
 """

@@ -92,8 +92,9 @@ def from_report_file(
 def _figures_from_db(
     uri: str, files: list[dict[str, Any]], options: FigureOptions
 ) -> list[FileFigures]:
-    """One query per table (all its rows, streamed in batches through the same accumulators),
-    plus the run's quarantine files for the quarantined rows."""
+    """One query per table, restricted to the time span of the run's files (their DBN
+    headers' start and end) when every file still gives one, else all its rows; streamed in
+    batches through the same accumulators, as are the run's quarantine files."""
     from histetl.query import Database
     from histetl.report import FileReport
 
@@ -110,20 +111,70 @@ def _figures_from_db(
             spec = table_spec(members[0].get("schema") or table.replace("_", "-"))
             dataset = str(members[0].get("dataset") or "")
             figures = TableFigures(spec, dataset, options)
+            spans = file_spans(members)
+            where = []
+            if spans:
+                where.append(" OR ".join(
+                    "(" + " AND ".join(db.time_range(spec.index_ts, lo, hi)) + ")"
+                    for lo, hi in spans
+                ))  # fmt: skip
             empty = pl.DataFrame()
-            for batch in db.read(table, order_by=db.time_order(spec.index_ts)):
+            order = db.time_order(spec.index_ts)
+            for batch in db.read(table, where=where, order_by=order):
                 frame = pl.from_arrow(batch)
                 assert isinstance(frame, pl.DataFrame)
                 figures.add(frame, empty)
             for f in members:
-                if f.get("quarantine_file") and Path(f["quarantine_file"]).is_file():
-                    quarantined = pl.read_parquet(f["quarantine_file"])
+                for quarantined in _quarantine_batches(f.get("quarantine_file")):
                     figures.add(empty, quarantined)
             rules = book.for_file(spec, dataset, None, None).rules
             summary = FileReport(path=f"table {table}", dataset=dataset, schema=spec.schema)
             summary.table, summary.status = table, "loaded"
-            out.append(FileFigures(summary, figures, [(r.name, r.severity) for r in rules]))
+            applied = [(r.name, r.severity) for r in rules]
+            out.append(FileFigures(summary, figures, applied, spans))
     return out
+
+
+def file_spans(files: list[dict[str, Any]]) -> list[tuple[int, int]] | None:
+    """The [start, end) ns each file's DBN header gives, overlapping ones joined; None when a
+    file is gone or its header gives no end (then the whole table is read)."""
+    from histetl.decode import DbnFile
+
+    spans = []
+    for f in files:
+        try:
+            with DbnFile(f["path"]) as dbn:
+                start, end = dbn.metadata.start, dbn.metadata.end
+        except HistetlError:
+            return None
+        if not isinstance(start, int) or not isinstance(end, int) or end <= start:
+            return None
+        if end >= 2**63 - 1:  # UNDEF_TIMESTAMP: no end recorded
+            return None
+        spans.append((start, end))
+    joined: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if joined and lo <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], hi))
+        else:
+            joined.append((lo, hi))
+    return joined or None
+
+
+def _quarantine_batches(path: str | None, rows: int = 65_536) -> Iterable[pl.DataFrame]:
+    """A quarantine file in batches of `rows` (nothing when it is gone)."""
+    import pyarrow.parquet as pq
+
+    if not path or not Path(path).is_file():
+        return
+    try:
+        parquet = pq.ParquetFile(path)
+    except OSError:
+        return
+    for batch in parquet.iter_batches(batch_size=rows):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        yield frame
 
 
 def _previous_day_source(db: str | None) -> Any:
@@ -162,6 +213,7 @@ def document(
     book = rules or RuleBook.load()
     tables: dict[str, dict[str, Any]] = {}
     merged: dict[str, TableFigures] = {}
+    spans: dict[str, list[tuple[int, int]] | None] = {}
     for f in files:
         table = f.get("table") or "(unknown)"
         entry = tables.setdefault(
@@ -183,6 +235,7 @@ def document(
     for read in by_path.values():  # figures read from the database, one per table
         if read.report.path.startswith("table ") and read.figures is not None:
             merged[read.report.table] = read.figures
+            spans[read.report.table] = read.spans
     for table, entry in tables.items():
         records = sum(int(x.get("records") or 0) for x in entry["files"])
         entry["records"] = records
@@ -194,6 +247,9 @@ def document(
         entry["figures_source"] = (
             ("database" if from_db else "stream") if figs is not None else None
         )
+        if from_db and figs is not None:  # [[start, end), ...] ns read, None: the whole table
+            read_spans = spans.get(table)
+            entry["figures_spans"] = [list(x) for x in read_spans] if read_spans else None
         if figs is not None and previous_day is not None:
             days = entry["figures"]["symbology"]["per_day"]
             if days:

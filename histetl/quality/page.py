@@ -6,13 +6,12 @@ No JavaScript, no network references (no external CSS, fonts or images); the cha
 
 from __future__ import annotations
 
-import datetime as dt
-import html
 from pathlib import Path
 from typing import Any
 
 from histetl.quality.charts import chart
 from histetl.quality.figures import NO_SYMBOL
+from histetl.quality.htmlfmt import duration, esc, html_table, num, price, ts_text, when
 
 CSS = """
 :root{--fg:#1f2937;--muted:#6b7280;--line:#e5e7eb;--bg:#fff;--pass:#15803d;--warn:#b45309;
@@ -56,7 +55,7 @@ def render(doc: dict[str, Any]) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>histetl quality report {_e(run.get('run_id'))}</title>",
+        f"<title>histetl quality report {esc(run.get('run_id'))}</title>",
         f"<style>{CSS}</style></head><body><main>",
         _header(doc),
     ]
@@ -88,7 +87,7 @@ def _header(doc: dict[str, Any]) -> str:
         kpis.append(("valid (not loaded)", t["valid"]))
     if t.get("skipped"):
         kpis.append(("skipped (already loaded)", t["skipped"]))
-    reasons = "".join(f"<li>{_e(r)}</li>" for r in run["reasons"])
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in run["reasons"])
     rows = []
     for table in doc["tables"]:
         files = table["files"]
@@ -100,15 +99,15 @@ def _header(doc: dict[str, Any]) -> str:
         failed = sum(f["status"] == "failed" for f in files)
         rows.append(
             [
-                f"<a href='#t-{_e(table['table'])}'>{_e(table['table'])}</a>",
-                _e(table.get("dataset")),
-                _n(len(files)),
-                *(_n(s[k]) for k in ("records", "loaded", "duplicates", "quarantined", "valid")),
+                f"<a href='#t-{esc(table['table'])}'>{esc(table['table'])}</a>",
+                esc(table.get("dataset")),
+                num(len(files)),
+                *(num(s[k]) for k in ("records", "loaded", "duplicates", "quarantined", "valid")),
                 '<span class="ok">yes</span>' if ok else '<span class="bad">NO</span>',
                 f'<span class="bad">{failed}</span>' if failed else "0",
             ]
         )
-    summary = _html_table(
+    summary = html_table(
         ["table", "dataset", "files", "records", "loaded", "duplicates", "quarantined",
          "valid", "reconciled", "failed"],
         rows,
@@ -116,12 +115,12 @@ def _header(doc: dict[str, Any]) -> str:
     )  # fmt: skip
     return (
         f"<header><h1>Data-quality report <span class='badge {status}'>{status}</span></h1>"
-        f"<div class='meta'>run <code>{_e(run.get('run_id'))}</code> &middot; target "
-        f"<code>{_e(run.get('db'))}</code> &middot; mode {_e(run.get('mode'))} &middot; "
-        f"started {_e(_when(run.get('started_at')))} &middot; finished "
-        f"{_e(_when(run.get('finished_at')))}</div>"
+        f"<div class='meta'>run <code>{esc(run.get('run_id'))}</code> &middot; target "
+        f"<code>{esc(run.get('db'))}</code> &middot; mode {esc(run.get('mode'))} &middot; "
+        f"started {esc(when(run.get('started_at')))} &middot; finished "
+        f"{esc(when(run.get('finished_at')))}</div>"
         "<div class='kpis'>"
-        + "".join(f"<div class='kpi'><b>{_n(v)}</b><span>{_e(k)}</span></div>" for k, v in kpis)
+        + "".join(f"<div class='kpi'><b>{num(v)}</b><span>{esc(k)}</span></div>" for k, v in kpis)
         + "</div>"
         + (f"<ul class='reasons'>{reasons}</ul>" if reasons else
            "<p class='ok'>Nothing to report: every file reconciled, nothing quarantined.</p>")
@@ -139,9 +138,9 @@ def _table_section(table: dict[str, Any]) -> str:
     name = table["table"]
     figs = table.get("figures")
     out = [
-        f"<section class='table' id='t-{_e(name)}'><h2>{_e(name)} "
-        f"<span class='meta'>{_e(table.get('schema'))} &middot; {_e(table.get('dataset'))} "
-        f"&middot; {_n(table['records'])} records in {len(table['files'])} file(s)</span></h2>",
+        f"<section class='table' id='t-{esc(name)}'><h2>{esc(name)} "
+        f"<span class='meta'>{esc(table.get('schema'))} &middot; {esc(table.get('dataset'))} "
+        f"&middot; {num(table['records'])} records in {len(table['files'])} file(s)</span></h2>",
         _section("Reconciliation", _reconciliation(table)),
         _section("Rules", _rules(table, figs)),
     ]
@@ -159,10 +158,16 @@ def _table_section(table: dict[str, Any]) -> str:
             "counted above but are in none of the figures below.</p>"
         )
     if table.get("figures_source") == "database":
-        out.append(
-            "<p class='meta'>Figures from every row of the table in the target (one query) "
-            "plus the run's quarantine files.</p>"
+        spans = table.get("figures_spans")
+        where = (
+            "the rows of the table in the target within the run's files' time span ("
+            + ", ".join(f"{ts_text(lo)} to {ts_text(hi)}" for lo, hi in spans)
+            + ", from their DBN headers)"
+            if spans
+            else "every row of the table in the target (the run's files give no time span)"
         )
+        out.append(f"<p class='meta'>Figures from {where}, one query, plus the run's "
+                   "quarantine files.</p>")  # fmt: skip
     out += [
         _section("Volume", _volume(name, figs)),
         _section("Holes", _holes(figs)),
@@ -177,7 +182,7 @@ def _table_section(table: dict[str, Any]) -> str:
 
 
 def _section(title: str, body: str) -> str:
-    return f"<h3>{_e(title)}</h3>{body}"
+    return f"<h3>{esc(title)}</h3>{body}"
 
 
 def _reconciliation(table: dict[str, Any]) -> str:
@@ -186,14 +191,14 @@ def _reconciliation(table: dict[str, Any]) -> str:
         state = f["status"] + (f": {f['error']}" if f.get("error") else "")
         rows.append(
             [
-                f"<span class='mono'>{_e(Path(str(f['path'])).name)}</span>",
-                *(_n(f[k]) for k in ("records", "loaded", "duplicates", "quarantined", "valid",
+                f"<span class='mono'>{esc(Path(str(f['path'])).name)}</span>",
+                *(num(f[k]) for k in ("records", "loaded", "duplicates", "quarantined", "valid",
                                      "skipped")),
                 '<span class="ok">=</span>' if f["reconciled"] else '<span class="bad">&ne;</span>',
-                _e(state),
+                esc(state),
             ]
         )  # fmt: skip
-    return _html_table(
+    return html_table(
         ["file", "records", "loaded", "duplicates", "quarantined", "valid", "skipped",
          "balanced", "status"],
         rows,
@@ -215,21 +220,21 @@ def _rules(table: dict[str, Any], figs: dict[str, Any] | None) -> str:
             sample = (
                 "<details><summary>"
                 + f"{len(shown)} row(s)</summary>"
-                + "".join("<div class='mono'>" + _e(_sample_text(s)) + "</div>" for s in shown)
+                + "".join("<div class='mono'>" + esc(_sample_text(s)) + "</div>" for s in shown)
                 + "</details>"
             )
         elif count and r["severity"] == "warn":
             sample = "<span class='meta'>warn rule: rows loaded, not quarantined</span>"
         rows.append(
             [
-                f"<code>{_e(r['name'])}</code>",
-                _e(r["severity"]),
-                f"<span class='{cls}'>{_n(count)}</span>",
+                f"<code>{esc(r['name'])}</code>",
+                esc(r["severity"]),
+                f"<span class='{cls}'>{num(count)}</span>",
                 f"{r['pct']:.3f}%",
                 sample,
             ]
         )
-    return _html_table(["rule", "severity", "rows", "% of rows", "sample quarantined rows"],
+    return html_table(["rule", "severity", "rows", "% of rows", "sample quarantined rows"],
                        rows, numeric={2, 3})  # fmt: skip
 
 
@@ -260,9 +265,12 @@ def _volume(name: str, figs: dict[str, Any]) -> str:
         t = totals.setdefault(r["symbol"], [0, 0])
         t[0] += r["records"]
         t[1] += r["size"]
-    table = _html_table(
+    table = html_table(
         ["symbol", "records", "traded size"],
-        [[_e(s), _n(v[0]), _n(v[1]) if has_size else "&mdash;"] for s, v in sorted(totals.items())],
+        [
+            [esc(s), num(v[0]), num(v[1]) if has_size else "&mdash;"]
+            for s, v in sorted(totals.items())
+        ],
         numeric={1, 2},
     )
     return chart(f"{name}: volume per hour (UTC)", panels, kind="step") + table
@@ -272,7 +280,7 @@ def _holes(figs: dict[str, Any]) -> str:
     holes = figs["holes"]
     cal = holes["calendar"]
     note = (
-        f"Inside the sessions of calendar <code>{_e(cal)}</code> (the one <code>verify</code> "
+        f"Inside the sessions of calendar <code>{esc(cal)}</code> (the one <code>verify</code> "
         "uses)."
         if cal
         else "No known calendar for this dataset: silences in raw time."
@@ -281,15 +289,15 @@ def _holes(figs: dict[str, Any]) -> str:
            "seen.</p>"]  # fmt: skip
     if holes["longest"]:
         out.append(
-            _html_table(
+            html_table(
                 ["symbol", "instrument_id", "longest silence", "from", "to"],
                 [
                     [
-                        _e(h["symbol"]),
+                        esc(h["symbol"]),
                         str(h["instrument_id"]),
-                        _duration(h["silence_ns"]),
-                        _ts(h["from_ns"]),
-                        _ts(h["to_ns"]),
+                        duration(h["silence_ns"]),
+                        ts_text(h["from_ns"]),
+                        ts_text(h["to_ns"]),
                     ]
                     for h in holes["longest"]
                 ],
@@ -300,11 +308,11 @@ def _holes(figs: dict[str, Any]) -> str:
         out.append("<p class='none'>No silence inside a session (fewer than two records per "
                    "instrument, or none in session time).</p>")  # fmt: skip
     if holes["bar_interval_ns"]:
-        unit = _duration(holes["bar_interval_ns"])
+        unit = duration(holes["bar_interval_ns"])
         missing = holes["missing_bars"] or []
         if missing:
             out.append(
-                _html_table(
+                html_table(
                     [
                         "symbol",
                         "instrument_id",
@@ -314,11 +322,11 @@ def _holes(figs: dict[str, Any]) -> str:
                     ],
                     [
                         [
-                            _e(m["symbol"]),
+                            esc(m["symbol"]),
                             str(m["instrument_id"]),
-                            _n(m["missing"]),
-                            _n(m["holes"]),
-                            _duration(m["missing"] * holes["bar_interval_ns"]),
+                            num(m["missing"]),
+                            num(m["holes"]),
+                            duration(m["missing"] * holes["bar_interval_ns"]),
                         ]
                         for m in missing
                     ],
@@ -334,19 +342,19 @@ def _prices(figs: dict[str, Any]) -> str:
     p = figs["prices"]
     if p is None:
         return "<p class='none'>Not a price series (only trades, tbbo, mbp-1/10, mbo and bars).</p>"
-    head = f"<p class='meta'>Jump: {_e(p['rule'])}; tick = the smallest change seen.</p>"
+    head = f"<p class='meta'>Jump: {esc(p['rule'])}; tick = the smallest change seen.</p>"
     if not p["count"]:
         return head + "<p class='ok'>No price jumps.</p>"
     rows = [
-        [_ts(j["t"]), _e(j["symbol"]), _price(j["prev_p"]), _price(j["p"]), _price(j["d"]),
-         f"{j['ticks']:,.0f}", _price(j["mad"]) if j["mad"] == j["mad"] else "&mdash;",
-         _e(j["reason"])]
+        [ts_text(j["t"]), esc(j["symbol"]), price(j["prev_p"]), price(j["p"]), price(j["d"]),
+         f"{j['ticks']:,.0f}", price(j["mad"]) if j["mad"] == j["mad"] else "&mdash;",
+         esc(j["reason"])]
         for j in p["listed"]
     ]  # fmt: skip
     more = f" (the {len(rows)} largest listed)" if p["count"] > len(rows) else ""
     return (
-        head + f"<p class='warn'>{_n(p['count'])} jump(s){more}.</p>"
-        + _html_table(["time (UTC)", "symbol", "from", "to", "|change|", "ticks",
+        head + f"<p class='warn'>{num(p['count'])} jump(s){more}.</p>"
+        + html_table(["time (UTC)", "symbol", "from", "to", "|change|", "ticks",
                        "median change", "why"], rows, numeric={2, 3, 4, 5, 6})
     )  # fmt: skip
 
@@ -360,7 +368,7 @@ def _books(name: str, figs: dict[str, Any]) -> str:
     crossed = sum(b["crossed"] for b in books)
     locked = sum(b["locked"] for b in books)
     text = (
-        f"<p>{_n(crossed)} crossed and {_n(locked)} locked of {_n(quotes)} two-sided quotes "
+        f"<p>{num(crossed)} crossed and {num(locked)} locked of {num(quotes)} two-sided quotes "
         "(quarantined rows included).</p>"
     )
     if not crossed and not locked:
@@ -381,11 +389,11 @@ def _latency(name: str, figs: dict[str, Any]) -> str:
         return "<p class='none'>No records with both timestamps.</p>"
     o = lat["overall"]
     text = (
-        f"<p>ts_recv &minus; ts_event over {_n(o['records'])} records: p50 "
-        f"{_duration(o['p50_ns'])}, p90 {_duration(o['p90_ns'])}, p99 {_duration(o['p99_ns'])}, "
-        f"max {_duration(lat['max_ns'])}"
-        + (f"; <span class='warn'>{_n(o['negative'])} negative</span>" if o["negative"] else "")
-        + f".</p><p class='meta'>Percentiles from histogram buckets of {_e(lat['bucket_width'])}"
+        f"<p>ts_recv &minus; ts_event over {num(o['records'])} records: p50 "
+        f"{duration(o['p50_ns'])}, p90 {duration(o['p90_ns'])}, p99 {duration(o['p99_ns'])}, "
+        f"max {duration(lat['max_ns'])}"
+        + (f"; <span class='warn'>{num(o['negative'])} negative</span>" if o["negative"] else "")
+        + f".</p><p class='meta'>Percentiles from histogram buckets of {esc(lat['bucket_width'])}"
         " (exact to 12.5%; the bucket's upper edge is shown).</p>"
     )
     panels = [
@@ -409,24 +417,24 @@ def _sequence(figs: dict[str, Any]) -> str:
     if not rows:
         return "<p class='none'>Fewer than two records per instrument.</p>"
     head = (
-        f"<p>{_n(seq['regressions'])} regression(s) and {_n(seq['gaps'])} gap(s) over "
-        f"{_n(sum(r['steps'] for r in rows))} steps. <span class='meta'>`sequence` is the "
-        "venue's message sequence number; where a venue numbers a whole channel (CME Globex) "
-        "an instrument's gaps are normal, regressions are not.</span></p>"
+        f"<p>{num(seq['regressions'])} regression(s) and {num(seq['gaps'])} gap(s) over "
+        f"{num(sum(r['steps'] for r in rows))} steps. <span class='meta'><code>sequence</code> "
+        "is the venue's message sequence number; where a venue numbers a whole channel "
+        "(CME Globex) an instrument's gaps are normal, regressions are not.</span></p>"
     )
-    table = _html_table(
+    table = html_table(
         ["publisher", "instrument_id", "symbol", "steps", "regressions", "gaps", "largest gap"],
-        [[str(r["publisher_id"]), str(r["instrument_id"]), _e(r["symbol"]), _n(r["steps"]),
-          f"<span class='{'bad' if r['regressions'] else ''}'>{_n(r['regressions'])}</span>",
-          _n(r["gaps"]), _n(r["largest_gap"])] for r in rows],
+        [[str(r["publisher_id"]), str(r["instrument_id"]), esc(r["symbol"]), num(r["steps"]),
+          f"<span class='{'bad' if r['regressions'] else ''}'>{num(r['regressions'])}</span>",
+          num(r["gaps"]), num(r["largest_gap"])] for r in rows],
         numeric={1, 3, 4, 5, 6},
     )  # fmt: skip
     examples = ""
     if seq["regression_examples"]:
-        examples = "<h3>First regressions</h3>" + _html_table(
+        examples = "<h3>First regressions</h3>" + html_table(
             ["time (UTC)", "symbol", "instrument_id", "previous", "sequence"],
-            [[_ts(x["t"]), _e(x["symbol"]), str(x["instrument_id"]), _n(x["prev"]),
-              _n(x["sequence"])] for x in seq["regression_examples"]],
+            [[ts_text(x["t"]), esc(x["symbol"]), str(x["instrument_id"]), num(x["prev"]),
+              num(x["sequence"])] for x in seq["regression_examples"]],
             numeric={2, 3, 4},
         )  # fmt: skip
     return head + table + examples
@@ -442,28 +450,28 @@ def _symbology(figs: dict[str, Any]) -> str:
                 vs = "<span class='meta'>first day (no earlier day in the run or target)</span>"
                 new = missing = vs
             else:
-                new = _e(", ".join(d["new"])) or "&mdash;"
-                missing = _e(", ".join(d["missing"])) or "&mdash;"
-            rows.append([d["day"], _n(len(d["symbols"])), _e(", ".join(d["symbols"][:20])),
+                new = esc(", ".join(d["new"])) or "&mdash;"
+                missing = esc(", ".join(d["missing"])) or "&mdash;"
+            rows.append([d["day"], num(len(d["symbols"])), esc(", ".join(d["symbols"][:20])),
                          new, missing])  # fmt: skip
-        out.append(_html_table(["day (UTC)", "symbols", "seen", "new vs previous day",
+        out.append(html_table(["day (UTC)", "symbols", "seen", "new vs previous day",
                                 "missing vs previous day"], rows, numeric={1}))  # fmt: skip
         if sym["per_day"][0].get("compared_with_target"):
             out.append("<p class='meta'>The first day is compared with the day before it in "
                        "the target.</p>")  # fmt: skip
     if sym["unmapped_rows"]:
         out.append(
-            f"<p class='warn'>{_n(sym['unmapped_rows'])} row(s) of "
-            f"{_n(sym['unmapped_id_count'])} instrument id(s) without a symbol"
+            f"<p class='warn'>{num(sym['unmapped_rows'])} row(s) of "
+            f"{num(sym['unmapped_id_count'])} instrument id(s) without a symbol"
             + (
                 " (the most frequent listed)"
                 if sym["unmapped_id_count"] > len(sym["unmapped_ids"])
                 else ""
             )
             + ":</p>"
-            + _html_table(
+            + html_table(
                 ["instrument_id", "rows"],
-                [[str(u["instrument_id"]), _n(u["records"])] for u in sym["unmapped_ids"]],
+                [[str(u["instrument_id"]), num(u["records"])] for u in sym["unmapped_ids"]],
                 numeric={0, 1},
             )
         )
@@ -477,69 +485,3 @@ def _top_symbols(rows: list[dict[str, Any]], k: int = 6) -> list[str]:
     for r in rows:
         totals[r["symbol"]] = totals.get(r["symbol"], 0) + r["records"]
     return sorted(totals, key=lambda s: -totals[s])[:k]
-
-
-# -- formatting -----------------------------------------------------------------------------------
-
-
-def _html_table(header: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:  # type: ignore[assignment]
-    if not rows:
-        return "<p class='none'>Nothing to list.</p>"
-    head = "".join(
-        f"<th class='n'>{_e(h)}</th>" if i in numeric else f"<th>{_e(h)}</th>"
-        for i, h in enumerate(header)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f"<td class='n'>{c}</td>" if i in numeric else f"<td>{c}</td>" for i, c in enumerate(r)
-        )
-        + "</tr>"
-        for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _n(value: Any) -> str:
-    return f"{int(value):,}" if value is not None else "&mdash;"
-
-
-def _price(value: Any) -> str:
-    return f"{value:,.4f}".rstrip("0").rstrip(".") if value is not None else "&mdash;"
-
-
-def _ts(ns: Any) -> str:
-    if ns is None:
-        return "&mdash;"
-    stamp = dt.datetime.fromtimestamp(int(ns) // 10**9, dt.UTC)
-    return stamp.strftime("%Y-%m-%d %H:%M:%S") + f".{int(ns) % 10**9 // 10**6:03d}"
-
-
-def _when(iso: Any) -> str:
-    if not iso:
-        return "—"
-    try:
-        return dt.datetime.fromisoformat(str(iso)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except ValueError:
-        return str(iso)
-
-
-def _duration(ns: Any) -> str:
-    if ns is None:
-        return "&mdash;"
-    ns = float(ns)
-    if ns < 0:
-        return "negative"
-    for unit, size in (("d", 86_400e9), ("h", 3_600e9), ("min", 60e9), ("s", 1e9)):
-        if ns >= size:
-            whole = ns / size
-            return f"{whole:,.1f} {unit}" if whole < 100 else f"{whole:,.0f} {unit}"
-    if ns >= 1e6:
-        return f"{ns / 1e6:,.1f} ms"
-    if ns >= 1e3:
-        return f"{ns / 1e3:,.1f} µs"
-    return f"{ns:,.0f} ns"

@@ -191,8 +191,10 @@ class Series:
         change = np.abs(prices - prev)
         have = np.ones(len(prices), dtype=np.bool_)
         have[fresh] = False
-        moved = np.where(change > 0, change, np.iinfo(np.int64).max)
-        seg_min = np.minimum.reduceat(moved, starts)
+        # the smallest non-zero change per segment: change - 1 as unsigned puts 0 last
+        least = np.minimum.reduceat((change - 1).view(np.uint64), starts)
+        none = least == np.uint64(np.iinfo(np.uint64).max)
+        seg_min = np.where(none, np.iinfo(np.int64).max, (least + np.uint64(1)).view(np.int64))
         who = inst[starts]
         self.tick[who] = np.minimum(self.tick[who], seg_min)
         tick = self.tick[inst[0]] if len(starts) == 1 else self.tick[inst]

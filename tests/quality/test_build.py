@@ -16,6 +16,11 @@ from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.support.pgserver import PgServer, fresh_schema
 
 HISTETL = [sys.executable, "-m", "histetl.cli"]
+DAY_NS = 86_400 * 10**9
+
+
+def day_ns(day: str) -> int:
+    return int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()) * 10**9
 
 
 @pytest.fixture
@@ -66,10 +71,43 @@ def test_report_from_postgres_matches_the_streamed_figures(pg_uri: str, tmp_path
     read = json.loads((tmp_path / "db.figures.json").read_text())
     (table,) = read["tables"]
     assert table["figures_source"] == "database"
-    # every row of the table (both days) plus this run's quarantine file (the second day's)
+    # the rows of the run's time span (its file's header: the second day) plus its quarantine
+    # file; the first day's rows are not read
+    start = day_ns("2023-12-12")  # synth's header: the request's whole UTC days
+    assert table["figures_spans"] == [[start, start + DAY_NS]]
     volume = sum(v["records"] for v in table["figures"]["volume"])
     one, two = (
         json.loads((tmp_path / f).read_text())["totals"] for f in ("first.json", "run.json")
     )
-    assert volume == one["loaded"] + two["loaded"] + two["quarantined"]
+    assert volume == two["loaded"] + two["quarantined"]
     assert sum(b["crossed"] for b in table["figures"]["books"]) == 3
+    assert "within the run's files' time span" in (tmp_path / "db.html").read_text("utf-8")
+
+    days[1].unlink()  # the run's file is gone: no time span, so every row of the table
+    whole = histetl("report", "run.json", "--html", "all.html", "--db", pg_uri)
+    assert whole.returncode == 0, whole.stderr
+    (table,) = json.loads((tmp_path / "all.figures.json").read_text())["tables"]
+    assert table["figures_spans"] is None
+    volume = sum(v["records"] for v in table["figures"]["volume"])
+    assert volume == one["loaded"] + two["loaded"] + two["quarantined"]
+    assert sum(b["crossed"] for b in table["figures"]["books"]) == 2 + 3
+
+
+def test_file_spans_when_files_overlap_are_joined_and_none_when_a_file_is_gone(
+    tmp_path: Path,
+) -> None:
+    from histetl.quality.build import file_spans
+
+    paths = []
+    for n, (start, days) in enumerate((("2023-12-11", 2), ("2023-12-12", 2), ("2023-12-20", 1))):
+        path = tmp_path / f"t{n}.dbn"
+        write_dbn(
+            SynthSpec(schema="trades", records=50, start=dt.date.fromisoformat(start), days=days),
+            path,
+        )
+        paths.append({"path": str(path)})
+    assert file_spans(paths) == [
+        (day_ns("2023-12-11"), day_ns("2023-12-14")),
+        (day_ns("2023-12-20"), day_ns("2023-12-21")),
+    ]
+    assert file_spans([*paths, {"path": str(tmp_path / "gone.dbn")}]) is None

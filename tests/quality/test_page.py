@@ -81,7 +81,7 @@ def test_replay_html_when_defects_injected_shows_them_with_the_run_report_counts
         assert f"<h3>{title}</h3>" in html, title
     assert "7 crossed and 5 locked of" in text
     assert f"{file['quarantined']:,} rows quarantined" in text
-    assert re.search(r"quote_not_crossed\s+error\s+7\s", text)
+    assert re.search(r"quote_not_crossed\s+warn\s+7\s", text)
     assert re.search(r"quote_not_locked\s+warn\s+5\s", text)
     assert re.search(r"size_positive\s+error\s+3\s", text)
     assert "4 row(s) of 4 instrument id(s) without a symbol" in text
@@ -109,7 +109,8 @@ def test_sidecar_holds_every_figure_behind_the_charts(replayed: dict[str, Any]) 
     assert figs["latency"]["per_hour"]
     assert figs["latency"]["histogram"]
     assert {r["name"]: r["count"] for r in doc["tables"][0]["rules"]}["size_positive"] == 3
-    assert len(figs["samples"]["quote_not_crossed"]) == 3
+    assert len(figs["samples"]["size_positive"]) == 3
+    assert "quote_not_crossed" not in figs["samples"]  # a warn rule quarantines nothing
     assert figs["symbology"]["unmapped_rows"] == 4
 
 
@@ -140,7 +141,7 @@ def test_report_command_without_db_shows_counts_and_says_why_figures_are_missing
     for title in SECTIONS:
         assert f"<h3>{title}</h3>" in html, title
     assert "without --db" in html
-    assert re.search(r"quote_not_crossed\s+error\s+7\s", _text(html))
+    assert re.search(r"quote_not_crossed\s+warn\s+7\s", _text(html))
     assert sidecar_path(tmp / "counts.html").is_file()
 
 
@@ -163,7 +164,8 @@ def test_report_command_with_db_reads_each_table_once_and_matches_the_stream(
     quotes = [sum(b["quotes"] for b in f["books"]) for f in (stream, figs)]
     assert quotes[0] - quotes[1] == file["duplicates"]  # the stream saw the duplicates too
     assert figs["symbology"]["unmapped_rows"] == 4
-    assert len(figs["samples"]["quote_not_crossed"]) == 3
+    assert len(figs["samples"]["size_positive"]) == 3
+    assert "quote_not_crossed" not in figs["samples"]  # a warn rule quarantines nothing
 
 
 def test_report_command_when_file_is_not_a_run_report_says_so(tmp_path: Path) -> None:
@@ -185,7 +187,7 @@ def test_replay_html_with_workers_is_refused_before_any_work(tmp_path: Path) -> 
     assert not (tmp_path / "p.html").exists()
 
 
-def test_matplotlib_is_imported_only_when_a_page_is_written(tmp_path: Path) -> None:
+def test_quality_package_is_imported_only_when_a_page_is_written(tmp_path: Path) -> None:
     path = tmp_path / "t.dbn"
     write_dbn(SynthSpec(schema="trades", records=100), path)
     code = (
@@ -195,7 +197,7 @@ def test_matplotlib_is_imported_only_when_a_page_is_written(tmp_path: Path) -> N
         "r = CliRunner().invoke(main, ['--help'])\n"
         "r = CliRunner().invoke(main, ['replay', sys.argv[1], '--validate-only'])\n"
         "assert r.exit_code == 0, r.output\n"
-        "print('matplotlib' in sys.modules)\n"
+        "print(any(m.startswith('histetl.quality') for m in sys.modules))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(path)],
