@@ -230,13 +230,7 @@ def _deadlock_and_check(
     assert prepared.returncode == 0, prepared.stderr
     target_schema = rows(pg_uri, "SELECT current_schema()")[0][0]
     # the target table as histetl makes it, from a file of another day
-    seed = tmp_path / "seed"
-    seed.mkdir()
-    write_dbn(SynthSpec(schema="trades", records=10, seed=99), seed / "seed.dbn")
-    made = subprocess.run(
-        replay(pg_uri, [seed / "seed.dbn"], seed), capture_output=True, text=True, check=False
-    )
-    assert made.returncode == 0, made.stderr
+    load_seed(pg_uri, tmp_path)
     order = "ORDER BY ts_recv_ns {}, record_hash LIMIT 1"
     last = f"INSERT INTO trades SELECT * FROM deadlock_src.trades {order.format('DESC')}"
     first = f"INSERT INTO trades SELECT * FROM deadlock_src.trades {order.format('ASC')}"
@@ -283,17 +277,22 @@ def _deadlock_and_check(
     assert target_schema != "deadlock_src"
 
 
-def test_replay_when_another_loader_holds_the_table_lock_fails_at_lock_timeout(
-    pg_uri: str, tmp_path: Path
-) -> None:
-    (path,) = trade_files(tmp_path, 1, 100)
+def load_seed(uri: str, tmp_path: Path) -> None:
+    """10 trades loaded first, so the table and its indexes exist before a lock is held."""
     seed = tmp_path / "seed"
     seed.mkdir()
     write_dbn(SynthSpec(schema="trades", records=10, seed=99), seed / "seed.dbn")
     made = subprocess.run(
-        replay(pg_uri, [seed / "seed.dbn"], seed), capture_output=True, text=True, check=False
+        replay(uri, [seed / "seed.dbn"], seed), capture_output=True, text=True, check=False
     )
     assert made.returncode == 0, made.stderr
+
+
+def test_replay_when_another_loader_holds_the_table_lock_fails_at_lock_timeout(
+    pg_uri: str, tmp_path: Path
+) -> None:
+    (path,) = trade_files(tmp_path, 1, 100)
+    load_seed(pg_uri, tmp_path)
     with psycopg.connect(pg_uri) as other:  # holds the table's load lock exclusively
         other.execute("SELECT pg_advisory_xact_lock(hashtextextended('histetl:load:trades', 0))")
         started = time.monotonic()
@@ -323,13 +322,7 @@ def test_day_locks_only_while_rows_outside_the_file_range_are_rejected(
     loader; with the rule disabled its rows may fall on any day, so it needs the whole table
     and waits (here: fails at the lock timeout, then loads on a rerun)."""
     (path,) = trade_files(tmp_path, 1, 100)
-    seed = tmp_path / "seed"
-    seed.mkdir()
-    write_dbn(SynthSpec(schema="trades", records=10, seed=99), seed / "seed.dbn")
-    made = subprocess.run(
-        replay(pg_uri, [seed / "seed.dbn"], seed), capture_output=True, text=True, check=False
-    )
-    assert made.returncode == 0, made.stderr
+    load_seed(pg_uri, tmp_path)
     extra: tuple[str, ...] = ("--lock-timeout", "1")
     if range_rule == "disabled":
         rules = tmp_path / "rules.yaml"
