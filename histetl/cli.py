@@ -390,9 +390,28 @@ def db() -> None:
     metavar="INTERVAL",
     help="TimescaleDB: add a retention policy (drops older chunks), e.g. '2 years'.",
 )
+@click.option(
+    "--db-retries",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Attempts when the database is unreachable or drops the connection.",
+)
+@click.option(
+    "--db-retry-max-wait",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Longest backoff between attempts, in seconds.",
+)
 @handle_errors
 def db_init(
-    db: str | None, chunk_interval: str, compress_after: str | None, retain_for: str | None
+    db: str | None,
+    chunk_interval: str,
+    compress_after: str | None,
+    retain_for: str | None,
+    db_retries: int,
+    db_retry_max_wait: float,
 ) -> None:
     """Apply migrations and create every canonical table (idempotent); on TimescaleDB also
     hypertables and the compression/retention policies given (refused, exit 2, on DuckDB
@@ -415,17 +434,32 @@ def db_init(
         if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
     )
     options = TimescaleOptions(chunk_interval, compress_after, retain_for, given)
-    shown = init_db(db or default_db(), options)
+    shown = init_db(db or default_db(), options, RetryPolicy(db_retries, db_retry_max_wait))
     click.echo(f"database ready: {shown}")
 
 
 @main.command()
 @_db_option
 @click.option("--limit", type=int, default=50, show_default=True, help="Newest N ledger rows.")
+@click.option(
+    "--db-retries",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Attempts when the database is unreachable or drops the connection.",
+)
+@click.option(
+    "--db-retry-max-wait",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Longest backoff between attempts, in seconds.",
+)
 @handle_errors
-def status(db: str | None, limit: int) -> None:
+def status(db: str | None, limit: int, db_retries: int, db_retry_max_wait: float) -> None:
     """Show the load ledger: what was loaded when, from which files, with which counts."""
-    entries = ledger(db or default_db())[-limit:]
+    retry = RetryPolicy(db_retries, db_retry_max_wait)
+    entries = ledger(db or default_db(), retry)[-limit:]
     if not entries:
         click.echo("nothing loaded yet")
         return

@@ -644,10 +644,12 @@ def _str_or_none(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
 
-def init_db(uri: str, timescale: TimescaleOptions | None = None) -> str:
+def init_db(
+    uri: str, timescale: TimescaleOptions | None = None, retry: RetryPolicy | None = None
+) -> str:
     """Create the ledger and every canonical table (idempotent), with TimescaleDB policies;
     returns the target shown."""
-    sink = open_sink(uri, timescale=timescale)
+    sink = open_sink(uri, retry, timescale=timescale)
     try:
         sink.init_tables(canonical_targets())
         return sink.display
@@ -655,8 +657,8 @@ def init_db(uri: str, timescale: TimescaleOptions | None = None) -> str:
         sink.close()
 
 
-def ledger(uri: str) -> list[LedgerEntry]:
-    sink = open_sink(uri)
+def ledger(uri: str, retry: RetryPolicy | None = None) -> list[LedgerEntry]:
+    sink = open_sink(uri, retry)
     try:
         return sink.ledger()
     finally:

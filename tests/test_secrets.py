@@ -136,8 +136,8 @@ def test_cli_with_password_in_any_form_never_shows_it(
     retry = ["--db-retries", "1"]
     commands = [
         ["replay", str(raw), "--report", str(report), "--quarantine-dir", str(quarantine), *retry],
-        ["db", "init"],
-        ["status"],
+        ["db", "init", *retry],  # one attempt: the wrong host fails at once, not after backoff
+        ["status", *retry],
         ["query", "--schema", "trades", "--limit", "3"],
         ["verify", "--report", str(tmp_path / "verify.json")],
         ["resample", "--interval", "5m"],  # nothing loaded for ohlcv-1m: exit 2
