@@ -181,13 +181,15 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def backend_of(uri: str) -> Literal["duckdb", "postgres"]:
+def backend_of(uri: str) -> Literal["duckdb", "postgres", "delta"]:
     """Which target a URI names: duckdb:///..., postgresql://... (or postgres://), or a
     libpq key=value DSN (`host=... dbname=...`). ConfigError otherwise."""
     match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", uri)
     scheme = match.group(1).lower() if match else ""
     if scheme == "duckdb":
         return "duckdb"
+    if scheme == "delta":
+        return "delta"
     if scheme in ("postgresql", "postgres") or (not scheme and is_dsn(uri)):
         return "postgres"
     raise ConfigError(
@@ -209,6 +211,10 @@ def canonical_targets() -> list[TableTarget]:
 def open_sink(
     uri: str, retry: RetryPolicy | None = None, timescale: TimescaleOptions | None = None
 ) -> Sink:
+    if backend_of(uri) == "delta":
+        from histetl.sinks.delta import DeltaSink
+
+        return DeltaSink(uri)
     if backend_of(uri) == "duckdb":
         from histetl.sinks.duckdb import DuckDBSink
 

@@ -1,0 +1,279 @@
+"""A Delta Lake target on local disk: `delta:///path/to/lake` (relative; `delta:////abs` for an
+absolute path, the rule of `duckdb:///`).
+
+Each canonical table is one Delta table at `<lake>/<table>`, partitioned by `date` (the UTC date
+of the table's index timestamp). Columns use the PostgreSQL layout of `histetl.sinks.pgschema`:
+prices decimal(19,9), each timestamp as microseconds plus its exact `X_ns` int64, `uint64` as
+decimal(20,0). A file's rows and its ledger record go in ONE Delta commit: a MERGE that inserts
+only the rows whose primary key is not yet in the table, carrying the application transaction
+`histetl:<sha256>` and the ledger record as commit metadata. A rerun checks the transaction id
+(no data is read); a commit conflict with a concurrent writer is retried.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from loguru import logger
+
+from histetl.errors import ConfigError, LoadError
+from histetl.sinks import LedgerEntry, TableTarget
+from histetl.sinks.pgschema import pg_arrow_schema, to_pg_arrow
+
+PARTITION = "date"
+LEDGER_KEY = "histetl.ledger"
+_MAX_CONFLICT_RETRIES = 20
+
+
+def delta_path(uri: str) -> str:
+    rest = uri.split(":", 1)[1]
+    if not rest.startswith("///") or len(rest) == 3:
+        raise ConfigError(
+            f"bad Delta Lake URI {uri!r}",
+            where="--db",
+            hint="use delta:///relative/lake or delta:////absolute/lake",
+        )
+    return rest[3:]
+
+
+def app_id(sha256: str) -> str:
+    return f"histetl:{sha256}"
+
+
+def lake_schema(target: TableTarget) -> pa.Schema:
+    return pg_arrow_schema(target).append(pa.field(PARTITION, pa.date32(), nullable=False))
+
+
+def to_lake_arrow(batch: pa.Table, target: TableTarget) -> pa.Table:
+    """The PostgreSQL layout plus the partition column (UTC date of the index timestamp)."""
+    table = to_pg_arrow(batch, target)
+    ts = batch.column(target.time_column).cast(pa.timestamp("ns", tz="UTC"))
+    days = pc.cast(pc.divide(pc.cast(ts, pa.int64()), 86_400_000_000_000), pa.int32())
+    return table.append_column(
+        pa.field(PARTITION, pa.date32(), nullable=False), days.cast(pa.date32())
+    )
+
+
+class DeltaSink:
+    def __init__(self, uri: str) -> None:
+        self.root = Path(delta_path(uri))
+        self.display = f"delta:///{self.root}"
+        self.backend = "delta"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the lake folder: {exc.strerror}",
+                where=str(self.root),
+                hint="pick a --db path in a writable folder (delta:///dir/lake)",
+            ) from None
+
+    @property
+    def connection(self) -> Any:
+        raise LoadError(
+            "this command needs a SQL connection, which a Delta Lake target does not have",
+            where=self.display,
+            hint="use a duckdb:/// or postgresql:// target for this command",
+        )
+
+    def table_uri(self, name: str) -> str:
+        return str((self.root / name).resolve())
+
+    def open_table(self, name: str) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.table_uri(name))
+        except TableNotFoundError:
+            return None
+
+    def ensure_table(self, target: TableTarget) -> DeltaTable:
+        table = self.open_table(target.name)
+        if table is not None:
+            return table
+        try:
+            return DeltaTable.create(
+                self.table_uri(target.name),
+                lake_schema(target),
+                partition_by=[PARTITION],
+                mode="ignore",
+            )
+        except DeltaError as exc:
+            raise LoadError(
+                f"cannot create Delta table: {exc}", where=self.table_uri(target.name)
+            ) from None
+
+    def init_tables(self, targets: list[TableTarget]) -> None:
+        for target in targets:
+            self.ensure_table(target)
+
+    def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None:
+        dtable = self.open_table(table)
+        if dtable is None or dtable.transaction_version(app_id(sha256)) is None:
+            return None
+        for entry in self._entries(dtable):
+            if entry.sha256 == sha256:
+                return entry
+        return None
+
+    def ledger(self) -> list[LedgerEntry]:
+        entries: list[LedgerEntry] = []
+        if self.root.is_dir():
+            for child in sorted(self.root.iterdir()):
+                if (child / "_delta_log").is_dir():
+                    dtable = self.open_table(child.name)
+                    if dtable is not None:
+                        entries.extend(self._entries(dtable))
+        latest = {(e.sha256, e.table): e for e in sorted(entries, key=lambda e: e.loaded_at)}
+        return sorted(latest.values(), key=lambda e: (e.loaded_at, e.path))
+
+    @staticmethod
+    def _entries(dtable: DeltaTable) -> list[LedgerEntry]:
+        out = []
+        for commit in dtable.history():
+            raw = commit.get(LEDGER_KEY)
+            if raw:
+                fields = json.loads(raw)
+                fields["loaded_at"] = dt.datetime.fromisoformat(fields["loaded_at"])
+                out.append(LedgerEntry(**fields))
+        return out
+
+    def begin(
+        self,
+        target: TableTarget,
+        sha256: str,
+        force: bool,
+        merge: bool = False,
+        span: tuple[int | None, int | None] = (None, None),
+    ) -> DeltaFileLoad | None:
+        dtable = self.ensure_table(target)
+        if not force and dtable.transaction_version(app_id(sha256)) is not None:
+            return None
+        return DeltaFileLoad(self, target, sha256, dtable.transaction_version(app_id(sha256)))
+
+    def reconnect(self) -> None:
+        """Local files: nothing to reconnect."""
+
+    def close(self) -> None:
+        """Nothing held open."""
+
+
+class DeltaFileLoad:
+    """Buffers the file's rows (Arrow, columnar) and writes them in one MERGE commit."""
+
+    def __init__(
+        self, sink: DeltaSink, target: TableTarget, sha256: str, prior: int | None
+    ) -> None:
+        self._sink = sink
+        self._target = target
+        self._sha256 = sha256
+        self._version = (prior or 0) + 1
+        self._parts: list[pa.Table] = []
+        self._expected = 0
+
+    def write_stream(self, batches: Iterator[pa.Table]) -> int:
+        fresh = [to_lake_arrow(b, self._target) for b in batches if b.num_rows]
+        if not fresh:
+            return 0
+        before = pa.concat_tables(self._parts).num_rows if self._parts else 0
+        self._parts.extend(fresh)
+        source = pa.concat_tables(self._parts)
+        total_new = source.num_rows - _present(self._sink, self._target, source)
+        new = total_new - self._expected
+        self._expected = total_new
+        del before
+        return int(new)
+
+    def commit(self, entry: LedgerEntry) -> None:
+        name = self._target.name
+        for attempt in range(_MAX_CONFLICT_RETRIES):
+            dtable = self._sink.ensure_table(self._target)
+            done = dtable.transaction_version(app_id(self._sha256))
+            if attempt and done is not None and done >= self._version:
+                logger.info("{}: loaded meanwhile by another writer", entry.path)
+                return
+            try:
+                self._merge(dtable, entry)
+                return
+            except CommitFailedError as exc:
+                logger.debug("Delta commit conflict on {} (attempt {}): {}", name, attempt + 1, exc)
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            except DeltaError as exc:
+                raise LoadError(
+                    f"Delta commit failed: {exc}", where=self._sink.table_uri(name)
+                ) from None
+        raise LoadError(
+            f"Delta commit kept conflicting with other writers ({_MAX_CONFLICT_RETRIES} tries)",
+            where=self._sink.table_uri(name),
+            hint="run again: loaded files are skipped",
+        )
+
+    def _merge(self, dtable: DeltaTable, entry: LedgerEntry) -> None:
+        source = (
+            pa.concat_tables(self._parts)
+            if self._parts
+            else lake_schema(self._target).empty_table()
+        )
+        inserted = self._expected
+        if source.num_rows:
+            inserted = source.num_rows - _present(self._sink, self._target, source)
+        stored = replace(
+            entry, loaded=inserted, duplicates=entry.duplicates + entry.loaded - inserted
+        )
+        fields = asdict(stored)
+        fields["loaded_at"] = stored.loaded_at.astimezone(dt.UTC).isoformat()
+        props = CommitProperties(
+            custom_metadata={LEDGER_KEY: json.dumps(fields)},
+            app_transactions=[Transaction(app_id(self._sha256), self._version)],
+            max_commit_retries=0,
+        )
+        days = sorted({d.isoformat() for d in source.column(PARTITION).unique().to_pylist()})
+        on = " AND ".join(f't."{c}" = s."{c}"' for c in (PARTITION, *_key(self._target)))
+        if days:
+            on += ' AND t."date" IN (' + ", ".join(f"'{d}'" for d in days) + ")"
+        (
+            dtable.merge(
+                source, predicate=on, source_alias="s", target_alias="t", commit_properties=props
+            )
+            .when_not_matched_insert_all()
+            .execute()
+        )
+
+    def rollback(self) -> None:
+        self._parts = []
+
+
+def _key(target: TableTarget) -> list[str]:
+    schema = pg_arrow_schema(target)
+    keys = []
+    for col in target.key:
+        keys.append(col + "_ns" if f"{col}_ns" in schema.names else col)
+    return keys
+
+
+def _present(sink: DeltaSink, target: TableTarget, source: pa.Table) -> int:
+    """How many source rows are already in the table (read back only the file's partitions)."""
+    import polars as pl
+
+    dtable = sink.open_table(target.name)
+    keys = [PARTITION, *_key(target)]
+    src = pl.from_arrow(source.select(keys))
+    assert isinstance(src, pl.DataFrame)
+    if dtable is None:
+        return src.height - src.unique().height
+    days = source.column(PARTITION).unique().to_pylist()
+    ds = dtable.to_pyarrow_dataset()
+    have = ds.to_table(columns=keys, filter=pc.field(PARTITION).isin(days))
+    old = pl.from_arrow(have)
+    assert isinstance(old, pl.DataFrame)
+    dedup = src.unique()
+    new = dedup.join(old, on=keys, how="anti").height
+    return src.height - new
