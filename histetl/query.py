@@ -141,6 +141,13 @@ class Database:
 
     @classmethod
     def open(cls, uri: str) -> Database:
+        if backend_of(uri) == "delta":
+            raise ConfigError(
+                "query, verify and resample do not read delta:/// lakes yet",
+                where="--db",
+                hint="histetl status lists what a lake holds; read its tables with "
+                "polars.scan_delta or deltalake.DeltaTable",
+            )
         if backend_of(uri) == "duckdb":
             import adbc_driver_duckdb.dbapi as duckdb_dbapi
 

@@ -212,8 +212,14 @@ def open_sink(
     uri: str, retry: RetryPolicy | None = None, timescale: TimescaleOptions | None = None
 ) -> Sink:
     if backend_of(uri) == "delta":
-        from histetl.sinks.delta import DeltaSink
-
+        try:
+            from histetl.sinks.delta import DeltaSink
+        except ImportError:
+            raise ConfigError(
+                "the delta:/// target needs the deltalake package, which is not installed",
+                where="--db",
+                hint="install the lake extra: pip install 'histetl[lake]'",
+            ) from None
         return DeltaSink(uri)
     if backend_of(uri) == "duckdb":
         from histetl.sinks.duckdb import DuckDBSink

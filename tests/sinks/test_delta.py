@@ -4,10 +4,12 @@ duplicates (real CLI subprocesses)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 from deltalake import DeltaTable
 
 from tests.sinks.test_duckdb import replay, trades
@@ -50,3 +52,40 @@ def test_replay_into_delta_when_some_files_already_loaded_stores_each_record_onc
     rows = _lake_rows(tmp_path / "lake")
     assert rows.height == 7000
     assert rows.select("ts_event_ns", "instrument_id", "sequence").is_unique().all()
+
+
+def test_replay_into_delta_when_deltalake_is_not_installed_says_how_to_install_it(
+    tmp_path: Path,
+) -> None:
+    paths = trades(tmp_path)
+    no_lake = "import sys; sys.modules['deltalake'] = None; from histetl.cli import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", no_lake, "replay", str(paths[0]), "--db", "delta:///lake"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: --db: the delta:/// target needs the deltalake package, which is not installed",
+        "  hint: install the lake extra: pip install 'histetl[lake]'",
+    ]
+
+
+@pytest.mark.parametrize("command", [["query", "--schema", "trades"], ["verify"]])
+def test_reading_commands_on_a_lake_say_they_do_not_read_lakes_yet(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "histetl.cli", *command, "--db", "delta:///lake"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        "error: --db: query, verify and resample do not read delta:/// lakes yet"
+    )
