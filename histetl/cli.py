@@ -76,7 +76,7 @@ def _db_option(func: F) -> F:
         "--db",
         default=None,
         metavar="URI",
-        help=f"Target: duckdb:///path.duckdb or postgresql://user@host/db "
+        help=f"Target: duckdb:///path.duckdb, postgresql://user@host/db or delta:///lake "
         f"(default: ${DB_ENV_VAR}, else duckdb:///./histetl.duckdb).",
     )(func)
 

@@ -163,8 +163,10 @@ class JobFile(_Model):
     @field_validator("db")
     @classmethod
     def _db_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^(duckdb|postgres|postgresql)://", value):
-            raise ValueError("use duckdb:///path.duckdb or postgresql://user@host/db")
+        if value is not None and not re.match(r"^(duckdb|delta|postgres|postgresql)://", value):
+            raise ValueError(
+                "use duckdb:///path.duckdb, delta:///path/to/lake or postgresql://user@host/db"
+            )
         return value
 
     @field_validator("cluster")
@@ -227,10 +229,12 @@ def _anchor(job_file: JobFile, base: Path) -> JobFile:
         return p if p.is_absolute() else base / p
 
     db = job_file.db
-    if db is not None and db.startswith("duckdb:///") and not db.startswith("duckdb:////"):
-        rest = db.removeprefix("duckdb:///")
-        if rest != ":memory:":
-            db = f"duckdb:///{at(Path(rest))}"
+    for scheme in ("duckdb", "delta"):  # file targets: a relative path is the job file's
+        prefix = f"{scheme}:///"
+        if db is not None and db.startswith(prefix) and not db.startswith(f"{prefix}/"):
+            rest = db.removeprefix(prefix)
+            if rest != ":memory:":
+                db = f"{prefix}{at(Path(rest))}"
     return job_file.model_copy(
         update={
             "raw_dir": at(job_file.raw_dir),

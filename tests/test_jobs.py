@@ -89,6 +89,8 @@ jobs:
     loaded = load_job_file(path)
     assert loaded.raw_dir == tmp_path / "raw"  # anchored at the job file, not the cwd
     assert loaded.db == f"duckdb:///{tmp_path / 'histetl.duckdb'}"
+    path.write_text(path.read_text().replace("duckdb:///./histetl.duckdb", "delta:///lake"))
+    assert load_job_file(path).db == f"delta:///{tmp_path / 'lake'}"
     assert loaded.databento.retry.max_attempts == 5
     job = loaded.jobs[0]
     assert job.schema_list == ("trades",)
