@@ -222,6 +222,7 @@ class DeltaFileLoad:
             if self._parts
             else lake_schema(self._target).empty_table()
         )
+        source = _first_of_each_key(source, [PARTITION, *_key(self._target)])
         inserted = self._expected
         if source.num_rows:
             inserted = source.num_rows - _present(self._sink, self._target, source)
@@ -257,6 +258,19 @@ def _key(target: TableTarget) -> list[str]:
     for col in target.key:
         keys.append(col + "_ns" if f"{col}_ns" in schema.names else col)
     return keys
+
+
+def _first_of_each_key(source: pa.Table, keys: list[str]) -> pa.Table:
+    """The file's rows without repeats of a key (the first one wins, as ON CONFLICT DO NOTHING
+    keeps the first): a MERGE inserts every unmatched source row, repeats included."""
+    import polars as pl
+
+    frame = pl.from_arrow(source.select(keys))
+    assert isinstance(frame, pl.DataFrame)
+    if frame.is_unique().all():
+        return source
+    first = frame.with_row_index().unique(subset=keys, keep="first", maintain_order=True)
+    return source.take(first["index"].to_arrow())
 
 
 def _present(sink: DeltaSink, target: TableTarget, source: pa.Table) -> int:

@@ -3,6 +3,7 @@ duplicates (real CLI subprocesses)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,42 @@ def test_reading_commands_on_a_lake_say_they_do_not_read_lakes_yet(
     assert result.stderr.splitlines()[0] == (
         "error: --db: query, verify and resample do not read delta:/// lakes yet"
     )
+
+
+def test_replay_into_delta_when_a_file_repeats_its_records_stores_each_once_and_counts_repeats(
+    tmp_path: Path,
+) -> None:
+    plain = trades(tmp_path)[0]
+    data = plain.read_bytes()
+    assert data[:3] == b"DBN"
+    head = 8 + int.from_bytes(data[4:8], "little")
+    doubled = tmp_path / "doubled.dbn"
+    doubled.write_bytes(data[:head] + data[head:] + data[head:])
+    report = tmp_path / "report.json"
+    cmd = replay(f"delta:///{tmp_path / 'lake'}", [doubled], tmp_path)
+    subprocess.run([*cmd, "--report", str(report)], check=True)
+    rows = _lake_rows(tmp_path / "lake")
+    (file,) = json.loads(report.read_text())["files"]
+    assert file["records"] == 2 * rows.height
+    assert (file["loaded"], file["duplicates"]) == (rows.height, rows.height)
+    assert rows.select("ts_event_ns", "instrument_id", "sequence").is_unique().all()
+
+
+def test_replay_into_delta_when_files_overlap_counts_the_overlap_as_duplicates(
+    tmp_path: Path,
+) -> None:
+    plain = trades(tmp_path)[0]  # 2000 trades, 48 bytes each
+    data = plain.read_bytes()
+    head = 8 + int.from_bytes(data[4:8], "little")
+    assert len(data) - head == 2000 * 48
+    first_half = tmp_path / "half.dbn"
+    first_half.write_bytes(data[: head + 1000 * 48])
+    lake = f"delta:///{tmp_path / 'lake'}"
+    report = tmp_path / "report.json"
+    subprocess.run(replay(lake, [first_half], tmp_path), check=True)
+    subprocess.run([*replay(lake, [plain], tmp_path), "--report", str(report)], check=True)
+    (file,) = json.loads(report.read_text())["files"]
+    assert (file["records"], file["loaded"], file["duplicates"]) == (2000, 1000, 1000)
+    rows = _lake_rows(tmp_path / "lake")
+    assert rows.height == 2000
+    assert rows.select("ts_event_ns", "instrument_id", "sequence").is_unique().all()
