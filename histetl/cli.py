@@ -81,6 +81,24 @@ def _db_option(func: F) -> F:
     )(func)
 
 
+def _db_retry_options(func: F) -> F:
+    """--db-retries and --db-retry-max-wait (RetryPolicy's defaults)."""
+    func = click.option(
+        "--db-retry-max-wait",
+        type=click.FloatRange(min=0),
+        default=RetryPolicy.max_wait_s,
+        show_default=True,
+        help="Longest backoff between attempts, in seconds.",
+    )(func)
+    return click.option(
+        "--db-retries",
+        type=click.IntRange(min=1),
+        default=RetryPolicy.max_attempts,
+        show_default=True,
+        help="Attempts when the database is unreachable or drops the connection.",
+    )(func)
+
+
 def _db_timeout_options(func: F) -> F:
     """--db-timeout and --lock-timeout (RetryPolicy's defaults; `connect_timeout` is a URI
     parameter, default 10 s)."""
@@ -270,20 +288,7 @@ def _finish(report: RunReport, report_path: Path | None, fail_on_quarantine: boo
     help="Load files in parallel with this many processes (PostgreSQL targets).",
 )
 @_cluster_options
-@click.option(
-    "--db-retries",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Attempts when the database is unreachable or drops the connection.",
-)
-@click.option(
-    "--db-retry-max-wait",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Longest backoff between attempts, in seconds.",
-)
+@_db_retry_options
 @click.option(
     "--batch-size",
     type=int,
@@ -390,20 +395,7 @@ def db() -> None:
     metavar="INTERVAL",
     help="TimescaleDB: add a retention policy (drops older chunks), e.g. '2 years'.",
 )
-@click.option(
-    "--db-retries",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Attempts when the database is unreachable or drops the connection.",
-)
-@click.option(
-    "--db-retry-max-wait",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Longest backoff between attempts, in seconds.",
-)
+@_db_retry_options
 @handle_errors
 def db_init(
     db: str | None,
@@ -441,20 +433,7 @@ def db_init(
 @main.command()
 @_db_option
 @click.option("--limit", type=int, default=50, show_default=True, help="Newest N ledger rows.")
-@click.option(
-    "--db-retries",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Attempts when the database is unreachable or drops the connection.",
-)
-@click.option(
-    "--db-retry-max-wait",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Longest backoff between attempts, in seconds.",
-)
+@_db_retry_options
 @handle_errors
 def status(db: str | None, limit: int, db_retries: int, db_retry_max_wait: float) -> None:
     """Show the load ledger: what was loaded when, from which files, with which counts."""
