@@ -154,10 +154,10 @@ class DeltaSink:
         merge: bool = False,
         span: tuple[int | None, int | None] = (None, None),
     ) -> DeltaFileLoad | None:
-        dtable = self.ensure_table(target)
-        if not force and dtable.transaction_version(app_id(sha256)) is not None:
+        prior = self.ensure_table(target).transaction_version(app_id(sha256))
+        if not force and prior is not None:
             return None
-        return DeltaFileLoad(self, target, sha256, dtable.transaction_version(app_id(sha256)))
+        return DeltaFileLoad(self, target, sha256, prior)
 
     def reconnect(self) -> None:
         """Local files: nothing to reconnect."""
@@ -177,19 +177,20 @@ class DeltaFileLoad:
         self._sha256 = sha256
         self._version = (prior or 0) + 1
         self._parts: list[pa.Table] = []
-        self._expected = 0
+        self._expected = 0  # rows of _parts not yet in the table ...
+        self._checked_at: int | None = None  # ... as of this table version
 
     def write_stream(self, batches: Iterator[pa.Table]) -> int:
         fresh = [to_lake_arrow(b, self._target) for b in batches if b.num_rows]
         if not fresh:
             return 0
-        before = pa.concat_tables(self._parts).num_rows if self._parts else 0
         self._parts.extend(fresh)
         source = pa.concat_tables(self._parts)
+        table = self._sink.open_table(self._target.name)  # the version before the read-back
+        self._checked_at = table.version() if table is not None else None
         total_new = source.num_rows - _present(self._sink, self._target, source)
         new = total_new - self._expected
         self._expected = total_new
-        del before
         return int(new)
 
     def commit(self, entry: LedgerEntry) -> None:
@@ -224,7 +225,7 @@ class DeltaFileLoad:
         )
         source = _first_of_each_key(source, [PARTITION, *_key(self._target)])
         inserted = self._expected
-        if source.num_rows:
+        if source.num_rows and dtable.version() != self._checked_at:  # another writer committed
             inserted = source.num_rows - _present(self._sink, self._target, source)
         stored = replace(
             entry, loaded=inserted, duplicates=entry.duplicates + entry.loaded - inserted
