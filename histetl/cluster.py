@@ -28,7 +28,7 @@ from histetl.interrupt import CANCEL
 from histetl.report import FileReport
 
 if TYPE_CHECKING:
-    from histetl.pipeline import ReplayOptions
+    from histetl.options import ReplayOptions
 
 CLUSTER_ENV = "HISTETL_CLUSTER"
 INSTALL_HINT = "--cluster needs the cluster extra: pip install 'histetl[cluster]'"

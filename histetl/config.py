@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypeVar
-
-import yaml
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from histetl.errors import ConfigError
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:  # yaml and pydantic load on first use: `histetl --help` needs neither
+    import yaml
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
 
 DEFAULT_DB = "duckdb:///./histetl.duckdb"
 DB_ENV_VAR = "HISTETL_DB"
@@ -22,7 +23,9 @@ def default_db() -> str:
     return os.environ.get(DB_ENV_VAR) or DEFAULT_DB
 
 
-def read_yaml(path: Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
+def read_yaml(path: Path, loader: type[yaml.SafeLoader] | None = None) -> Any:
+    import yaml
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -34,7 +37,8 @@ def read_yaml(path: Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> An
             "not a text (UTF-8) file", where=str(path), hint="give a YAML file"
         ) from None
     try:
-        return yaml.load(text, Loader=loader)  # a SafeLoader (subclass): no arbitrary objects
+        # a SafeLoader (or a subclass): no arbitrary objects
+        return yaml.load(text, Loader=loader or yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -59,6 +63,8 @@ def yaml_path(loc: tuple[int | str, ...]) -> str:
 
 def validate_model(model: type[M], data: Any, source: str) -> M:
     """Validate `data` against `model`; the error names the YAML path of each bad key."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data if data is not None else {})
     except ValidationError as exc:
@@ -74,5 +80,5 @@ def validate_model(model: type[M], data: Any, source: str) -> M:
         ) from None
 
 
-def load_model(model: type[M], path: Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> M:
+def load_model(model: type[M], path: Path, loader: type[yaml.SafeLoader] | None = None) -> M:
     return validate_model(model, read_yaml(path, loader), str(path))

@@ -26,13 +26,14 @@ import pyarrow as pa
 import zstandard
 
 from histetl.arrowutil import char_views, null_bitmap, string_views
+from histetl.dbn import SUPPORTED_SCHEMAS
 from histetl.errors import DecodeError, UnsupportedSchemaError
+from histetl.options import DEFAULT_BATCH_SIZE
 from histetl.prefetch import Prefetch
 from histetl.schemas import (
     DBN_VERSIONS,
     HASH_COLUMN,
     PRICE_TYPE,
-    SUPPORTED_SCHEMAS,
     SYMBOL_COLUMN,
     Column,
     ColumnKind,
@@ -40,8 +41,6 @@ from histetl.schemas import (
     table_spec,
 )
 
-DEFAULT_BATCH_SIZE = 100_000
-MAX_BATCH_SIZE = 10_000_000  # records per batch: 5 GB of raw records at the widest (definition)
 # The largest metadata header a zstd file may declare (symbology for every OPRA instrument
 # over a day is a few hundred MB at most); beyond it the length field is corrupt.
 MAX_METADATA_LENGTH = 512 << 20

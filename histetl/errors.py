@@ -15,6 +15,13 @@ EXIT_USAGE = 2
 EXIT_QUARANTINED = 3
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its class name when it has none), for
+    one-line errors that wrap a library's multi-line message."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
 class HistetlError(Exception):
     """Base class: `what` happened, `where` (file, key, host), and `hint` (what to do next)."""
 

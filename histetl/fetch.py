@@ -29,6 +29,7 @@ import contextlib
 import datetime as dt
 import email.utils
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -39,22 +40,26 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
 import zstandard
 from loguru import logger
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
 from histetl import __version__
-from histetl.decode import DEFAULT_BATCH_SIZE
+from histetl.dbn import table_name
 from histetl.errors import ConfigError, HistetlError, SourceError, TransientSourceError
 from histetl.interrupt import CANCEL, Interrupted
 from histetl.jobs import Chunk, DatabentoSettings, JobFile, JobSpec, RetrySettings, plan_chunks
-from histetl.pipeline import BatchObserver, Replayer, ReplayOptions
-from histetl.report import FileReport, RunReport
-from histetl.sinks import backend_of, open_sink, redact
+from histetl.options import DEFAULT_BATCH_SIZE, ReplayOptions
+from histetl.outputs import check_output_dir
+from histetl.precheck import display, ledger_hits
+from histetl.report import FileReport, RunReport, new_run_id
+from histetl.sinks import backend_of, redact
+
+if TYPE_CHECKING:
+    from histetl.pipeline import BatchObserver, Replayer
 
 T = TypeVar("T")
 
@@ -206,6 +211,8 @@ class _RecordCounter:
             data = bytes(self._head[self._header_len :])
             self._head.clear()
         first = (-self.body) % self.record_len
+        import numpy as np
+
         starts = np.frombuffer(data, dtype=np.uint8)[first :: self.record_len]
         if (starts != self.record_len // 4).any():
             self.problem = "records of mixed lengths"
@@ -271,14 +278,26 @@ class DatabentoApi:
         settings: DatabentoSettings,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        import databento
-
         self._key = key
         self._key_env_var = settings.key_env_var
-        self.gateway = settings.gateway or str(databento.HistoricalGateway.BO1)
+        self._gateway = settings.gateway
         self.retry: RetrySettings = settings.retry
         self._sleep = sleep
-        self._client = databento.Historical(key=key, gateway=self.gateway)
+
+    @functools.cached_property
+    def gateway(self) -> str:
+        if self._gateway:
+            return self._gateway
+        import databento
+
+        return str(databento.HistoricalGateway.BO1)
+
+    @functools.cached_property
+    def _client(self) -> Any:
+        """Made on first use: a run with nothing to fetch never imports the client."""
+        import databento
+
+        return databento.Historical(key=self._key, gateway=self.gateway)
 
     def __repr__(self) -> str:  # never show the client (it holds the key)
         return f"DatabentoApi(gateway={redact(self.gateway)!r})"
@@ -771,20 +790,18 @@ def run_jobs(
         plan_chunks(job, options.today)
     key = api_key(job_file.databento)
     db = _check_db(job_file.target_db(options.db))
-    replayer = Replayer(
-        ReplayOptions(
-            db=db,
-            batch_size=options.batch_size,
-            force=options.force,
-            on_invalid=job_file.on_invalid,
-            quarantine_dir=job_file.quarantine_dir,
-            rules_files=job_file.rules,
-            mapping_file=job_file.mapping,
-            cluster=options.cluster or job_file.cluster,
-            max_db_writers=options.max_db_writers,
-        )
+    replay_options = ReplayOptions(
+        db=db,
+        batch_size=options.batch_size,
+        force=options.force,
+        on_invalid=job_file.on_invalid,
+        quarantine_dir=job_file.quarantine_dir,
+        rules_files=job_file.rules,
+        mapping_file=job_file.mapping,
+        cluster=options.cluster or job_file.cluster,
+        max_db_writers=options.max_db_writers,
     )
-    replayer.observer = options.observer
+    loader = _Loader(replay_options, options.observer)
     api = DatabentoApi(key, job_file.databento, sleep=options.sleep)
     raw_dir = job_file.raw_dir
     if options.dry_run:
@@ -796,7 +813,7 @@ def run_jobs(
         price_plans(plans, api)
         check_budget(plans)
         error = _fetch_all(plans, api, raw_dir, on_chunk)
-        report = _load(plans, raw_dir, replayer, db, options.force, on_file)
+        report = _load(plans, raw_dir, loader, on_file)
     return RunResult(plans, report, error)
 
 
@@ -832,17 +849,48 @@ def _fetch_all(
     return None
 
 
+class _Loader:
+    """The replay side of a run. Rules and mapping files are compiled at once (a bad one fails
+    before any download); the pipeline itself is built only when a chunk needs loading, so a
+    run that finds nothing new loads no stage."""
+
+    def __init__(self, options: ReplayOptions, observer: BatchObserver | None) -> None:
+        self.options = options
+        self.observer = observer
+        self.run_id = new_run_id()
+        self._replayer: Replayer | None = None
+        if options.rules_files or options.mapping_file is not None or observer is not None:
+            self.replayer()
+        else:  # what Replayer checks, without building one
+            options.check()
+            check_output_dir(options.quarantine_dir, "--quarantine-dir")
+
+    def replayer(self) -> Replayer:
+        if self._replayer is None:
+            from histetl.pipeline import Replayer
+
+            self._replayer = Replayer(self.options, self.run_id)
+            self._replayer.observer = self.observer
+        return self._replayer
+
+    def table_for(self, schema: str) -> str:
+        """The table a schema's files load into (the mapping's `table:`, else canonical)."""
+        if self._replayer is None:
+            return table_name(schema)
+        from histetl.schemas import table_spec
+
+        return self._replayer.mapping.for_spec(table_spec(schema)).table
+
+
 def _load(
     plans: list[JobPlan],
     raw_dir: Path,
-    replayer: Replayer,
-    db: str,
-    force: bool,
+    loader: _Loader,
     on_file: Callable[[FileReport], None] | None,
 ) -> RunReport:
     """Load every complete chunk of the jobs through the replay pipeline. A chunk the ledger
-    has for its target table (`Replayer.loaded_entry`, the rule replay uses) is reported as
-    skipped without reading it again (unless force)."""
+    has for its target table (the rule replay uses: sha256 + the table its schema maps to) is
+    reported as skipped without reading it again (unless force)."""
     ready = [
         c
         for p in plans
@@ -850,40 +898,42 @@ def _load(
         if c.status in ("complete", "downloaded") and c.manifest is not None
     ]
     # Chunks downloaded just now go straight to the pipeline (which checks the ledger itself);
-    # the others are checked with the pipeline's own rule (sha256 + the table they map to).
-    known = [c for c in ready if c.status == "complete"]
-    sink = open_sink(db) if known and not force else None
+    # the others are looked up by their manifest's sha256. When the lookup cannot be made
+    # cheaply, they go to the pipeline too, which checks each one.
+    options = loader.options
+    known = {c.manifest.sha256 for c in ready if c.status == "complete" and c.manifest}
+    hits = (
+        ledger_hits(options.db, known, options.db_retry, loader.table_for)
+        if known and not options.force
+        else None
+    ) or {}
     todo, skipped = [], []
-    try:
-        for item in ready:
-            assert item.manifest is not None
-            entry = (
-                replayer.loaded_entry(sink, item.manifest.sha256, item.chunk.schema)
-                if sink is not None and item.status == "complete"
-                else None
+    for item in ready:
+        assert item.manifest is not None
+        entry = hits.get(item.manifest.sha256) if item.status == "complete" else None
+        path = data_path(raw_dir, item.chunk)
+        if entry is None:
+            todo.append(path)
+            continue
+        skipped.append(
+            FileReport(
+                path=str(path),
+                dataset=item.chunk.dataset,
+                schema=item.chunk.schema,
+                table=entry.table,
+                skipped=entry.records,
+                status="skipped",
+                sha256=item.manifest.sha256,
             )
-            path = data_path(raw_dir, item.chunk)
-            if entry is None:
-                todo.append(path)
-                continue
-            skipped.append(
-                FileReport(
-                    path=str(path),
-                    dataset=item.chunk.dataset,
-                    schema=item.chunk.schema,
-                    table=entry.table,
-                    skipped=entry.records,
-                    status="skipped",
-                    sha256=item.manifest.sha256,
-                )
-            )
-    finally:
-        if sink is not None:
-            sink.close()
+        )
     for file_report in skipped:
         if on_file is not None:
             on_file(file_report)
-    report = replayer.run(todo, on_file=on_file)
+    if todo:
+        report = loader.replayer().run(todo, on_file=on_file)
+    else:
+        report = RunReport(loader.run_id, display(options.db), "load")
+        report.finished_at = report.started_at
     report.files[:0] = skipped
     return report
 

@@ -28,8 +28,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from histetl.config import DB_ENV_VAR, DEFAULT_DB, load_model
+from histetl.dbn import SUPPORTED_SCHEMAS
 from histetl.errors import ConfigError
-from histetl.schemas import SUPPORTED_SCHEMAS
 
 DEFAULT_KEY_ENV_VAR = "DATABENTO_API_KEY"
 ALL_SYMBOLS = "ALL_SYMBOLS"

@@ -25,8 +25,9 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from histetl.config import load_model
+from histetl.dbn import SUPPORTED_SCHEMAS
 from histetl.errors import ConfigError, HistetlError
-from histetl.schemas import SUPPORTED_SCHEMAS, TableSpec, table_spec
+from histetl.schemas import TableSpec, table_spec
 
 _DTYPES: dict[str, pl.DataType] = {
     "Int8": pl.Int8(), "Int16": pl.Int16(), "Int32": pl.Int32(), "Int64": pl.Int64(),

@@ -7,20 +7,16 @@ the middle) in bounded batches, so memory follows the batch size, not the file s
 from __future__ import annotations
 
 import datetime as dt
-import glob
-import hashlib
 import multiprocessing
 import os
 import signal
-import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import polars as pl
 import pyarrow as pa
@@ -34,11 +30,11 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from histetl.config import default_db
-from histetl.decode import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, DbnFile
+from histetl.decode import DbnFile
 from histetl.errors import ConfigError, HistetlError, LoadError, TransientError
 from histetl.interrupt import CANCEL, GRACE_S, Interrupted, busy, init_worker
 from histetl.mapping import Mapping, TableMapping, to_arrow
+from histetl.options import ReplayOptions
 from histetl.outputs import check_output_dir
 from histetl.prefetch import Prefetch
 from histetl.quarantine import QuarantineWriter, quarantine_path, remove_stale_partials
@@ -56,135 +52,11 @@ from histetl.sinks import (
     open_sink,
     redact,
 )
+from histetl.source.files import expand_paths, sha256_file
 from histetl.symbology import SymbolMap
 from histetl.validate import RuleBook, RuleSet
 
 FAULT_ENV = "HISTETL_TEST_FAULT"
-DBN_SUFFIXES = (".dbn", ".dbn.zst")
-
-
-@dataclass
-class ReplayOptions:
-    db: str = field(default_factory=default_db)
-    batch_size: int = DEFAULT_BATCH_SIZE
-    force: bool = False
-    validate_only: bool = False
-    on_invalid: Literal["quarantine", "fail"] = "quarantine"
-    quarantine_dir: Path = Path("quarantine")
-    rules_files: tuple[Path, ...] = ()
-    mapping_file: Path | None = None
-    db_retry: RetryPolicy = field(default_factory=RetryPolicy)
-    workers: int = 1  # files loaded in parallel by this many processes (PostgreSQL targets)
-    cluster: str | None = None  # run the files as tasks on Dask: tcp://HOST:PORT, local[:N]
-    max_db_writers: int = 4  # with cluster: files loading into the database at once
-
-
-def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
-    """Files, directories (searched recursively for .dbn/.dbn.zst) and glob patterns.
-
-    Symlinks are followed, to files and to directories (a directory reached twice, e.g.
-    through a link loop, is searched once). Any path that cannot be read is a ConfigError
-    before any work: an unreadable file or directory, a broken symlink, or a DBN file that is
-    not a regular file. Returns resolved paths, each once, in a stable order."""
-    found: list[Path] = []
-    for pattern in patterns:
-        text = str(pattern)
-        if os.path.lexists(text):
-            matches = _input_files(Path(text))
-        else:
-            matches = []
-            for hit in sorted(glob.glob(text, recursive=True)):
-                matches += _input_files(Path(hit))
-        if not matches:
-            raise ConfigError(
-                f"no DBN files match {text!r}",
-                where="PATH",
-                hint="give files, directories or globs of .dbn / .dbn.zst files",
-            )
-        found.extend(matches)
-    return list(dict.fromkeys(found))
-
-
-def _unreadable(path: Path, what: str, hint: str | None = None) -> ConfigError:
-    return ConfigError(
-        what,
-        where=str(path),
-        hint=hint or "fix its permissions or leave it out; nothing was loaded",
-    )
-
-
-def _stat(path: Path) -> os.stat_result:
-    """stat through symlinks; a broken link or an unreadable path is a ConfigError."""
-    try:
-        return path.stat()
-    except FileNotFoundError:
-        if path.is_symlink():
-            raise _unreadable(
-                path,
-                f"broken symbolic link (to {os.readlink(path)})",
-                "fix or remove the link; nothing was loaded",
-            ) from None
-        raise _unreadable(path, "no such file or directory", "check the path") from None
-    except OSError as exc:
-        raise _unreadable(path, f"cannot read: {exc.strerror or exc}") from None
-
-
-def _input_files(path: Path) -> list[Path]:
-    """The DBN files at `path`: itself (a file given by name or glob need not be called .dbn),
-    or every .dbn/.dbn.zst under it (a directory)."""
-    info = _stat(path)
-    if stat.S_ISDIR(info.st_mode):
-        return _walk(path, set())
-    return [_readable_file(path, info)]
-
-
-def _readable_file(path: Path, info: os.stat_result) -> Path:
-    if not stat.S_ISREG(info.st_mode):
-        raise _unreadable(
-            path,
-            "not a regular file (a FIFO, socket or device)",
-            "give DBN files; nothing was loaded",
-        )
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise _unreadable(path, f"cannot read: {exc.strerror or exc}") from None
-    return path.resolve()
-
-
-def _walk(directory: Path, seen: set[tuple[int, int]]) -> list[Path]:
-    info = _stat(directory)
-    if (info.st_dev, info.st_ino) in seen:  # a link loop, or a folder linked twice
-        return []
-    seen.add((info.st_dev, info.st_ino))
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError as exc:
-        raise _unreadable(directory, f"cannot read folder: {exc.strerror or exc}") from None
-    files: list[Path] = []
-    for entry in entries:
-        path = Path(entry.path)
-        if not (entry.is_symlink() or entry.is_dir(follow_symlinks=False) or _is_dbn(path)):
-            continue  # an ordinary file that is not DBN
-        child = _stat(path)
-        if stat.S_ISDIR(child.st_mode):
-            files += _walk(path, seen)
-        elif _is_dbn(path):
-            files.append(_readable_file(path, child))
-    return files
-
-
-def _is_dbn(path: Path) -> bool:
-    return path.name.endswith(DBN_SUFFIXES)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _ns_or_none(value: int | None) -> int | None:
@@ -206,15 +78,7 @@ class Replayer:
         # Configuration errors surface here, before any file is touched.
         self.rules = RuleBook.load(options.rules_files)
         self.mapping = Mapping.load(options.mapping_file)
-        if not 1 <= options.batch_size <= MAX_BATCH_SIZE:
-            raise ConfigError(
-                f"batch size {options.batch_size:,} is out of range: allowed 1 to "
-                f"{MAX_BATCH_SIZE:,} records",
-                where="--batch-size",
-                hint=f"the default, {DEFAULT_BATCH_SIZE:,}, is fast; memory grows with the size",
-            )
-        if options.workers < 1:
-            raise ConfigError("workers must be at least 1", where="--workers")
+        options.check()
         check_output_dir(options.quarantine_dir, "--quarantine-dir")
         if options.cluster is not None:
             from histetl.cluster import check_cluster_options

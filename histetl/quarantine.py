@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from histetl.errors import HistetlError
+from histetl.errors import HistetlError, first_line
 from histetl.mapping import to_arrow
 from histetl.outputs import OutputError, pid_alive
 from histetl.validate import INDEX_TS, ORDINAL_COLUMN, RULES_COLUMN, SOURCE_COLUMN, Rule
@@ -164,7 +164,7 @@ def check_file(path: Path) -> list[str]:
         names: list[str] = list(pq.read_schema(path).names)
     except (OSError, pa.ArrowException) as exc:
         raise HistetlError(
-            f"not a readable quarantine file: {str(exc).splitlines()[0][:200]}",
+            f"not a readable quarantine file: {first_line(exc, 200)}",
             where=str(path),
             hint="give a .parquet file written by histetl (see `histetl quarantine`)",
         ) from None

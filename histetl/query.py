@@ -29,9 +29,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from histetl.errors import ConfigError, HistetlError, LoadError
+from histetl.dbn import SUPPORTED_SCHEMAS
+from histetl.errors import ConfigError, HistetlError, LoadError, first_line
 from histetl.outputs import open_output
-from histetl.schemas import SUPPORTED_SCHEMAS, TS_TYPE, TableSpec, table_spec
+from histetl.schemas import TS_TYPE, TableSpec, table_spec
 from histetl.sinks import backend_of, redact
 
 Backend = Literal["duckdb", "postgres"]
@@ -151,7 +152,7 @@ class Database:
         if backend_of(uri) == "duckdb":
             import adbc_driver_duckdb.dbapi as duckdb_dbapi
 
-            from histetl.sinks.duckdb import duckdb_path
+            from histetl.sinks import duckdb_path
 
             path = duckdb_path(uri)
             if path != ":memory:" and not Path(path).is_file():
@@ -164,7 +165,7 @@ class Database:
                 return cls(duckdb_dbapi.connect(path), "duckdb", f"duckdb:///{path}")
             except Exception as exc:  # the ADBC driver raises its own error classes
                 raise LoadError(
-                    f"cannot open DuckDB database: {str(exc).splitlines()[0]}",
+                    f"cannot open DuckDB database: {first_line(exc)}",
                     where=path,
                     hint="another histetl process may be writing to it; try again after it",
                 ) from None
@@ -215,7 +216,7 @@ class Database:
         return list(zip(*columns, strict=True))
 
     def _error(self, exc: BaseException) -> HistetlError:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return LoadError(f"query failed: {first}", where=self.display)
 
     # -- catalog ------------------------------------------------------------------------------

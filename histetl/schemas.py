@@ -22,36 +22,14 @@ from typing import Any
 import pyarrow as pa
 from databento_dbn import v1, v2, v3
 
+from histetl.dbn import RECORDS as _RECORDS
+from histetl.dbn import SUPPORTED_SCHEMAS, table_name
+
 PRICE_TYPE = pa.decimal128(19, 9)
 TS_TYPE = pa.timestamp("ns", tz="UTC")
 SYMBOL_COLUMN = "symbol"
 HASH_COLUMN = "record_hash"
 
-# schema -> (record class name, accepted rtypes). tbbo and mbp-1 share a layout (rtype 1).
-_RECORDS: dict[str, tuple[str, tuple[int, ...]]] = {
-    "ohlcv-1s": ("OHLCVMsg", (32, 17)),
-    "ohlcv-1m": ("OHLCVMsg", (33, 17)),
-    "ohlcv-1h": ("OHLCVMsg", (34, 17)),
-    "ohlcv-1d": ("OHLCVMsg", (35, 17)),
-    "ohlcv-eod": ("OHLCVMsg", (36,)),
-    "trades": ("TradeMsg", (0,)),
-    "tbbo": ("MBP1Msg", (1,)),
-    "mbp-1": ("MBP1Msg", (1,)),
-    "bbo-1s": ("BBOMsg", (195,)),
-    "bbo-1m": ("BBOMsg", (196,)),
-    "statistics": ("StatMsg", (24,)),
-    "definition": ("InstrumentDefMsg", (19,)),
-    "status": ("StatusMsg", (18,)),
-    "imbalance": ("ImbalanceMsg", (20,)),
-    # Cheap extras: the same flat layouts, so the same decoder serves them.
-    "mbo": ("MBOMsg", (160,)),
-    "mbp-10": ("MBP10Msg", (10,)),
-    "cmbp-1": ("CMBP1Msg", (177,)),
-    "cbbo-1s": ("CBBOMsg", (192,)),
-    "cbbo-1m": ("CBBOMsg", (193,)),
-    "tcbbo": ("CMBP1Msg", (194,)),  # databento_dbn: TCBBOMsg is CMBP1Msg
-}
-SUPPORTED_SCHEMAS: tuple[str, ...] = tuple(_RECORDS)
 DBN_VERSIONS: dict[int, types.ModuleType] = {1: v1, 2: v2, 3: v3}
 
 _INT_TYPES = {
@@ -151,7 +129,7 @@ def table_spec(schema: str) -> TableSpec:
     columns.append(Column(SYMBOL_COLUMN, pa.string(), ColumnKind.STRING))
     return TableSpec(
         schema=schema,
-        table=schema.replace("-", "_"),
+        table=table_name(schema),
         record_name=record_name,
         rtypes=rtypes,
         columns=tuple(columns),

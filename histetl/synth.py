@@ -84,6 +84,8 @@ from databento_dbn import v2 as dbn_v2
 from databento_dbn import v3 as dbn_v3
 from databento_dbn.metadata import MappingInterval, SymbolMapping
 
+from histetl.dbn import SUPPORTED_SCHEMAS
+
 __all__ = [
     "BLOCK_RECORDS",
     "SUPPORTED_SCHEMAS",
@@ -102,28 +104,6 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Records = npt.NDArray[np.void]
 
-SUPPORTED_SCHEMAS: Final[tuple[str, ...]] = (
-    "ohlcv-1s",
-    "ohlcv-1m",
-    "ohlcv-1h",
-    "ohlcv-1d",
-    "trades",
-    "tbbo",
-    "mbp-1",
-    "bbo-1s",
-    "bbo-1m",
-    "statistics",
-    "definition",
-    "status",
-    "imbalance",
-    "ohlcv-eod",
-    "mbo",
-    "mbp-10",
-    "cmbp-1",
-    "cbbo-1s",
-    "cbbo-1m",
-    "tcbbo",
-)
 
 BLOCK_RECORDS: Final = 1 << 17
 """Records generated per random-stream block (the unit of vectorized work)."""

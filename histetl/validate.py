@@ -18,8 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from histetl.config import load_model, validate_model
-from histetl.errors import ConfigError, HistetlError
-from histetl.schemas import SUPPORTED_SCHEMAS, TableSpec, table_spec
+from histetl.dbn import SUPPORTED_SCHEMAS
+from histetl.errors import ConfigError, HistetlError, first_line
+from histetl.schemas import TableSpec, table_spec
 
 RULES_COLUMN = "rules_broken"
 ORDINAL_COLUMN = "ordinal"
@@ -96,7 +97,7 @@ def _check_rule(rule: Rule, schema: str, source: str) -> None:
     except Exception as exc:  # polars raises several error types for bad SQL
         raise ConfigError(
             f"rule {rule.name} ({schema}): cannot evaluate {rule.expr!r}: "
-            f"{str(exc).splitlines()[0]}",
+            f"{first_line(exc)}",
             where=source,
             hint=f"use columns of the {schema} table: {', '.join(table_spec(schema).column_names)}",
         ) from exc
@@ -225,7 +226,7 @@ class RuleSet:
                 except pl.exceptions.PolarsError as one:
                     name, expr, error = rule.name, rule.expr, one
                     break
-            detail = (str(error).splitlines() or [type(error).__name__])[0][:300]
+            detail = first_line(error)
             what = f"rule {name} ({expr!r})" if name else "the rules"
             raise HistetlError(
                 f"{what} cannot be evaluated on this data: {detail}",

@@ -36,7 +36,8 @@ from histetl.fetch import (
 )
 from histetl.jobs import JobFile, load_job_file, plan_chunks
 from histetl.outputs import write_json
-from histetl.pipeline import Replayer, ReplayOptions, expand_paths
+from histetl.pipeline import Replayer, ReplayOptions
+from histetl.source.files import expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.support.fake_gateway import FakeGateway, Scripted
 

@@ -19,8 +19,9 @@ import zstandard
 
 from histetl.decode import DbnFile
 from histetl.errors import ConfigError
-from histetl.pipeline import Replayer, ReplayOptions, expand_paths, ledger
+from histetl.pipeline import Replayer, ReplayOptions, ledger
 from histetl.report import RunReport
+from histetl.source.files import expand_paths
 from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.conftest import sample_files, sample_params

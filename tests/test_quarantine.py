@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from histetl.cli import main
-from histetl.pipeline import Replayer, ReplayOptions, expand_paths
+from histetl.pipeline import Replayer, ReplayOptions
 from histetl.quarantine import (
     QuarantineWriter,
     column_order,
@@ -25,6 +25,7 @@ from histetl.quarantine import (
     safe_name,
 )
 from histetl.report import RunReport
+from histetl.source.files import expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
 
 

@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 import zstandard
 
-from histetl.pipeline import Replayer, ReplayOptions, expand_paths
+from histetl.pipeline import Replayer, ReplayOptions
+from histetl.source.files import expand_paths
 from histetl.synth import (
     BLOCK_RECORDS,
     SUPPORTED_SCHEMAS,

@@ -8,12 +8,13 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from histetl.errors import ConfigError
 from histetl.secrets import is_dsn, redact, scrub
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["redact", "scrub"]  # the one redaction function, re-exported for its old users
 
@@ -200,6 +201,18 @@ def backend_of(uri: str) -> Literal["duckdb", "postgres", "delta"]:
         hint="use duckdb:///path.duckdb, postgresql://user@host/db, or a key=value DSN "
         "(host=... dbname=...)",
     )
+
+
+def duckdb_path(uri: str) -> str:
+    """duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb, duckdb:///:memory:"""
+    rest = uri.split(":", 1)[1]
+    if not rest.startswith("///"):
+        raise ConfigError(
+            f"bad DuckDB URI {uri!r}",
+            where="--db",
+            hint="use duckdb:///relative.duckdb or duckdb:////absolute.duckdb",
+        )
+    return rest[3:]
 
 
 def canonical_targets() -> list[TableTarget]:

@@ -34,6 +34,7 @@ from histetl.sinks import (
     LEDGER_TABLE,
     LedgerEntry,
     TableTarget,
+    duckdb_path,
     ledger_params,
     ledger_upsert_sql,
 )
@@ -116,18 +117,6 @@ def _add_new_columns(cur: Any, target: TableTarget) -> None:
         )
     if new:
         logger.info("table {}: added columns {}", target.name, ", ".join(f.name for f in new))
-
-
-def duckdb_path(uri: str) -> str:
-    """duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb, duckdb:///:memory:"""
-    rest = uri.split(":", 1)[1]
-    if not rest.startswith("///"):
-        raise ConfigError(
-            f"bad DuckDB URI {uri!r}",
-            where="--db",
-            hint="use duckdb:///relative.duckdb or duckdb:////absolute.duckdb",
-        )
-    return rest[3:]
 
 
 class _Locked(Exception):

@@ -15,10 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from histetl.pipeline import FAULT_ENV, Replayer, ReplayOptions, expand_paths, init_db
+from histetl.pipeline import FAULT_ENV, Replayer, ReplayOptions, init_db
 from histetl.report import RunReport
 from histetl.schemas import all_specs
 from histetl.sinks import TimescaleOptions
+from histetl.source.files import expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.reference import decode_with_symbols
 

@@ -1,0 +1,46 @@
+"""The `histetl` command line: thin commands over the library.
+
+Each command parses its options, calls one library function and prints its report. A
+`HistetlError` becomes a one-line message (no traceback) and its exit code:
+0 ok, 1 failed, 2 usage or configuration error, 3 finished with quarantined rows when
+--fail-on-quarantine is set.
+
+Start-up stays close to the interpreter's own: these modules import click, loguru and
+histetl's small modules only, and each command imports the stages it runs when it runs.
+"""
+
+from __future__ import annotations
+
+import click
+
+from histetl import __version__
+from histetl.cli import database, generate, load, read
+from histetl.logs import configure
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="histetl")
+@click.option("-v", "--verbose", is_flag=True, help="Debug detail on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--log-json", is_flag=True, help="Logs as JSON lines (for log shippers).")
+def main(verbose: bool, quiet: bool, log_json: bool) -> None:
+    """histetl: load Databento historical data into DuckDB or TimescaleDB, validated and
+    deduplicated."""
+    configure(verbose=verbose, quiet=quiet, json_logs=log_json)
+
+
+for command in (
+    load.replay,
+    load.run_command,
+    load.jobs_command,
+    load.demo,
+    database.db,
+    database.status,
+    read.query_command,
+    read.verify_command,
+    read.resample_command,
+    read.quarantine,
+    read.report_command,
+    generate.synth,
+):
+    main.add_command(command)

@@ -1,0 +1,5 @@
+"""`python -m histetl.cli`."""
+
+from histetl.cli import main
+
+main()
