@@ -96,8 +96,7 @@ def _check_rule(rule: Rule, schema: str, source: str) -> None:
         dtype = _probe_frame(table_spec(schema)).select(rule.compiled).to_series().dtype
     except Exception as exc:  # polars raises several error types for bad SQL
         raise ConfigError(
-            f"rule {rule.name} ({schema}): cannot evaluate {rule.expr!r}: "
-            f"{first_line(exc)}",
+            f"rule {rule.name} ({schema}): cannot evaluate {rule.expr!r}: {first_line(exc)}",
             where=source,
             hint=f"use columns of the {schema} table: {', '.join(table_spec(schema).column_names)}",
         ) from exc
