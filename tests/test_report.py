@@ -1,50 +1,50 @@
-"""The run report: the terminal table tells files apart, the JSON goes through the one writer."""
+"""The run report: counts that must reconcile, totals, the terminal table and the JSON file."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
+from histetl.errors import ReconciliationError
 from histetl.report import FileReport, RunReport, display_names
 
 
-def first_column(report: RunReport) -> list[str]:
-    lines = report.table().splitlines()
-    return [line.split()[0] for line in lines[2:-2]]  # header, rule ... rule, totals
+def test_a_file_whose_counts_do_not_add_up_is_a_reconciliation_error() -> None:
+    report = FileReport("a.dbn", records=10, loaded=6, duplicates=2, quarantined=1)
+    with pytest.raises(ReconciliationError, match="records 10 != loaded 6"):
+        report.reconcile()
+    FileReport("a.dbn", records=10, loaded=6, duplicates=3, quarantined=1).reconcile()
+    FileReport("a.dbn", records=5, valid=4, quarantined=1).reconcile()  # --validate-only
 
 
-def test_table_when_two_files_share_a_name_shows_the_paths_that_tell_them_apart() -> None:
-    report = RunReport("run", "duckdb:///x")
-    report.files = [
-        FileReport(path="/data/raw/GLBX.MDP3/test_data.trades.dbn.zst", status="loaded"),
-        FileReport(path="/data/raw/XNAS.ITCH/test_data.trades.dbn.zst", status="loaded"),
-    ]
-    assert first_column(report) == [
-        "GLBX.MDP3/test_data.trades.dbn.zst",
-        "XNAS.ITCH/test_data.trades.dbn.zst",
-    ]
+def test_totals_table_and_json_agree(tmp_path: Path) -> None:
+    run = RunReport("run-1", "duckdb:///h.duckdb")
+    run.files = [
+        FileReport("/raw/a/t.dbn", schema="trades", records=10, loaded=9, quarantined=1,
+                   status="loaded", seconds=0.5),
+        FileReport("/raw/b/t.dbn", schema="trades", skipped=7, status="skipped", seconds=0.1),
+        FileReport("/raw/b/m.dbn", schema="mbp-1", status="failed", error="truncated"),
+    ]  # fmt: skip
+    assert run.totals == {
+        "records": 10,
+        "loaded": 9,
+        "duplicates": 0,
+        "quarantined": 1,
+        "skipped": 7,
+    }
+    assert [f.path for f in run.failed] == ["/raw/b/m.dbn"]
+    lines = run.table().splitlines()
+    # two files share a base name, so every row shows the path below the common folder
+    assert [line.split()[0] for line in lines[2:5]] == ["a/t.dbn", "b/t.dbn", "b/m.dbn"]
+    assert lines[-1].split()[:7] == ["TOTAL", "10", "9", "0", "1", "7", "0.60"]
+    run.write_json(tmp_path / "r.json")
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert written["totals"] == run.totals
+    assert [f["status"] for f in written["files"]] == ["loaded", "skipped", "failed"]
 
 
-def test_table_when_names_are_unique_shows_base_names() -> None:
-    report = RunReport("run", "duckdb:///x")
-    report.files = [
-        FileReport(path="/a/b/one.dbn", status="loaded"),
-        FileReport(path="/c/two.dbn", status="loaded"),
-    ]
-    assert first_column(report) == ["one.dbn", "two.dbn"]
-
-
-def test_display_names_at_different_depths_are_relative_to_the_shared_folder() -> None:
-    assert display_names(["/d/x/f.dbn", "/d/y/z/f.dbn", "/d/g.dbn"]) == [
-        "x/f.dbn",
-        "y/z/f.dbn",
-        "g.dbn",
-    ]
-
-
-def test_write_json_writes_the_report_atomically(tmp_path: Path) -> None:
-    report = RunReport("run", "duckdb:///x", files=[FileReport(path="f.dbn", records=3)])
-    target = tmp_path / "out" / "report.json"
-    report.write_json(target)
-    assert json.loads(target.read_text())["files"][0]["records"] == 3
-    assert [p.name for p in target.parent.iterdir()] == ["report.json"]  # no temp file left
+def test_display_names_are_base_names_when_they_are_unique() -> None:
+    assert display_names(["/x/a.dbn", "/y/b.dbn"]) == ["a.dbn", "b.dbn"]
+    assert display_names(["/x/1/a.dbn", "/x/2/a.dbn"]) == ["1/a.dbn", "2/a.dbn"]

@@ -112,6 +112,31 @@ def cluster_options(func: F) -> F:
     )(func)
 
 
+def report_option(help: str) -> Callable[[F], F]:
+    """--report FILE (a JSON report of the command); checked before any work by the command."""
+    return click.option(
+        "--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help=help
+    )
+
+
+def html_option(func: F) -> F:
+    """--html FILE: the data-quality page of a loading run."""
+    return click.option(
+        "--html",
+        "html_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also write a data-quality report page (and FILE's .figures.json sidecar).",
+    )(func)
+
+
+def fail_on_quarantine_option(func: F) -> F:
+    return click.option(
+        "--fail-on-quarantine",
+        is_flag=True,
+        help="Exit 3 when any row was quarantined (for cron alerts).",
+    )(func)
+
+
 def print_file(report: FileReport) -> None:
     if report.status == "failed":
         logger.error("{} failed: {}", report.path, report.error)

@@ -14,10 +14,13 @@ from histetl.cli.common import (
     db_option,
     db_retry_options,
     db_timeout_options,
+    fail_on_quarantine_option,
     finish,
     handle_errors,
+    html_option,
     observe,
     print_file,
+    report_option,
     target,
     write_page,
 )
@@ -34,12 +37,7 @@ from histetl.sinks import RetryPolicy
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @db_option
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the run report as JSON to this file.",
-)
+@report_option("Write the run report as JSON to this file.")
 @click.option(
     "--validate-only", is_flag=True, help="Decode, map and validate without loading anything."
 )
@@ -71,11 +69,7 @@ from histetl.sinks import RetryPolicy
     show_default=True,
     help="Where quarantine Parquet files go.",
 )
-@click.option(
-    "--fail-on-quarantine",
-    is_flag=True,
-    help="Exit 3 when any row was quarantined (for cron alerts).",
-)
+@fail_on_quarantine_option
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -92,12 +86,7 @@ from histetl.sinks import RetryPolicy
     show_default=True,
     help="Records per batch, 1 to 10,000,000; memory follows this, not the file size.",
 )
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a data-quality report page (and FILE's .figures.json sidecar).",
-)
+@html_option
 @db_timeout_options
 @handle_errors
 def replay(
@@ -235,17 +224,8 @@ def _print_chunk(item: Any) -> None:
     help=f"Target database (default: ${DB_ENV_VAR}, else the job file's `db`, else "
     "duckdb:///./histetl.duckdb).",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the run report (chunks and files) as JSON to this file.",
-)
-@click.option(
-    "--fail-on-quarantine",
-    is_flag=True,
-    help="Exit 3 when any row was quarantined (for cron alerts).",
-)
+@report_option("Write the run report (chunks and files) as JSON to this file.")
+@fail_on_quarantine_option
 @click.option(
     "--wait",
     "wait_s",
@@ -256,12 +236,7 @@ def _print_chunk(item: Any) -> None:
     "(exit 0); default: give up at once.",
 )
 @cluster_options
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a data-quality report page (and FILE's .figures.json sidecar).",
-)
+@html_option
 @handle_errors
 def run_command(
     job_file: Path,

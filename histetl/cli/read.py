@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from histetl.cli.common import db_option, handle_errors, target
+from histetl.cli.common import db_option, handle_errors, report_option, target
 from histetl.errors import EXIT_FAILED, ConfigError, HistetlError
 from histetl.outputs import check_output
 
@@ -233,12 +233,7 @@ def query_command(
     show_default=True,
     help="Report only holes of at least this many missing bars.",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the results as JSON to this file.",
-)
+@report_option("Also write the results as JSON to this file.")
 @handle_errors
 def verify_command(
     db: str | None,
