@@ -1,8 +1,8 @@
 """The benchmark data: seeded synthetic DBN files, generated once and cached.
 
-Files are cached under `<data dir>/<hash of histetl/synth.py>/`, so a change to the generator
-never measures stale data. Everything is clean data (no injected defects): every path loads
-every row, so timings compare the same work.
+Files are cached under `<data dir>/<hash of the histetl/synth/ package>/`, so a change to the
+generator never measures stale data. Everything is clean data (no injected defects): every path
+loads every row, so timings compare the same work.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ class Sizes:
 
 
 def _generator_tag() -> str:
-    source = Path(synth.__file__).read_bytes()
-    return hashlib.sha256(source).hexdigest()[:12]
+    digest = hashlib.sha256()
+    for module in sorted(Path(synth.__file__).parent.glob("*.py")):
+        digest.update(module.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 class DataSet:

@@ -44,8 +44,16 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import zstandard
 from loguru import logger
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+    wait_fixed,
+)
 
 from histetl import __version__
 from histetl.dbn import table_name
@@ -56,6 +64,7 @@ from histetl.options import DEFAULT_BATCH_SIZE, ReplayOptions
 from histetl.outputs import check_output_dir
 from histetl.precheck import display, ledger_hits
 from histetl.report import FileReport, RunReport, new_run_id
+from histetl.secrets import mask
 from histetl.sinks import backend_of, redact
 
 if TYPE_CHECKING:
@@ -99,10 +108,6 @@ def api_key(settings: DatabentoSettings) -> str:
             "crontab or a wrapper script), or name another variable in databento.key_env_var",
         )
     return key
-
-
-def scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
 
 
 # -- manifests and chunk status ---------------------------------------------------------------
@@ -384,7 +389,7 @@ class DatabentoApi:
         logger.warning(
             "{}: {}; attempt {} of {}, retrying in {:.1f}s",
             what,
-            scrub(reason, self._key),
+            mask(reason, self._key),
             state.attempt_number,
             self.retry.max_attempts,
             wait,
@@ -395,7 +400,7 @@ class DatabentoApi:
         from databento.common.error import BentoError, BentoHttpError
 
         close_leaked_files(exc)
-        text = scrub(str(exc), self._key)
+        text = mask(str(exc), self._key)
         if isinstance(exc, BentoHttpError):
             return self._http_error(exc, what)
         if isinstance(exc, BentoError):
@@ -418,7 +423,7 @@ class DatabentoApi:
 
     def _http_error(self, exc: Any, what: str) -> SourceError:
         status = int(exc.http_status)
-        message = scrub(_server_message(exc), self._key)
+        message = mask(_server_message(exc), self._key)
         text = f"HTTP {status} from the Databento API: {message}"
         if status == 429:
             return RateLimitedError(text, retry_after=_retry_after(exc.headers))
@@ -535,19 +540,22 @@ class JobLock:
         self._handles: list[IO[str]] = []
 
     def __enter__(self) -> JobLock:
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            busy = self._try_all()
-            if busy is None:
-                return self
-            if time.monotonic() >= deadline:
-                raise LockBusyError(
-                    f"another histetl run holds the lock of this job ({busy}); nothing was done",
-                    where=str(self.paths[0].parent),
-                    hint="that run fetches and loads the same job; let it finish, "
-                    "or pass --wait SECONDS to wait for it",
-                )
-            time.sleep(0.1)
+        polling = Retrying(
+            retry=retry_if_result(lambda busy: busy is not None),
+            stop=stop_after_delay(self.wait_s),
+            wait=wait_fixed(0.1),
+            sleep=CANCEL.sleep,  # a stop request ends the wait at once
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        busy = polling(self._try_all)
+        if busy is not None:
+            raise LockBusyError(
+                f"another histetl run holds the lock of this job ({busy}); nothing was done",
+                where=str(self.paths[0].parent),
+                hint="that run fetches and loads the same job; let it finish, "
+                "or pass --wait SECONDS to wait for it",
+            )
+        return self
 
     def _try_all(self) -> str | None:
         """Take every lock, or none: returns who holds a busy one."""

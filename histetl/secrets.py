@@ -202,6 +202,11 @@ def redact(uri: str) -> str:
     return out
 
 
+def mask(text: str, secret: str) -> str:
+    """`text` with every occurrence of a literal secret (an API key, a password) as ***."""
+    return text.replace(secret, MASK) if secret else text
+
+
 def scrub(text: str, uri: str) -> str:
     """`text` (e.g. a driver's error message) with the URI shown redacted and every literal
     password value replaced by ***."""
@@ -209,5 +214,5 @@ def scrub(text: str, uri: str) -> str:
         return text
     text = text.replace(uri, redact(uri))
     for secret in passwords(uri):
-        text = text.replace(secret, MASK)
+        text = mask(text, secret)
     return text
