@@ -1,41 +1,65 @@
-"""The progress line: one redrawn status line per file on a terminal."""
+"""The progress bar: one line per file on a terminal (rich), nothing elsewhere.
+
+On a terminal (stderr is a TTY and the log level shows INFO) the file in progress gets a bar
+with its records, rate and time left; it is erased when the file finishes, and the file's log
+line takes its place. Without a terminal (cron, CI, a pipe) nothing is drawn and each file
+gets one log line. rich is imported only when a bar is drawn.
+"""
 
 from __future__ import annotations
 
-import shutil
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from histetl.logs import logger_level
 from histetl.report import FileReport
 
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
+
 
 class Progress:
-    """One redrawn status line per file on a terminal (records, rate, ETA); nothing when
-    stderr is not a terminal (cron, CI), where each file gets one log line instead."""
-
     def __init__(self) -> None:
         self.enabled = sys.stderr.isatty() and logger_level() <= 20
-        self._started: dict[str, float] = {}
-        self._drawn = False
+        self._bar: RichProgress | None = None
+        self._tasks: dict[str, Any] = {}
+
+    def _start(self) -> RichProgress:
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                TaskProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeRemainingColumn(),
+                console=Console(file=sys.stderr),
+                transient=True,  # erased when stopped: the file's log line replaces it
+            )
+            self._bar.start()
+        return self._bar
 
     def update(self, report: FileReport, fraction: float) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
-        started = self._started.setdefault(report.path, now)
-        elapsed = now - started
+        bar = self._start()
+        task = self._tasks.get(report.path)
+        if task is None:
+            task = bar.add_task(Path(report.path).name, total=1.0, detail="")
+            self._tasks[report.path] = task
+        elapsed = bar.tasks[task].elapsed or 0.0
         rate = report.records / elapsed if elapsed > 0 else 0.0
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else 0.0
-        line = (
-            f"{Path(report.path).name}: {fraction:6.1%}  {report.records:>12,} records  "
-            f"{rate:>10,.0f}/s  ETA {eta:5.0f}s"
-        )
-        sys.stderr.write("\r" + line[: shutil.get_terminal_size().columns - 1])
-        sys.stderr.flush()
-        self._drawn = True
+        bar.update(task, completed=fraction, detail=f"{report.records:,} records  {rate:,.0f}/s")
 
     def wrap(self, on_file: Callable[[FileReport], None]) -> Callable[[FileReport], None]:
         def done(report: FileReport) -> None:
@@ -47,25 +71,27 @@ class Progress:
     def count(
         self, total: int, on_file: Callable[[FileReport], None]
     ) -> Callable[[FileReport], None]:
-        """For a cluster, where per-batch progress stays on the workers: "N/M files"."""
+        """For a cluster, where per-batch progress stays on the workers: files done of all."""
         finished = 0
 
         def done(report: FileReport) -> None:
             nonlocal finished
             finished += 1
+            self.clear()
             on_file(report)
             if self.enabled:
-                sys.stderr.write(f"\r{finished}/{total} files done across the cluster")
-                sys.stderr.flush()
-                self._drawn = True
+                bar = self._start()
+                task = bar.add_task("files done across the cluster", total=total, detail="")
+                bar.update(task, completed=finished, detail=f"{finished}/{total}")
+                self._tasks["cluster"] = task
 
         return done
 
     def clear(self) -> None:
-        if self._drawn:
-            sys.stderr.write("\r\x1b[2K")
-            sys.stderr.flush()
-            self._drawn = False
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+            self._tasks.clear()
 
     def __enter__(self) -> Progress:
         return self

@@ -17,7 +17,7 @@ from histetl.cli import main
 from histetl.jobs import JobFile, JobSpec
 from histetl.synth import Defects, SynthSpec, write_dbn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HISTETL = [sys.executable, "-m", "histetl.cli"]
 
 
