@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from histetl.errors import ConfigError, HistetlError, LoadError
 from histetl.interrupt import CANCEL
 from histetl.report import FileReport
+from histetl.sinks import single_writer
 
 if TYPE_CHECKING:
     from histetl.options import ReplayOptions
@@ -78,7 +79,7 @@ def check_cluster_options(options: ReplayOptions) -> ClusterSpec:
         )
     if options.max_db_writers < 1:
         raise ConfigError("must be at least 1", where="--max-db-writers")
-    if not options.validate_only and options.db.lower().startswith("duckdb"):
+    if not options.validate_only and single_writer(options.db):
         raise ConfigError(
             "DuckDB allows one writing process per database file, so it cannot be loaded "
             "from a cluster",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from histetl.query import Database, format_ns, quote
 from histetl.synth import SynthSpec, grid_capacity, write_dbn
+from histetl.textable import render
 
 DEMO_START = dt.date(2023, 12, 14)
 DEMO_DAYS = 3
@@ -81,7 +82,5 @@ def summary(uri: str, tables: list[str]) -> str:
             )
             span = f"{format_ns(first)} .. {format_ns(last)}" if count else "-"
             found.append((table, int(count), ",".join(str(r[0]) for r in symbols), span))
-    width = max([len("symbols"), *(len(f[2]) for f in found)])
-    lines = [f"{'table':<12} {'rows':>8}  {'symbols':<{width}}  first .. last"]
-    lines += [f"{t:<12} {n:>8}  {sym:<{width}}  {span}" for t, n, sym, span in found]
-    return "\n".join(lines)
+    header = ("table", "rows", "symbols", "first .. last")
+    return render([header, *((t, str(n), sym, span) for t, n, sym, span in found)], right={1})

@@ -62,10 +62,10 @@ from histetl.interrupt import CANCEL, Interrupted
 from histetl.jobs import Chunk, DatabentoSettings, JobFile, JobSpec, RetrySettings, plan_chunks
 from histetl.options import DEFAULT_BATCH_SIZE, ReplayOptions
 from histetl.outputs import check_output_dir
-from histetl.precheck import display, ledger_hits
+from histetl.precheck import ledger_hits
 from histetl.report import FileReport, RunReport, new_run_id
 from histetl.secrets import mask
-from histetl.sinks import backend_of, redact
+from histetl.sinks import backend_of, display, redact
 
 if TYPE_CHECKING:
     from histetl.pipeline import BatchObserver, Replayer

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from histetl.config import DB_ENV_VAR, DEFAULT_DB, load_model
 from histetl.dbn import SUPPORTED_SCHEMAS
 from histetl.errors import ConfigError
+from histetl.sinks import file_path
 
 DEFAULT_KEY_ENV_VAR = "DATABENTO_API_KEY"
 ALL_SYMBOLS = "ALL_SYMBOLS"
@@ -229,12 +230,9 @@ def _anchor(job_file: JobFile, base: Path) -> JobFile:
         return p if p.is_absolute() else base / p
 
     db = job_file.db
-    for scheme in ("duckdb", "delta"):  # file targets: a relative path is the job file's
-        prefix = f"{scheme}:///"
-        if db is not None and db.startswith(prefix) and not db.startswith(f"{prefix}/"):
-            rest = db.removeprefix(prefix)
-            if rest != ":memory:":
-                db = f"{prefix}{at(Path(rest))}"
+    path = file_path(db) if db is not None else None
+    if db is not None and path is not None and path != ":memory:":  # relative: the job file's
+        db = f"{db.partition(':')[0]}:///{at(Path(path))}"
     return job_file.model_copy(
         update={
             "raw_dir": at(job_file.raw_dir),

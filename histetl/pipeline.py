@@ -51,6 +51,7 @@ from histetl.sinks import (
     canonical_targets,
     open_sink,
     redact,
+    single_writer,
 )
 from histetl.source.files import expand_paths, sha256_file
 from histetl.symbology import SymbolMap
@@ -135,7 +136,7 @@ class Replayer:
     ) -> RunReport:
         """Files spread over worker processes, each with its own database connection."""
         options = self.options
-        if not options.validate_only and options.db.lower().startswith("duckdb"):
+        if not options.validate_only and single_writer(options.db):
             raise ConfigError(
                 "DuckDB allows one writing process per database file",
                 where="--workers",

@@ -24,7 +24,7 @@ from histetl.dbn import table_name
 from histetl.options import ReplayOptions
 from histetl.outputs import check_output_dir
 from histetl.report import FileReport, RunReport, new_run_id
-from histetl.sinks import RetryPolicy, redact
+from histetl.sinks import RetryPolicy, display
 from histetl.sinks.probe import Loaded, loaded_files
 from histetl.source.files import expand_paths, sha256_file
 
@@ -87,10 +87,3 @@ def ledger_hits(
     if entries is None:
         return None
     return {e.sha256: e for e in entries if e.table == table_for(e.schema)}
-
-
-def display(uri: str) -> str:
-    """The target as the sinks show it (DuckDB: duckdb:///path; others: redacted)."""
-    if uri.lower().startswith("duckdb:"):
-        return "duckdb:///" + uri.split(":", 1)[1][3:]
-    return redact(uri)

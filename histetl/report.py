@@ -11,6 +11,7 @@ from typing import Any
 
 from histetl.errors import ReconciliationError
 from histetl.outputs import write_json
+from histetl.textable import render
 
 COUNTS = ("records", "loaded", "duplicates", "quarantined", "skipped")
 
@@ -136,14 +137,4 @@ class RunReport:
         rows.append(
             ("TOTAL", "", *(str(t[c]) for c in COUNTS), f"{seconds:.2f}", f"{rate:,.0f}", "")
         )
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        lines = []
-        for n, row in enumerate(rows):
-            cells = [
-                c.ljust(w) if i in (0, 1, 9) else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            ]
-            lines.append("  ".join(cells).rstrip())
-            if n == 0 or n == len(rows) - 2:
-                lines.append("  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return render(rows, right=range(2, 9), rules=(0, len(rows) - 2))

@@ -215,6 +215,27 @@ def duckdb_path(uri: str) -> str:
     return rest[3:]
 
 
+FILE_SCHEMES = ("duckdb", "delta")  # targets that are files on this machine
+
+
+def file_path(uri: str) -> str | None:
+    """The path of a file target as written (duckdb:///relative.duckdb, duckdb:////absolute,
+    delta:///lake); None for a server or object-store target."""
+    scheme, _sep, rest = uri.partition(":")
+    return rest[3:] if scheme.lower() in FILE_SCHEMES and rest.startswith("///") else None
+
+
+def single_writer(uri: str) -> bool:
+    """Whether one process at a time may write the target (DuckDB: no --workers, no cluster)."""
+    return backend_of(uri) == "duckdb"
+
+
+def display(uri: str) -> str:
+    """The target as reports show it: a file target by its path, a server without secrets."""
+    path = file_path(uri)
+    return f"{uri.partition(':')[0].lower()}:///{path}" if path is not None else redact(uri)
+
+
 def canonical_targets() -> list[TableTarget]:
     from histetl.schemas import all_specs
 
