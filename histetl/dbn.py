@@ -1,10 +1,21 @@
-"""DBN facts that need no decoder: the supported schemas and their record layouts.
+"""DBN facts that need no decoder: the framing of a file, the supported schemas and their record
+layouts.
 
 Light on purpose (no numpy, Arrow or databento_dbn): the CLI's option lists and the ledger
 pre-check read these names without loading the decode stage.
 """
 
 from __future__ import annotations
+
+import struct
+
+# Framing: a file is a prelude (b"DBN", version, metadata length), the metadata, then records
+# whose first byte is their length in 4-byte words; `.dbn.zst` wraps that in zstd frames.
+PRELUDE = struct.Struct("<3sBI")
+DBN_MAGIC = b"DBN"
+RECORD_LENGTH_UNIT = 4
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+ZSTD_SKIPPABLE = 0x184D2A50  # magic of skippable frames (the low 4 bits are free)
 
 # schema -> (record class name, accepted rtypes). tbbo and mbp-1 share a layout (rtype 1).
 RECORDS: dict[str, tuple[str, tuple[int, ...]]] = {

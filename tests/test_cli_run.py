@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from loguru import logger
 
 from histetl.cli import main
-from histetl.fetch import JobLock
+from histetl.source.databento.lock import JobLock
 from histetl.synth import Defects
 from tests.support.fake_gateway import FakeGateway, Scripted
 from tests.test_fetch import (  # fixtures and helpers shared with the library tests

@@ -19,24 +19,19 @@ import pytest
 from loguru import logger
 
 from histetl.errors import ConfigError, SourceError
-from histetl.fetch import (
-    BudgetExceededError,
-    JobLock,
-    LockBusyError,
-    RunOptions,
-    RunResult,
-    chunk_state,
-    data_path,
-    format_plans,
-    inspect_download,
-    local_plans,
-    manifest_path,
-    part_path,
-    run_jobs,
-)
+from histetl.fetch import RunOptions, RunResult, run_jobs
 from histetl.jobs import JobFile, load_job_file, plan_chunks
 from histetl.outputs import write_json
 from histetl.pipeline import Replayer, ReplayOptions
+from histetl.source.databento.download import (
+    chunk_state,
+    data_path,
+    inspect_download,
+    manifest_path,
+    part_path,
+)
+from histetl.source.databento.lock import JobLock, LockBusyError
+from histetl.source.databento.plan import BudgetExceededError, format_plans, local_plans
 from histetl.source.files import expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.support.fake_gateway import FakeGateway, Scripted

@@ -256,8 +256,10 @@ def run_command(
     Complete chunks are never fetched again and files already loaded are skipped, so a rerun
     (after a crash, or from cron) only does what is missing.
     """
-    from histetl.fetch import LockBusyError, RunOptions, format_plans, run_jobs
+    from histetl.fetch import RunOptions, run_jobs
     from histetl.jobs import load_job_file
+    from histetl.source.databento.lock import LockBusyError
+    from histetl.source.databento.plan import format_plans
 
     jobs = load_job_file(job_file)
     if report_path is not None:
@@ -307,8 +309,8 @@ def run_command(
 @handle_errors
 def jobs_command(job_file: Path, job_names: tuple[str, ...]) -> None:
     """List JOB_FILE's jobs and the status of their chunks under raw_dir (no network)."""
-    from histetl.fetch import format_plans, local_plans
     from histetl.jobs import load_job_file
+    from histetl.source.databento.plan import format_plans, local_plans
 
     jobs = load_job_file(job_file)
     click.echo(format_plans(local_plans(jobs.select(job_names), jobs.raw_dir), show_files=True))
