@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from loguru import logger
 
+from histetl.calendars import Calendar, buckets, covered, status_ranges
 from histetl.errors import ConfigError
 from histetl.resample import ResampleOptions, resample
-from histetl.verify import Calendar, VerifyOptions, buckets, covered, status_ranges, verify
+from histetl.verify import VerifyOptions, verify
 from tests.test_query import ES_H4, histetl, load, write_files
 
 STATUSES = ("PASS", "FAIL", "WARN", "SKIP")

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from histetl.calendars import Calendar, calendar_for
 from histetl.quality.aggregates import (
     LAT_BUCKETS,
     SUB_BITS,
@@ -50,7 +51,6 @@ from histetl.quality.series import I64, Registry, Series, _decimal, combine_seri
 from histetl.report import FileReport
 from histetl.schemas import HASH_COLUMN, SYMBOL_COLUMN, TableSpec
 from histetl.validate import RULES_COLUMN, RuleBook
-from histetl.verify import Calendar, calendar_for
 
 HOUR_NS = 3_600 * 10**9
 DAY_NS = 24 * HOUR_NS

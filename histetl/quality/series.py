@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from histetl.verify import buckets, covered
+from histetl.calendars import buckets, covered
 
 if TYPE_CHECKING:
     from histetl.quality.figures import TableFigures
