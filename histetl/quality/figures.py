@@ -46,7 +46,15 @@ from histetl.quality.aggregates import (
     ints,
     percentiles,
 )
-from histetl.quality.series import I64, Registry, Series, _decimal, combine_series
+from histetl.quality.series import (
+    I64,
+    Registry,
+    Series,
+    Traded,
+    _decimal,
+    combine_series,
+    instrument_groups,
+)
 from histetl.report import FileReport
 from histetl.schemas import HASH_COLUMN, SYMBOL_COLUMN, TableSpec
 from histetl.validate import RULES_COLUMN, RuleBook
@@ -129,33 +137,63 @@ class TableFigures:
             for part in days.partition_by("_day", include_key=False):
                 self._add(part, is_valid)
             return
-        code = self._codes(frame, t)
-        self._counts(frame, is_valid, hour - h0, h0, code)
-        if is_valid:
-            self.series.add(frame, t, self.code_inst[code], len(self.instruments))
+        rel = hour - h0
+        self._hourly(frame, rel, h0)
+        size = self._traded_size(frame) if is_valid else None
+        cols = self._traded(frame) if is_valid else None
+        pub, iid = frame["publisher_id"].to_numpy(), frame["instrument_id"].to_numpy()
+        groups = instrument_groups(pub, iid)
+        if groups is None:  # many instruments: a key per row
+            code = self._codes(frame, t, pub, iid)
+            self._volume(code, rel, h0, size)
+            if cols is not None:
+                self.series.add(t, self.code_inst[code], len(self.instruments), cols)
+            return
+        # a few instruments: one at a time, rows in file order, state per instrument a scalar
+        keys = np.array([key for key, _ in groups], dtype=np.uint64)
+        inst, _ = self.instruments.lookup(keys)  # new ones in order of first appearance
+        for k in np.argsort(inst):  # in instrument order, as when sorted by instrument
+            key, rows = groups[k]
+            sub_t = t if rows is None else t[rows]
+            code = self._instrument_codes(frame, rows, key, sub_t)
+            self._volume(code, rel if rows is None else rel[rows], h0, _take(size, rows))
+            if cols is not None:
+                one = np.broadcast_to(inst[k], len(sub_t))
+                self.series.add_grouped(sub_t, one, _ZERO, cols.take(rows), len(self.instruments))
 
-    def _codes(self, frame: pl.DataFrame, t: I64) -> I64:
+    def _codes(
+        self, frame: pl.DataFrame, t: I64, pub: npt.NDArray[Any], iid: npt.NDArray[Any]
+    ) -> I64:
         """Per row, the index of its (publisher, instrument, UTC day)."""
-        pub = frame["publisher_id"].to_numpy()
-        iid = frame["instrument_id"].to_numpy()
-        day = t // DAY_NS
-        if pub.min() == pub.max() and iid.min() == iid.max():  # one instrument: no per-row keys
-            d0, d1 = int(day.min()), int(day.max())
-            key = (int(pub[0]) << 32) | int(iid[0])
-            keys = np.array([key | ((d & 0xFFFF) << 48) for d in range(d0, d1 + 1)], np.uint64)
-            per_day, new = self.codes.lookup(keys)
-            if len(new):
-                rows = np.array([int(np.argmax(day == d0 + j)) for j in new], dtype=np.int64)
-                self._register(frame, rows, np.full(len(rows), key, dtype=np.uint64))
-            if d0 == d1:
-                return np.broadcast_to(per_day[0], len(t))
-            return per_day[day - d0]
         inst_key = (pub.astype(np.uint64) << np.uint64(32)) | iid.astype(np.uint64)
-        day_key = (day.astype(np.uint64) & np.uint64(0xFFFF)) << np.uint64(48)
+        day_key = ((t // DAY_NS).astype(np.uint64) & np.uint64(0xFFFF)) << np.uint64(48)
         code, first = self.codes.lookup(inst_key | day_key)
         if len(first):
             self._register(frame, first, inst_key[first])
         return code
+
+    def _instrument_codes(self, frame: pl.DataFrame, rows: I64 | None, key: int, t: I64) -> I64:
+        """The same for the rows of one instrument (`rows` of the frame; None: all of them)."""
+        d0, d1 = int(t.min()) // DAY_NS, int(t.max()) // DAY_NS
+        day = None if d0 == d1 else t // DAY_NS - d0
+        present = np.zeros(1, np.int64) if day is None else np.flatnonzero(np.bincount(day))
+        keys = np.uint64(key) | ((present + d0).astype(np.uint64) & np.uint64(0xFFFF)) << np.uint64(
+            48
+        )
+        codes, new = self.codes.lookup(keys)
+        if len(new):
+            first = (
+                new
+                if day is None
+                else np.array([int(np.argmax(day == present[j])) for j in new], dtype=np.int64)
+            )
+            at = first if rows is None else rows[first]
+            self._register(frame, at, np.full(len(new), key, dtype=np.uint64))
+        if day is None:
+            return np.broadcast_to(codes[0], len(t))
+        per_day = np.zeros(d1 - d0 + 1, dtype=np.int64)
+        per_day[present] = codes
+        return per_day[day]
 
     def _register(self, frame: pl.DataFrame, rows: I64, inst_key: npt.NDArray[np.uint64]) -> None:
         """New codes, first seen at `rows`: their instrument, ids and symbol."""
@@ -172,28 +210,28 @@ class TableFigures:
             if symbol is not None:
                 self.inst_symbol[k] = symbol
 
-    def _counts(self, frame: pl.DataFrame, is_valid: bool, rel: I64, h0: int, code: I64) -> None:
+    def _volume(self, code: I64, rel: I64, h0: int, size: npt.NDArray[Any] | None) -> None:
+        """Records and traded size per hour and code."""
         nh = int(rel.max()) + 1
-        size = self._traded_size(frame) if is_valid else None
-        present, local = np.unique(code, return_inverse=True) if len(self.codes) > 64 else (
-            None, code
-        )  # fmt: skip
-        width = len(present) if present is not None else len(self.codes)
         records: npt.NDArray[Any]
         sizes: npt.NDArray[Any]
-        if present is None and code.strides == (0,) and ascending(rel):
+        if code.strides == (0,) and ascending(rel):
             # one instrument-day, rows in time order (the usual batch): counts and sums per
             # hour from the hour boundaries, no per-row key
+            present: I64 | None = code[:1]
             bounds = np.searchsorted(rel, np.arange(nh + 1))
-            records = np.zeros(width * nh, dtype=np.int64)
-            sizes = np.zeros(width * nh, dtype=np.float64)
-            at = int(code[0]) * nh
-            records[at : at + nh] = np.diff(bounds)
+            records = np.diff(bounds)
+            sizes = np.zeros(nh, dtype=np.float64)
             if size is not None:
+                hours = np.flatnonzero(records)
                 exact = np.int64 if size.dtype.kind in "iub" else np.float64
-                cum = np.concatenate([[0], np.cumsum(size, dtype=exact)])
-                sizes[at : at + nh] = np.diff(cum[bounds])
+                sizes = np.zeros(nh, dtype=exact)
+                sizes[hours] = np.add.reduceat(size, bounds[hours], dtype=exact)
         else:
+            present, local = np.unique(code, return_inverse=True) if len(self.codes) > 64 else (
+                None, code
+            )  # fmt: skip
+            width = len(present) if present is not None else len(self.codes)
             key = local * nh + rel
             records = np.bincount(key, minlength=width * nh)
             sizes = (
@@ -213,6 +251,10 @@ class TableFigures:
                 "size": sizes[nz].astype(np.int64),
             }
         )
+
+    def _hourly(self, frame: pl.DataFrame, rel: I64, h0: int) -> None:
+        """Latency and books per hour, whatever the instrument."""
+        nh = int(rel.max()) + 1
         if self.has_latency:
             lat = ints(frame["ts_recv"]) - ints(frame["ts_event"])
             self.lat_max = max(
@@ -258,6 +300,18 @@ class TableFigures:
         if self.bar_ns or schema == "ohlcv-eod":
             return frame["volume"].to_numpy()
         return None
+
+    def _traded(self, frame: pl.DataFrame) -> Traded:
+        """The columns of the price and sequence figures."""
+        prices = keep = seq = None
+        if self.price_col is not None:
+            mask = self.trade_mask(frame)
+            prices, valid = _decimal(frame[self.price_col])
+            keep = valid if mask is None else valid & mask
+            keep = None if keep.all() else keep
+        if self.has_sequence:
+            seq = frame["sequence"].to_numpy().astype(np.int64)
+        return Traded(prices, keep, seq)
 
     def trade_mask(self, frame: pl.DataFrame) -> npt.NDArray[np.bool_] | None:
         """Rows that are trades (mbp-1/mbp-10/mbo: action T); None: every row."""
@@ -436,6 +490,13 @@ class TableFigures:
 
 _TRADED_PRICE = frozenset({"trades", "tbbo", "mbp-1", "mbp-10", "mbo"})
 _MAX_HOURS = 24 * 62  # hours one batch may span before it is taken a day at a time
+
+
+_ZERO = np.zeros(1, dtype=np.int64)  # where the rows of a single instrument start
+
+
+def _take(values: npt.NDArray[Any] | None, rows: I64 | None) -> npt.NDArray[Any] | None:
+    return values if values is None or rows is None else values[rows]
 
 
 def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:

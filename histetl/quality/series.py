@@ -9,7 +9,7 @@ file order per instrument; batches end anywhere without changing a figure.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +64,52 @@ def _grow(array: I64, size: int, fill: int) -> I64:
     return out
 
 
+class Traded(NamedTuple):
+    """The per-row columns the series figures read: prices (int64 units of 1e-9) and the rows
+    whose price counts (None: all), sequence numbers; None when the schema has none."""
+
+    prices: I64 | None
+    keep: npt.NDArray[np.bool_] | None
+    seq: I64 | None
+
+    def take(self, rows: I64 | None) -> Traded:
+        if rows is None:
+            return self
+        return Traded(
+            None if self.prices is None else self.prices[rows],
+            None if self.keep is None else self.keep[rows],
+            None if self.seq is None else self.seq[rows],
+        )
+
+
+MAX_GROUPS = 8  # instruments a batch may hold to be taken one instrument at a time
+
+
+def instrument_groups(
+    pub: npt.NDArray[Any], iid: npt.NDArray[Any]
+) -> list[tuple[int, I64 | None]] | None:
+    """A batch's rows per instrument key (publisher << 32 | instrument), in order of first
+    appearance (None: every row), when it holds at most `MAX_GROUPS` instruments; else None.
+    One comparison per instrument and row: no per-row key, no sort."""
+    if iid.min() == iid.max() and pub.min() == pub.max():
+        return [((int(pub[0]) << 32) | int(iid[0]), None)]
+    if pub.min() == pub.max():
+        column, high = iid, int(pub[0]) << 32
+    else:
+        column, high = (pub.astype(np.uint64) << np.uint64(32)) | iid.astype(np.uint64), 0
+    left = np.ones(len(column), dtype=np.bool_)
+    groups: list[tuple[int, I64 | None]] = []
+    at = 0
+    while len(groups) < MAX_GROUPS:
+        rows = np.flatnonzero(column == column[at])
+        groups.append((high | int(column[at]), rows))
+        left[rows] = False
+        at = int(np.argmax(left))
+        if not left[at]:
+            return groups
+    return None
+
+
 class Series:
     """Holes, jumps and sequence per instrument."""
 
@@ -110,36 +156,28 @@ class Series:
         self.seq = grown
 
     # -- one batch (valid rows) -----------------------------------------------------------------
-    def add(self, frame: pl.DataFrame, t: I64, inst: I64, n_inst: int) -> None:
+    def add(self, t: I64, inst: I64, n_inst: int, cols: Traded) -> None:
+        """Rows of any instruments: grouped by instrument (file order kept within each)."""
+        small = inst.astype(np.int16) if n_inst < 2**15 else inst  # radix sort
+        order = np.argsort(small, kind="stable")
+        sorted_inst = inst[order]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_inst)) + 1]).astype(np.int64)
+        self.add_grouped(t[order], sorted_inst, starts, cols.take(order), n_inst)
+
+    def add_grouped(self, ts: I64, inst: I64, starts: I64, cols: Traded, n_inst: int) -> None:
+        """Rows grouped by instrument (`starts`: where each instrument's rows begin)."""
         self._size(n_inst)
-        if inst.min() == inst.max():
-            order = None
-            sorted_inst = inst
-        else:  # rows grouped by instrument, file order kept within each
-            small = inst.astype(np.int16) if n_inst < 2**15 else inst  # radix sort
-            order = np.argsort(small, kind="stable")
-            sorted_inst = inst[order]
-        starts = np.flatnonzero(np.diff(sorted_inst)) + 1 if order is not None else np.empty(0)
-        starts = np.concatenate([[0], starts]).astype(np.int64)
-        ts = t if order is None else t[order]
-        self._holes(ts, sorted_inst, starts)
-        f = self.f
-        if f.price_col is not None:
-            mask = f.trade_mask(frame)
-            prices, valid = _decimal(frame[f.price_col])
-            keep = valid if mask is None else valid & mask
-            if order is not None:
-                keep = keep[order]
-                prices = prices[order]
-            if keep.all():
-                self._jumps(ts, prices, sorted_inst, starts)
+        self._holes(ts, inst, starts)
+        if cols.prices is not None:
+            keep = cols.keep
+            if keep is None:
+                self._jumps(ts, cols.prices, inst, starts)
             elif keep.any():
-                sub_inst = sorted_inst[keep]
+                sub_inst = inst[keep]
                 sub_starts = np.concatenate([[0], np.flatnonzero(np.diff(sub_inst)) + 1])
-                self._jumps(ts[keep], prices[keep], sub_inst, sub_starts.astype(np.int64))
-        if f.has_sequence:
-            seq = frame["sequence"].to_numpy().astype(np.int64)
-            self._sequence(ts, seq if order is None else seq[order], sorted_inst, starts)
+                self._jumps(ts[keep], cols.prices[keep], sub_inst, sub_starts.astype(np.int64))
+        if cols.seq is not None:
+            self._sequence(ts, cols.seq, inst, starts)
 
     def _previous(self, values: I64, inst: I64, starts: I64, last: I64) -> tuple[I64, I64]:
         """Each row's previous value of its instrument; an instrument's first row ever gets
