@@ -130,14 +130,14 @@ class TableFigures:
                 return
             ts = frame[self.ts]
         t = ints(ts)
-        hour = t // HOUR_NS
-        h0, h1 = int(hour.min()), int(hour.max())
+        rel = t // HOUR_NS
+        h0, h1 = int(rel.min()), int(rel.max())
         if h1 - h0 > _MAX_HOURS:  # stray timestamps far apart: one UTC day at a time
             days = frame.with_columns((_ns(self.ts) // DAY_NS).alias("_day"))
             for part in days.partition_by("_day", include_key=False):
                 self._add(part, is_valid)
             return
-        rel = hour - h0
+        rel -= h0  # hours since the batch's first
         self._hourly(frame, rel, h0)
         size = self._traded_size(frame) if is_valid else None
         cols = self._traded(frame) if is_valid else None
@@ -198,7 +198,11 @@ class TableFigures:
     def _register(self, frame: pl.DataFrame, rows: I64, inst_key: npt.NDArray[np.uint64]) -> None:
         """New codes, first seen at `rows`: their instrument, ids and symbol."""
         inst, _ = self.instruments.lookup(inst_key)
-        symbols = frame[SYMBOL_COLUMN].gather(rows).to_list()
+        column = frame[SYMBOL_COLUMN]
+        # one by one is faster for a few rows (gather takes ~0.3 ms on 100k strings)
+        symbols = (
+            column.gather(rows).to_list() if len(rows) > 64 else [column[int(r)] for r in rows]
+        )
         self.code_pub = np.append(self.code_pub, (inst_key >> np.uint64(32)).astype(np.int64))
         self.code_iid = np.append(
             self.code_iid, (inst_key & np.uint64(0xFFFFFFFF)).astype(np.int64)
@@ -260,15 +264,19 @@ class TableFigures:
             self.lat_max = max(
                 int(lat.max()), self.lat_max if self.lat_max is not None else -(2**63)
             )
-            self.lat_min = min(int(lat.min()), self.lat_min if self.lat_min is not None else 2**63)
+            low = int(lat.min())
+            self.lat_min = min(low, self.lat_min if self.lat_min is not None else 2**63)
             # the float's exponent and top mantissa bits: octave and sub-bucket of lat > 0,
             # shifted by 2 (bucket 0: negative, 1: zero); in place, np.where is 10x slower
             bucket = lat.astype(np.float64).view(np.int64)
             bucket >>= 52 - SUB_BITS
             bucket -= (1023 << SUB_BITS) - 2
-            np.maximum(bucket, 0, out=bucket)  # negative lat has the sign bit: very negative
-            bucket += lat == 0
-            hist = np.bincount(rel * LAT_BUCKETS + bucket, minlength=nh * LAT_BUCKETS)
+            if low <= 0:  # negative lat has the sign bit: very negative
+                np.maximum(bucket, 0, out=bucket)
+                bucket += lat == 0
+            if nh > 1:
+                bucket += rel * LAT_BUCKETS
+            hist = np.bincount(bucket, minlength=nh * LAT_BUCKETS)
             nz = np.flatnonzero(hist)
             self.latency.add(
                 {"hour": nz // LAT_BUCKETS + h0, "bucket": (nz % LAT_BUCKETS - 2).astype(np.int32),

@@ -97,16 +97,21 @@ def instrument_groups(
         column, high = iid, int(pub[0]) << 32
     else:
         column, high = (pub.astype(np.uint64) << np.uint64(32)) | iid.astype(np.uint64), 0
-    left = np.ones(len(column), dtype=np.bool_)
     groups: list[tuple[int, I64 | None]] = []
-    at = 0
+    left: npt.NDArray[np.bool_] | None = None  # rows of no group yet
+    at, seen = 0, 0
     while len(groups) < MAX_GROUPS:
-        rows = np.flatnonzero(column == column[at])
+        same = column == column[at]
+        rows = np.flatnonzero(same)
         groups.append((high | int(column[at]), rows))
-        left[rows] = False
-        at = int(np.argmax(left))
-        if not left[at]:
+        seen += len(rows)
+        if seen == len(column):
             return groups
+        if left is None:
+            left = ~same
+        else:
+            left[rows] = False
+        at = int(np.argmax(left))
     return None
 
 
@@ -179,31 +184,38 @@ class Series:
         if cols.seq is not None:
             self._sequence(ts, cols.seq, inst, starts)
 
-    def _previous(self, values: I64, inst: I64, starts: I64, last: I64) -> tuple[I64, I64]:
-        """Each row's previous value of its instrument; an instrument's first row ever gets
-        its own value (a step of 0) and is returned as well."""
-        prev = np.empty_like(values)
-        prev[1:] = values[:-1]
+    def _steps(self, values: I64, inst: I64, starts: I64, last: I64) -> tuple[I64, I64]:
+        """Each row's step from the previous value of its instrument (row - step: the previous
+        value); an instrument's first row ever gets a step of 0 and is returned as well."""
+        step = np.empty_like(values)
+        np.subtract(values[1:], values[:-1], out=step[1:])
+        first = values[starts]
         before = last[inst[starts]]
-        fresh = starts[before == NONE]
-        prev[starts] = before
-        prev[fresh] = values[fresh]
+        fresh = before == NONE
+        step[starts] = first - np.where(fresh, first, before)
         ends = np.append(starts[1:], len(values)) - 1
         last[inst[ends]] = values[ends]
-        return prev, fresh
+        return step, starts[fresh]
 
     def _holes(self, ts: I64, inst: I64, starts: I64) -> None:
-        prev, _ = self._previous(ts, inst, starts, self.last_t)
-        gap = ts - prev
+        gap, _ = self._steps(ts, inst, starts, self.last_t)
         floor = self.best[inst[0]] if len(starts) == 1 else self.best[inst]
         candidates = np.flatnonzero(gap > floor)
         f = self.f
         if f.bar_ns is not None:
             late = gap > f.bar_ns
-            self._bars(prev[late], ts[late], inst[late], f.bar_ns)
+            self._bars(ts[late] - gap[late], ts[late], inst[late], f.bar_ns)
         if not len(candidates):
             return
-        lo, hi, who = prev[candidates], ts[candidates], inst[candidates]
+        if len(starts) == 1 and len(candidates) > 1:
+            # a silence is at most its gap: only gaps at least as long as the silence of the
+            # longest one can hold the longest silence
+            top = candidates[np.argmax(gap[candidates])]
+            hi, lo = ts[top : top + 1], ts[top : top + 1] - gap[top : top + 1]
+            least = covered(f.sessions(int(lo[0]), int(hi[0])), lo, hi)[0]
+            candidates = candidates[gap[candidates] >= least]
+        hi, who = ts[candidates], inst[candidates]
+        lo = hi - gap[candidates]
         silence = covered(f.sessions(int(lo.min()), int(hi.max())), lo, hi)
         for k in np.unique(who) if len(starts) > 1 else who[:1]:
             i = (
@@ -225,12 +237,14 @@ class Series:
 
     def _jumps(self, ts: I64, prices: I64, inst: I64, starts: I64) -> None:
         o = self.f.options
-        prev, fresh = self._previous(prices, inst, starts, self.last_p)
-        change = np.abs(prices - prev)
+        step, fresh = self._steps(prices, inst, starts, self.last_p)
+        change = np.abs(step)
         have = np.ones(len(prices), dtype=np.bool_)
         have[fresh] = False
         # the smallest non-zero change per segment: change - 1 as unsigned puts 0 last
-        least = np.minimum.reduceat((change - 1).view(np.uint64), starts)
+        change -= 1
+        least = np.minimum.reduceat(change.view(np.uint64), starts)
+        change += 1
         none = least == np.uint64(np.iinfo(np.uint64).max)
         seg_min = np.where(none, np.iinfo(np.int64).max, (least + np.uint64(1)).view(np.int64))
         who = inst[starts]
@@ -254,7 +268,7 @@ class Series:
                 {
                     "instrument": k,
                     "t": int(ts[i]),
-                    "prev_p": int(prev[i]) / 1e9,
+                    "prev_p": int(prices[i] - step[i]) / 1e9,
                     "p": int(prices[i]) / 1e9,
                     "d": d / 1e9,
                     "ticks": d / tk,
@@ -278,8 +292,7 @@ class Series:
         self.jumps = sorted(self.jumps, key=lambda j: -j["ticks"])[: self.f.options.max_listed]
 
     def _sequence(self, ts: I64, seq: I64, inst: I64, starts: I64) -> None:
-        prev, fresh = self._previous(seq, inst, starts, self.last_seq)
-        step = seq - prev  # 0 for an instrument's first row ever
+        step, fresh = self._steps(seq, inst, starts, self.last_seq)
         n = len(self.seq)
         if len(starts) == 1:
             k = inst[0]
@@ -292,13 +305,13 @@ class Series:
             back = step < 0
             self.seq[:, 1] += np.bincount(inst[back], minlength=n)
             self.seq[:, 2] += np.bincount(inst[step > 1], minlength=n)
-        largest = np.maximum.reduceat(step - 1, starts)
+        largest = np.maximum.reduceat(step, starts) - 1
         who = inst[starts]
         self.seq[who, 3] = np.maximum(self.seq[who, 3], largest)
         room = self.f.options.max_listed - len(self.regressions)
         for i in np.flatnonzero(back)[: max(room, 0)]:
             self.regressions.append(
-                {"instrument": int(inst[i]), "t": int(ts[i]), "prev": int(prev[i]),
+                {"instrument": int(inst[i]), "t": int(ts[i]), "prev": int(seq[i] - step[i]),
                  "sequence": int(seq[i])}
             )  # fmt: skip
 
