@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import pairwise
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -138,25 +139,26 @@ class TableFigures:
                 self._add(part, is_valid)
             return
         rel -= h0  # hours since the batch's first
-        self._hourly(frame, rel, h0)
+        hours = _Hours(rel, h0, h1 - h0 + 1, ascending(t))
+        self._hourly(frame, hours)
         size = self._traded_size(frame) if is_valid else None
         cols = self._traded(frame) if is_valid else None
         pub, iid = frame["publisher_id"].to_numpy(), frame["instrument_id"].to_numpy()
         groups = instrument_groups(pub, iid)
         if groups is None:  # many instruments: a key per row
-            code = self._codes(frame, t, pub, iid)
-            self._volume(code, rel, h0, size)
+            per_row = self._codes(frame, t, pub, iid)
+            self._volume(per_row, hours, size)
             if cols is not None:
-                self.series.add(t, self.code_inst[code], len(self.instruments), cols)
+                self.series.add(t, self.code_inst[per_row], len(self.instruments), cols)
             return
         # a few instruments: one at a time, rows in file order, state per instrument a scalar
         keys = np.array([key for key, _ in groups], dtype=np.uint64)
         inst, _ = self.instruments.lookup(keys)  # new ones in order of first appearance
         for k in np.argsort(inst):  # in instrument order, as when sorted by instrument
             key, rows = groups[k]
-            sub_t = t if rows is None else t[rows]
+            sub_t = _take(t, rows)
             code = self._instrument_codes(frame, rows, key, sub_t)
-            self._volume(code, rel if rows is None else rel[rows], h0, _take(size, rows))
+            self._volume(code, hours.take(rows), _take(size, rows))
             if cols is not None:
                 one = np.broadcast_to(inst[k], len(sub_t))
                 self.series.add_grouped(sub_t, one, _ZERO, cols.take(rows), len(self.instruments))
@@ -172,8 +174,11 @@ class TableFigures:
             self._register(frame, first, inst_key[first])
         return code
 
-    def _instrument_codes(self, frame: pl.DataFrame, rows: I64 | None, key: int, t: I64) -> I64:
-        """The same for the rows of one instrument (`rows` of the frame; None: all of them)."""
+    def _instrument_codes(
+        self, frame: pl.DataFrame, rows: I64 | None, key: int, t: I64
+    ) -> I64 | int:
+        """The same for the rows of one instrument (`rows` of the frame; None: all of them);
+        one code for all of them when they lie in one UTC day."""
         d0, d1 = int(t.min()) // DAY_NS, int(t.max()) // DAY_NS
         day = None if d0 == d1 else t // DAY_NS - d0
         present = np.zeros(1, np.int64) if day is None else np.flatnonzero(np.bincount(day))
@@ -190,7 +195,7 @@ class TableFigures:
             at = first if rows is None else rows[first]
             self._register(frame, at, np.full(len(new), key, dtype=np.uint64))
         if day is None:
-            return np.broadcast_to(codes[0], len(t))
+            return int(codes[0])
         per_day = np.zeros(d1 - d0 + 1, dtype=np.int64)
         per_day[present] = codes
         return per_day[day]
@@ -214,24 +219,26 @@ class TableFigures:
             if symbol is not None:
                 self.inst_symbol[k] = symbol
 
-    def _volume(self, code: I64, rel: I64, h0: int, size: npt.NDArray[Any] | None) -> None:
-        """Records and traded size per hour and code."""
-        nh = int(rel.max()) + 1
+    def _volume(self, code: I64 | int, hours: _Hours, size: npt.NDArray[Any] | None) -> None:
+        """Records and traded size per hour and code (one code: `code` an int)."""
+        rel, nh = hours.rel, hours.n
         records: npt.NDArray[Any]
         sizes: npt.NDArray[Any]
-        if code.strides == (0,) and ascending(rel):
+        if isinstance(code, int) and hours.ordered:
             # one instrument-day, rows in time order (the usual batch): counts and sums per
             # hour from the hour boundaries, no per-row key
-            present: I64 | None = code[:1]
-            bounds = np.searchsorted(rel, np.arange(nh + 1))
+            present: I64 | None = np.array([code], dtype=np.int64)
+            bounds = hours.bounds()
             records = np.diff(bounds)
             sizes = np.zeros(nh, dtype=np.float64)
             if size is not None:
-                hours = np.flatnonzero(records)
+                some = np.flatnonzero(records)
                 exact = np.int64 if size.dtype.kind in "iub" else np.float64
                 sizes = np.zeros(nh, dtype=exact)
-                sizes[hours] = np.add.reduceat(size, bounds[hours], dtype=exact)
+                sizes[some] = np.add.reduceat(size, bounds[some], dtype=exact)
         else:
+            if isinstance(code, int):
+                code = np.full(len(rel), code, dtype=np.int64)
             present, local = np.unique(code, return_inverse=True) if len(self.codes) > 64 else (
                 None, code
             )  # fmt: skip
@@ -247,7 +254,7 @@ class TableFigures:
         codes = nz // nh if present is None else present[nz // nh]
         self.volume.add(
             {
-                "hour": nz % nh + h0,
+                "hour": nz % nh + hours.h0,
                 "publisher_id": self.code_pub[codes],
                 "instrument_id": self.code_iid[codes],
                 "symbol": [self.code_symbol[c] for c in codes],
@@ -256,9 +263,9 @@ class TableFigures:
             }
         )
 
-    def _hourly(self, frame: pl.DataFrame, rel: I64, h0: int) -> None:
+    def _hourly(self, frame: pl.DataFrame, hours: _Hours) -> None:
         """Latency and books per hour, whatever the instrument."""
-        nh = int(rel.max()) + 1
+        rel, h0, nh = hours.rel, hours.h0, hours.n
         if self.has_latency:
             lat = ints(frame["ts_recv"]) - ints(frame["ts_event"])
             self.lat_max = max(
@@ -274,9 +281,16 @@ class TableFigures:
             if low <= 0:  # negative lat has the sign bit: very negative
                 np.maximum(bucket, 0, out=bucket)
                 bucket += lat == 0
-            if nh > 1:
+            if hours.ordered and nh <= 24:  # a histogram per hour's rows: no per-row key
+                hist = np.concatenate(
+                    [
+                        np.bincount(bucket[a:b], minlength=LAT_BUCKETS)
+                        for a, b in pairwise(hours.bounds())
+                    ]
+                )
+            else:
                 bucket += rel * LAT_BUCKETS
-            hist = np.bincount(bucket, minlength=nh * LAT_BUCKETS)
+                hist = np.bincount(bucket, minlength=nh * LAT_BUCKETS)
             nz = np.flatnonzero(hist)
             self.latency.add(
                 {"hour": nz // LAT_BUCKETS + h0, "bucket": (nz % LAT_BUCKETS - 2).astype(np.int32),
@@ -503,8 +517,31 @@ _MAX_HOURS = 24 * 62  # hours one batch may span before it is taken a day at a t
 _ZERO = np.zeros(1, dtype=np.int64)  # where the rows of a single instrument start
 
 
+@overload
+def _take(values: npt.NDArray[Any], rows: I64 | None) -> npt.NDArray[Any]: ...
+@overload
+def _take(values: None, rows: I64 | None) -> None: ...
 def _take(values: npt.NDArray[Any] | None, rows: I64 | None) -> npt.NDArray[Any] | None:
-    return values if values is None or rows is None else values[rows]
+    return values if values is None or rows is None else np.take(values, rows)
+
+
+@dataclass(frozen=True)
+class _Hours:
+    """A batch's hours: per row, hours since `h0` (`n` of them); `ordered`: rows in time order."""
+
+    rel: I64
+    h0: int
+    n: int
+    ordered: bool
+
+    def bounds(self) -> I64:
+        """Where each hour's rows begin (rows in time order), and the end."""
+        return np.searchsorted(self.rel, np.arange(self.n + 1))
+
+    def take(self, rows: I64 | None) -> _Hours:
+        return (
+            self if rows is None else _Hours(np.take(self.rel, rows), self.h0, self.n, self.ordered)
+        )
 
 
 def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:

@@ -76,9 +76,9 @@ class Traded(NamedTuple):
         if rows is None:
             return self
         return Traded(
-            None if self.prices is None else self.prices[rows],
-            None if self.keep is None else self.keep[rows],
-            None if self.seq is None else self.seq[rows],
+            None if self.prices is None else np.take(self.prices, rows),
+            None if self.keep is None else np.take(self.keep, rows),
+            None if self.seq is None else np.take(self.seq, rows),
         )
 
 
