@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import pairwise
 from typing import Any, overload
 
@@ -131,15 +132,15 @@ class TableFigures:
                 return
             ts = frame[self.ts]
         t = ints(ts)
-        rel = t // HOUR_NS
-        h0, h1 = int(rel.min()), int(rel.max())
+        ordered = ascending(t)
+        first, last = (t[0], t[-1]) if ordered else (t.min(), t.max())
+        h0, h1 = int(first) // HOUR_NS, int(last) // HOUR_NS
         if h1 - h0 > _MAX_HOURS:  # stray timestamps far apart: one UTC day at a time
             days = frame.with_columns((_ns(self.ts) // DAY_NS).alias("_day"))
             for part in days.partition_by("_day", include_key=False):
                 self._add(part, is_valid)
             return
-        rel -= h0  # hours since the batch's first
-        hours = _Hours(rel, h0, h1 - h0 + 1, ascending(t))
+        hours = _Hours(t, h0, h1 - h0 + 1, ordered)
         self._hourly(frame, hours)
         size = self._traded_size(frame) if is_valid else None
         cols = self._traded(frame) if is_valid else None
@@ -157,8 +158,8 @@ class TableFigures:
         for k in np.argsort(inst):  # in instrument order, as when sorted by instrument
             key, rows = groups[k]
             sub_t = _take(t, rows)
-            code = self._instrument_codes(frame, rows, key, sub_t)
-            self._volume(code, hours.take(rows), _take(size, rows))
+            code = self._instrument_codes(frame, rows, key, sub_t, ordered)
+            self._volume(code, hours.take(rows, sub_t), _take(size, rows))
             if cols is not None:
                 one = np.broadcast_to(inst[k], len(sub_t))
                 self.series.add_grouped(sub_t, one, _ZERO, cols.take(rows), len(self.instruments))
@@ -175,11 +176,12 @@ class TableFigures:
         return code
 
     def _instrument_codes(
-        self, frame: pl.DataFrame, rows: I64 | None, key: int, t: I64
+        self, frame: pl.DataFrame, rows: I64 | None, key: int, t: I64, ordered: bool
     ) -> I64 | int:
         """The same for the rows of one instrument (`rows` of the frame; None: all of them);
         one code for all of them when they lie in one UTC day."""
-        d0, d1 = int(t.min()) // DAY_NS, int(t.max()) // DAY_NS
+        first, last = (t[0], t[-1]) if ordered else (t.min(), t.max())
+        d0, d1 = int(first) // DAY_NS, int(last) // DAY_NS
         day = None if d0 == d1 else t // DAY_NS - d0
         present = np.zeros(1, np.int64) if day is None else np.flatnonzero(np.bincount(day))
         keys = np.uint64(key) | ((present + d0).astype(np.uint64) & np.uint64(0xFFFF)) << np.uint64(
@@ -221,7 +223,7 @@ class TableFigures:
 
     def _volume(self, code: I64 | int, hours: _Hours, size: npt.NDArray[Any] | None) -> None:
         """Records and traded size per hour and code (one code: `code` an int)."""
-        rel, nh = hours.rel, hours.n
+        nh = hours.n
         records: npt.NDArray[Any]
         sizes: npt.NDArray[Any]
         if isinstance(code, int) and hours.ordered:
@@ -238,12 +240,12 @@ class TableFigures:
                 sizes[some] = np.add.reduceat(size, bounds[some], dtype=exact)
         else:
             if isinstance(code, int):
-                code = np.full(len(rel), code, dtype=np.int64)
+                code = np.full(len(hours.t), code, dtype=np.int64)
             present, local = np.unique(code, return_inverse=True) if len(self.codes) > 64 else (
                 None, code
             )  # fmt: skip
             width = len(present) if present is not None else len(self.codes)
-            key = local * nh + rel
+            key = local * nh + hours.rel
             records = np.bincount(key, minlength=width * nh)
             sizes = (
                 np.bincount(key, weights=size, minlength=width * nh)
@@ -265,7 +267,7 @@ class TableFigures:
 
     def _hourly(self, frame: pl.DataFrame, hours: _Hours) -> None:
         """Latency and books per hour, whatever the instrument."""
-        rel, h0, nh = hours.rel, hours.h0, hours.n
+        h0, nh = hours.h0, hours.n
         if self.has_latency:
             lat = ints(frame["ts_recv"]) - ints(frame["ts_event"])
             self.lat_max = max(
@@ -289,7 +291,7 @@ class TableFigures:
                     ]
                 )
             else:
-                bucket += rel * LAT_BUCKETS
+                bucket += hours.rel * LAT_BUCKETS
                 hist = np.bincount(bucket, minlength=nh * LAT_BUCKETS)
             nz = np.flatnonzero(hist)
             self.latency.add(
@@ -301,7 +303,7 @@ class TableFigures:
             ask, ask_ok = _decimal(frame["ask_px_00"])
             both = bid_ok & ask_ok
             counts = [
-                np.bincount(rel, weights=w, minlength=nh).astype(np.int64)
+                np.bincount(hours.rel, weights=w, minlength=nh).astype(np.int64)
                 for w in (both, both & (bid > ask), both & (bid == ask))
             ]
             quoted = np.flatnonzero(counts[0])
@@ -527,21 +529,28 @@ def _take(values: npt.NDArray[Any] | None, rows: I64 | None) -> npt.NDArray[Any]
 
 @dataclass(frozen=True)
 class _Hours:
-    """A batch's hours: per row, hours since `h0` (`n` of them); `ordered`: rows in time order."""
+    """The UTC hours of a batch's rows (timestamps `t`): `n` hours from hour `h0`;
+    `ordered`: rows in time order."""
 
-    rel: I64
+    t: I64
     h0: int
     n: int
     ordered: bool
 
+    @cached_property
+    def rel(self) -> I64:
+        """Per row, hours since `h0`."""
+        rel = self.t // HOUR_NS
+        rel -= self.h0
+        return rel
+
     def bounds(self) -> I64:
         """Where each hour's rows begin (rows in time order), and the end."""
-        return np.searchsorted(self.rel, np.arange(self.n + 1))
+        return np.searchsorted(self.t, (self.h0 + np.arange(self.n + 1)) * HOUR_NS)
 
-    def take(self, rows: I64 | None) -> _Hours:
-        return (
-            self if rows is None else _Hours(np.take(self.rel, rows), self.h0, self.n, self.ordered)
-        )
+    def take(self, rows: I64 | None, t: I64) -> _Hours:
+        """The hours of `rows` (their timestamps `t`)."""
+        return self if rows is None else _Hours(t, self.h0, self.n, self.ordered)
 
 
 def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 I64 = npt.NDArray[np.int64]
 NONE = np.iinfo(np.int64).min  # "no previous value"
+_NO_ROWS = np.empty(0, dtype=np.int64)
 
 
 class Registry:
@@ -76,7 +77,7 @@ class Traded(NamedTuple):
         if rows is None:
             return self
         return Traded(
-            None if self.prices is None else np.take(self.prices, rows),
+            None if self.prices is None else self.prices[rows],  # strided: faster than take
             None if self.keep is None else np.take(self.keep, rows),
             None if self.seq is None else np.take(self.seq, rows),
         )
@@ -251,7 +252,11 @@ class Series:
         self.tick[who] = np.minimum(self.tick[who], seg_min)
         tick = self.tick[inst[0]] if len(starts) == 1 else self.tick[inst]
         limit = min(o.jump_k, o.jump_ticks)
-        candidates = np.flatnonzero(change > limit * tick)
+        if len(starts) == 1:  # an integer bound: no float per row
+            bound = limit * float(tick)
+            candidates = np.flatnonzero(change > int(bound)) if bound < 2**62 else _NO_ROWS
+        else:
+            candidates = np.flatnonzero(change > limit * tick)
         for i in candidates:
             k = int(inst[i])
             seg = int(starts[np.searchsorted(starts, i, side="right") - 1])
@@ -309,7 +314,8 @@ class Series:
         who = inst[starts]
         self.seq[who, 3] = np.maximum(self.seq[who, 3], largest)
         room = self.f.options.max_listed - len(self.regressions)
-        for i in np.flatnonzero(back)[: max(room, 0)]:
+        listed = np.flatnonzero(back)[:room] if room > 0 and back.any() else _NO_ROWS
+        for i in listed:
             self.regressions.append(
                 {"instrument": int(inst[i]), "t": int(ts[i]), "prev": int(seq[i] - step[i]),
                  "sequence": int(seq[i])}
