@@ -5,6 +5,11 @@ index (vectorized lookup; new keys are rare). `Series` keeps, per instrument, th
 price and sequence number seen and the few figures asked for: the longest in-session silence,
 bars missing inside sessions, price jumps and sequence regressions and gaps. Rows are taken in
 file order per instrument; batches end anywhere without changing a figure.
+
+A batch of at most `MAX_GROUPS` instruments (the usual case) is split with one comparison per
+instrument and row (`instrument_groups`) and taken one instrument at a time, its state scalars;
+a batch of more is sorted by instrument once and taken as segments, its state gathered per row.
+Both give the same figures (tests/quality/test_series.py checks them against a reference).
 """
 
 from __future__ import annotations
