@@ -84,9 +84,13 @@ class Sums:
 
 
 def frame_of(columns: dict[str, Any]) -> pl.DataFrame:
+    """Columns (numpy integers, or a list of strings) as a frame; built from Python lists: a
+    few thousand rows, and Polars reading numpy arrays would import numpy.ma (~50 ms)."""
     return pl.DataFrame(
         {
-            k: pl.Series(k, v, dtype=pl.String) if isinstance(v, list) else v
+            k: pl.Series(k, v, dtype=pl.String)
+            if isinstance(v, list)
+            else pl.Series(k, v.tolist(), dtype=pl.Int32 if v.dtype == np.int32 else pl.Int64)
             for k, v in columns.items()
         }
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ def _figures_from_db(
     from histetl.report import FileReport
 
     out: list[FileFigures] = []
-    book = RuleBook.load()
+    book = builtin_rules()
     with Database.open(uri) as db:
         tables: dict[str, list[dict[str, Any]]] = {}
         for f in files:
@@ -210,7 +211,6 @@ def document(
     totals = {k: sum(int(f.get(k) or 0) for f in files) for k in COUNTS}
     totals["valid"] = sum(int(f.get("valid") or 0) for f in files)
     by_path = {f.report.path: f for f in figures}
-    book = rules or RuleBook.load()
     tables: dict[str, dict[str, Any]] = {}
     merged: dict[str, TableFigures] = {}
     spans: dict[str, list[tuple[int, int]] | None] = {}
@@ -221,7 +221,7 @@ def document(
                     "files": [], "rules": {}}
         )  # fmt: skip
         seen = by_path.get(f["path"])
-        entry["files"].append(_file_entry(f, seen, book))
+        entry["files"].append(_file_entry(f, seen, rules))
         for rule in entry["files"][-1]["rules"]:
             known = entry["rules"].setdefault(
                 rule["name"], {"name": rule["name"], "severity": rule["severity"], "count": 0}
@@ -277,7 +277,9 @@ def document(
     }
 
 
-def _file_entry(f: dict[str, Any], seen: FileFigures | None, book: RuleBook) -> dict[str, Any]:
+def _file_entry(
+    f: dict[str, Any], seen: FileFigures | None, book: RuleBook | None
+) -> dict[str, Any]:
     counts = dict(f.get("rules") or {})
     records = int(f.get("records") or 0)
     applied = seen.rules if seen and seen.rules else _built_in_rules(f, book)
@@ -298,7 +300,13 @@ def _file_entry(f: dict[str, Any], seen: FileFigures | None, book: RuleBook) -> 
     return out
 
 
-def _built_in_rules(f: dict[str, Any], book: RuleBook) -> list[tuple[str, str]]:
+@cache
+def builtin_rules() -> RuleBook:
+    """The built-in rule book, read once (only when a file's rules are not known otherwise)."""
+    return RuleBook.load()
+
+
+def _built_in_rules(f: dict[str, Any], book: RuleBook | None) -> list[tuple[str, str]]:
     """The rules (name, severity) a file's schema and dataset get (built-in rules only: a run
     report does not say which --rules files were used)."""
     try:
@@ -306,7 +314,8 @@ def _built_in_rules(f: dict[str, Any], book: RuleBook) -> list[tuple[str, str]]:
     except KeyError:
         return []
     return [
-        (r.name, r.severity) for r in book.for_file(spec, str(f.get("dataset")), None, None).rules
+        (r.name, r.severity)
+        for r in (book or builtin_rules()).for_file(spec, str(f.get("dataset")), None, None).rules
     ]
 
 

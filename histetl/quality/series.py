@@ -5,11 +5,16 @@ index (vectorized lookup; new keys are rare). `Series` keeps, per instrument, th
 price and sequence number seen and the few figures asked for: the longest in-session silence,
 bars missing inside sessions, price jumps and sequence regressions and gaps. Rows are taken in
 file order per instrument; batches end anywhere without changing a figure.
+
+A batch of at most `MAX_GROUPS` instruments (the usual case) is split with one comparison per
+instrument and row (`instrument_groups`) and taken one instrument at a time, its state scalars;
+a batch of more is sorted by instrument once and taken as segments, its state gathered per row.
+Both give the same figures (tests/quality/test_series.py checks them against a reference).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
 
 I64 = npt.NDArray[np.int64]
 NONE = np.iinfo(np.int64).min  # "no previous value"
+_NO_ROWS = np.empty(0, dtype=np.int64)
 
 
 class Registry:
@@ -62,6 +68,57 @@ def _grow(array: I64, size: int, fill: int) -> I64:
     out = np.full(size, fill, dtype=np.int64)
     out[: len(array)] = array
     return out
+
+
+class Traded(NamedTuple):
+    """The per-row columns the series figures read: prices (int64 units of 1e-9) and the rows
+    whose price counts (None: all), sequence numbers; None when the schema has none."""
+
+    prices: I64 | None
+    keep: npt.NDArray[np.bool_] | None
+    seq: I64 | None
+
+    def take(self, rows: I64 | None) -> Traded:
+        if rows is None:
+            return self
+        return Traded(
+            None if self.prices is None else self.prices[rows],  # strided: faster than take
+            None if self.keep is None else np.take(self.keep, rows),
+            None if self.seq is None else np.take(self.seq, rows),
+        )
+
+
+MAX_GROUPS = 8  # instruments a batch may hold to be taken one instrument at a time
+
+
+def instrument_groups(
+    pub: npt.NDArray[Any], iid: npt.NDArray[Any]
+) -> list[tuple[int, I64 | None]] | None:
+    """A batch's rows per instrument key (publisher << 32 | instrument), in order of first
+    appearance (None: every row), when it holds at most `MAX_GROUPS` instruments; else None.
+    One comparison per instrument and row: no per-row key, no sort."""
+    if iid.min() == iid.max() and pub.min() == pub.max():
+        return [((int(pub[0]) << 32) | int(iid[0]), None)]
+    if pub.min() == pub.max():
+        column, high = iid, int(pub[0]) << 32
+    else:
+        column, high = (pub.astype(np.uint64) << np.uint64(32)) | iid.astype(np.uint64), 0
+    groups: list[tuple[int, I64 | None]] = []
+    left: npt.NDArray[np.bool_] | None = None  # rows of no group yet
+    at, seen = 0, 0
+    while len(groups) < MAX_GROUPS:
+        same = column == column[at]
+        rows = np.flatnonzero(same)
+        groups.append((high | int(column[at]), rows))
+        seen += len(rows)
+        if seen == len(column):
+            return groups
+        if left is None:
+            left = ~same
+        else:
+            left[rows] = False
+        at = int(np.argmax(left))
+    return None
 
 
 class Series:
@@ -110,62 +167,61 @@ class Series:
         self.seq = grown
 
     # -- one batch (valid rows) -----------------------------------------------------------------
-    def add(self, frame: pl.DataFrame, t: I64, inst: I64, n_inst: int) -> None:
-        self._size(n_inst)
-        if inst.min() == inst.max():
-            order = None
-            sorted_inst = inst
-        else:  # rows grouped by instrument, file order kept within each
-            small = inst.astype(np.int16) if n_inst < 2**15 else inst  # radix sort
-            order = np.argsort(small, kind="stable")
-            sorted_inst = inst[order]
-        starts = np.flatnonzero(np.diff(sorted_inst)) + 1 if order is not None else np.empty(0)
-        starts = np.concatenate([[0], starts]).astype(np.int64)
-        ts = t if order is None else t[order]
-        self._holes(ts, sorted_inst, starts)
-        f = self.f
-        if f.price_col is not None:
-            mask = f.trade_mask(frame)
-            prices, valid = _decimal(frame[f.price_col])
-            keep = valid if mask is None else valid & mask
-            if order is not None:
-                keep = keep[order]
-                prices = prices[order]
-            if keep.all():
-                self._jumps(ts, prices, sorted_inst, starts)
-            elif keep.any():
-                sub_inst = sorted_inst[keep]
-                sub_starts = np.concatenate([[0], np.flatnonzero(np.diff(sub_inst)) + 1])
-                self._jumps(ts[keep], prices[keep], sub_inst, sub_starts.astype(np.int64))
-        if f.has_sequence:
-            seq = frame["sequence"].to_numpy().astype(np.int64)
-            self._sequence(ts, seq if order is None else seq[order], sorted_inst, starts)
+    def add(self, t: I64, inst: I64, n_inst: int, cols: Traded) -> None:
+        """Rows of any instruments: grouped by instrument (file order kept within each)."""
+        small = inst.astype(np.int16) if n_inst < 2**15 else inst  # radix sort
+        order = np.argsort(small, kind="stable")
+        sorted_inst = inst[order]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_inst)) + 1]).astype(np.int64)
+        self.add_grouped(t[order], sorted_inst, starts, cols.take(order), n_inst)
 
-    def _previous(self, values: I64, inst: I64, starts: I64, last: I64) -> tuple[I64, I64]:
-        """Each row's previous value of its instrument; an instrument's first row ever gets
-        its own value (a step of 0) and is returned as well."""
-        prev = np.empty_like(values)
-        prev[1:] = values[:-1]
+    def add_grouped(self, ts: I64, inst: I64, starts: I64, cols: Traded, n_inst: int) -> None:
+        """Rows grouped by instrument (`starts`: where each instrument's rows begin)."""
+        self._size(n_inst)
+        self._holes(ts, inst, starts)
+        if cols.prices is not None:
+            keep = cols.keep
+            if keep is None:
+                self._jumps(ts, cols.prices, inst, starts)
+            elif keep.any():
+                sub_inst = inst[keep]
+                sub_starts = np.concatenate([[0], np.flatnonzero(np.diff(sub_inst)) + 1])
+                self._jumps(ts[keep], cols.prices[keep], sub_inst, sub_starts.astype(np.int64))
+        if cols.seq is not None:
+            self._sequence(ts, cols.seq, inst, starts)
+
+    def _steps(self, values: I64, inst: I64, starts: I64, last: I64) -> tuple[I64, I64]:
+        """Each row's step from the previous value of its instrument (row - step: the previous
+        value); an instrument's first row ever gets a step of 0 and is returned as well."""
+        step = np.empty_like(values)
+        np.subtract(values[1:], values[:-1], out=step[1:])
+        first = values[starts]
         before = last[inst[starts]]
-        fresh = starts[before == NONE]
-        prev[starts] = before
-        prev[fresh] = values[fresh]
+        fresh = before == NONE
+        step[starts] = first - np.where(fresh, first, before)
         ends = np.append(starts[1:], len(values)) - 1
         last[inst[ends]] = values[ends]
-        return prev, fresh
+        return step, starts[fresh]
 
     def _holes(self, ts: I64, inst: I64, starts: I64) -> None:
-        prev, _ = self._previous(ts, inst, starts, self.last_t)
-        gap = ts - prev
+        gap, _ = self._steps(ts, inst, starts, self.last_t)
         floor = self.best[inst[0]] if len(starts) == 1 else self.best[inst]
         candidates = np.flatnonzero(gap > floor)
         f = self.f
         if f.bar_ns is not None:
             late = gap > f.bar_ns
-            self._bars(prev[late], ts[late], inst[late], f.bar_ns)
+            self._bars(ts[late] - gap[late], ts[late], inst[late], f.bar_ns)
         if not len(candidates):
             return
-        lo, hi, who = prev[candidates], ts[candidates], inst[candidates]
+        if len(starts) == 1 and len(candidates) > 1:
+            # a silence is at most its gap: only gaps at least as long as the silence of the
+            # longest one can hold the longest silence
+            top = candidates[np.argmax(gap[candidates])]
+            hi, lo = ts[top : top + 1], ts[top : top + 1] - gap[top : top + 1]
+            least = covered(f.sessions(int(lo[0]), int(hi[0])), lo, hi)[0]
+            candidates = candidates[gap[candidates] >= least]
+        hi, who = ts[candidates], inst[candidates]
+        lo = hi - gap[candidates]
         silence = covered(f.sessions(int(lo.min()), int(hi.max())), lo, hi)
         for k in np.unique(who) if len(starts) > 1 else who[:1]:
             i = (
@@ -187,19 +243,25 @@ class Series:
 
     def _jumps(self, ts: I64, prices: I64, inst: I64, starts: I64) -> None:
         o = self.f.options
-        prev, fresh = self._previous(prices, inst, starts, self.last_p)
-        change = np.abs(prices - prev)
+        step, fresh = self._steps(prices, inst, starts, self.last_p)
+        change = np.abs(step)
         have = np.ones(len(prices), dtype=np.bool_)
         have[fresh] = False
         # the smallest non-zero change per segment: change - 1 as unsigned puts 0 last
-        least = np.minimum.reduceat((change - 1).view(np.uint64), starts)
+        change -= 1
+        least = np.minimum.reduceat(change.view(np.uint64), starts)
+        change += 1
         none = least == np.uint64(np.iinfo(np.uint64).max)
         seg_min = np.where(none, np.iinfo(np.int64).max, (least + np.uint64(1)).view(np.int64))
         who = inst[starts]
         self.tick[who] = np.minimum(self.tick[who], seg_min)
         tick = self.tick[inst[0]] if len(starts) == 1 else self.tick[inst]
         limit = min(o.jump_k, o.jump_ticks)
-        candidates = np.flatnonzero(change > limit * tick)
+        if len(starts) == 1:  # an integer bound: no float per row
+            bound = limit * float(tick)
+            candidates = np.flatnonzero(change > int(bound)) if bound < 2**62 else _NO_ROWS
+        else:
+            candidates = np.flatnonzero(change > limit * tick)
         for i in candidates:
             k = int(inst[i])
             seg = int(starts[np.searchsorted(starts, i, side="right") - 1])
@@ -216,7 +278,7 @@ class Series:
                 {
                     "instrument": k,
                     "t": int(ts[i]),
-                    "prev_p": int(prev[i]) / 1e9,
+                    "prev_p": int(prices[i] - step[i]) / 1e9,
                     "p": int(prices[i]) / 1e9,
                     "d": d / 1e9,
                     "ticks": d / tk,
@@ -240,8 +302,7 @@ class Series:
         self.jumps = sorted(self.jumps, key=lambda j: -j["ticks"])[: self.f.options.max_listed]
 
     def _sequence(self, ts: I64, seq: I64, inst: I64, starts: I64) -> None:
-        prev, fresh = self._previous(seq, inst, starts, self.last_seq)
-        step = seq - prev  # 0 for an instrument's first row ever
+        step, fresh = self._steps(seq, inst, starts, self.last_seq)
         n = len(self.seq)
         if len(starts) == 1:
             k = inst[0]
@@ -254,13 +315,14 @@ class Series:
             back = step < 0
             self.seq[:, 1] += np.bincount(inst[back], minlength=n)
             self.seq[:, 2] += np.bincount(inst[step > 1], minlength=n)
-        largest = np.maximum.reduceat(step - 1, starts)
+        largest = np.maximum.reduceat(step, starts) - 1
         who = inst[starts]
         self.seq[who, 3] = np.maximum(self.seq[who, 3], largest)
         room = self.f.options.max_listed - len(self.regressions)
-        for i in np.flatnonzero(back)[: max(room, 0)]:
+        listed = np.flatnonzero(back)[:room] if room > 0 and back.any() else _NO_ROWS
+        for i in listed:
             self.regressions.append(
-                {"instrument": int(inst[i]), "t": int(ts[i]), "prev": int(prev[i]),
+                {"instrument": int(inst[i]), "t": int(ts[i]), "prev": int(seq[i] - step[i]),
                  "sequence": int(seq[i])}
             )  # fmt: skip
 
