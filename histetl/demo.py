@@ -15,9 +15,11 @@ import datetime as dt
 from dataclasses import replace
 from pathlib import Path
 
-from histetl.query import Database, format_ns, quote
+from histetl.reader import Database
+from histetl.sqltext import quote
 from histetl.synth import SynthSpec, grid_capacity, write_dbn
 from histetl.textable import render
+from histetl.times import format_ns
 
 DEMO_START = dt.date(2023, 12, 14)
 DEMO_DAYS = 3

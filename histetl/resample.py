@@ -32,9 +32,11 @@ import polars as pl
 
 from histetl.errors import ConfigError
 from histetl.mapping import to_arrow
-from histetl.query import Backend, Database, format_ns, literal, parse_time, quote
+from histetl.reader import Backend, Database
 from histetl.schemas import table_spec
 from histetl.sinks import LEDGER_TABLE, LedgerEntry, MergeRequired, Sink, TableTarget, open_sink
+from histetl.sqltext import literal, quote
+from histetl.times import format_ns, parse_time
 
 NS = 10**9
 _UNITS = {"s": NS, "m": 60 * NS, "h": 3600 * NS, "d": 86_400 * NS}

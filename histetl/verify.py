@@ -42,17 +42,13 @@ import polars as pl
 from histetl.calendars import Calendar, _merge, buckets, calendar_for, covered, status_ranges
 from histetl.errors import ConfigError
 from histetl.outputs import write_json
-from histetl.query import (
-    DEFINITION_TABLE,
-    Database,
-    format_ns,
-    parse_time,
-    quote,
-    spec_for,
-)
+from histetl.query import DEFINITION_TABLE
+from histetl.reader import Database, spec_for
 from histetl.resample import parse_interval
 from histetl.schemas import TableSpec
 from histetl.sinks import LEDGER_TABLE
+from histetl.sqltext import quote
+from histetl.times import format_ns, parse_time
 from histetl.validate import RULES_COLUMN, RuleBook, RuleSet
 
 Status = Literal["PASS", "FAIL", "WARN", "SKIP"]

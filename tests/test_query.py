@@ -24,8 +24,10 @@ from loguru import logger
 from histetl.cli import main
 from histetl.errors import ConfigError
 from histetl.pipeline import Replayer, ReplayOptions
-from histetl.query import Database, QueryOptions, parse_time, query_table, split_list
+from histetl.query import QueryOptions, query_table, split_list
+from histetl.reader import Database
 from histetl.synth import SynthSpec, write_dbn
+from histetl.times import parse_time
 
 START = dt.date(2023, 12, 12)  # a Tuesday: three full CME Globex days, a roll on the 13th
 DAYS = 3
