@@ -6,6 +6,8 @@
 * a psycopg COPY loader and a pydantic row-wise loader (benchmarks/loaders.py), whose rows are
   checked against histetl's;
 * reruns: the ledger skip, and `--force` (every row a duplicate);
+* a half-overlapping file: the table already holds the first half of the file's rows (an
+  overlapping download), so half the rows load and half are duplicates;
 * `--workers` 1 vs 2 on several files, when `histetl replay` has that option;
 * the same multi-file set with `--workers 1`, `--workers 2` and `--cluster local:2` (Dask), and
   the cluster's per-task overhead on small files, when `--cluster` and Dask are available.
@@ -136,6 +138,32 @@ def loads(bench: Bench, pg: Pg, data: DataSet, sizes: Sizes, tmp: Path) -> None:
             raise BenchError(f"rerun (force={force}) of {rows} rows: {totals}")
         return sample
 
+    def half_overlap(rows: int) -> Sample:
+        source = loaded[rows]
+        uri, schema = pg.new_schema("half")
+        pg.sql(uri, f'CREATE TABLE trades (LIKE "{source}".trades INCLUDING ALL)')
+        index = pg.sql(
+            uri,
+            f"SELECT indexname FROM pg_indexes WHERE schemaname = '{schema}' "
+            "AND indexdef LIKE '%(symbol%'",
+        )[0][0]
+        pg.sql(uri, f'ALTER INDEX "{index}" RENAME TO trades_symbol_time')  # histetl's name
+        middle = (
+            f'(SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ts_recv) FROM "{source}".trades)'
+        )
+        held = pg.sql(
+            uri, f'INSERT INTO trades SELECT * FROM "{source}".trades WHERE ts_recv < {middle}'
+        )[0][0]
+        pg.sql(uri, "VACUUM ANALYZE trades")
+        pg.checkpoint()
+        sample = replay(tmp, data.trades(rows), db=uri)
+        totals = sample.extra["totals"]
+        if (totals["loaded"], totals["duplicates"]) != (rows - held, held):
+            raise BenchError(f"half-overlapping load of {rows} rows ({held} held): {totals}")
+        pg.same_rows(source, schema, exact=False)
+        pg.drop(schema)
+        return sample
+
     def other_loader(op: str, rows: int, exact: bool) -> Sample:
         uri, schema = pg.new_schema(op)
         sample = probe_sample(op, data.trades(rows), uri)
@@ -167,6 +195,13 @@ def loads(bench: Bench, pg: Pg, data: DataSet, sizes: Sizes, tmp: Path) -> None:
         "pg.histetl_force",
         "histetl --force rerun (every row a duplicate)",
         lambda rows: rerun(rows, force=True),
+        n,
+        small,
+    )
+    bench.measure(
+        "pg.histetl_half",
+        "histetl replay of a file whose first half the table holds (half duplicates)",
+        half_overlap,
         n,
         small,
     )

@@ -124,6 +124,7 @@ def _comparison(key: str, r: dict[str, Any], sizes: dict[str, int]) -> str:
         "pg.histetl_rerun": f"{_pct(r['rerun_vs_first_load'])} of the first load's time "
         f"(whole processes: {_pct(r['rerun_process_vs_first_load_process'])})",
         "pg.histetl_force": f"{_fx(r['force_rerun_vs_first_load'])} the first load's time",
+        "pg.histetl_half": f"{_fx(r['half_overlap_vs_first_load'])} the first load's time",
         "duckdb.load": f"to_df(fixed) alone takes {_fx(r['duckdb_load_vs_to_df'])} the time "
         "this load spends on the trades file",
         "workers.2": f"{_fx(r['workers_2_vs_1'])} the speed of 1 worker",

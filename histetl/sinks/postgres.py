@@ -5,13 +5,21 @@ Load path, one transaction per file:
 1. `pg_advisory_xact_lock` on the target table: loaders of one table take turns, so two cron
    runs with overlapping files never double-load or deadlock; then the ledger is checked again
    inside the transaction (a file another process just loaded is skipped).
-2. Optimistic: each batch is COPYed (ADBC ingest, binary) straight into the target table, whose
-   primary key guards against duplicates. A fresh load therefore runs at COPY speed.
-3. On a unique violation (a rerun, an overlapping file, an exact duplicate inside the file) the
-   transaction rolls back and the file is replayed in merge mode: batches go to a temporary
-   staging table and `INSERT ... SELECT ... ON CONFLICT DO NOTHING` into the target, counting
-   the duplicates exactly.
-4. The ledger row is written and the transaction commits: a crash anywhere leaves either the
+2. Converting to the table's Arrow types runs in a background thread, in chunks of
+   COPY_CHUNK_ROWS, so ADBC encodes and sends one chunk while the next is being validated and
+   converted, and the server never waits for a whole batch.
+3. Before the first COPY, one probe asks which time range the table already holds for the
+   symbols (or instrument ids) of the file's first chunk, within the file's range: the
+   occupied range. Chunks outside it are COPYed (ADBC ingest, binary) straight into the
+   target table, whose primary key guards against duplicates, so a fresh load runs at COPY
+   speed and a file for other symbols of a loaded day is not slowed down. Chunks that
+   overlap it go to a temporary staging table without indexes, merged at the end by one
+   `INSERT ... SELECT ... ON CONFLICT DO NOTHING` that counts the duplicates exactly. A rerun
+   or an overlapping download therefore costs one pass, not a failed COPY and a replay.
+4. A unique violation in a direct COPY (a row the probe did not foresee, e.g. an exact
+   duplicate inside the file) rolls the transaction back and the file is replayed in merge
+   mode: every chunk through the staging table.
+5. The ledger row is written and the transaction commits: a crash anywhere leaves either the
    whole file with its ledger row, or nothing.
 """
 
@@ -19,13 +27,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from typing import Any
 
 import adbc_driver_postgresql.dbapi as pg_dbapi
 import pyarrow as pa
+import pyarrow.compute as pc
 from loguru import logger
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
@@ -36,6 +47,7 @@ from histetl.errors import (
     TerminalLoadError,
     TransientLoadError,
 )
+from histetl.prefetch import Prefetch
 from histetl.sinks import (
     LEDGER_COLUMNS,
     LEDGER_SELECT,
@@ -492,7 +504,7 @@ class PostgresSink:
             if rows:
                 self.rollback()
                 return None
-        return PostgresFileLoad(self, target, merge)
+        return PostgresFileLoad(self, target, merge, span)
 
 
 _WARNED_NO_TIMESCALE: set[str] = set()
@@ -510,11 +522,22 @@ def _days(span: tuple[int | None, int | None]) -> range | None:
     return days if len(days) <= MAX_DAY_LOCKS else None
 
 
+COPY_CHUNK_ROWS = 16_384  # rows per Arrow chunk handed to ADBC: it encodes, then sends, each
+MISSING_FLUSH_ROWS = 100_000  # missing rows of overlapping chunks gathered into one COPY
+
+
 class PostgresFileLoad:
-    def __init__(self, sink: PostgresSink, target: TableTarget, merge: bool) -> None:
+    def __init__(
+        self,
+        sink: PostgresSink,
+        target: TableTarget,
+        merge: bool,
+        span: tuple[int | None, int | None] = (None, None),
+    ) -> None:
         self._sink = sink
         self._target = target
         self.merge = merge
+        self._span = span
         self._schema = pg_arrow_schema(target)
         self._stage = "histetl_stage_" + hashlib.sha256(target.name.encode()).hexdigest()[:12]
         self._guard: StallGuard | None = None
@@ -524,46 +547,163 @@ class PostgresFileLoad:
             f"FROM {quote(self._stage)} ON CONFLICT DO NOTHING"
         )
 
+    def _chunks(self, batches: Iterator[pa.Table]) -> Iterator[pa.RecordBatch]:
+        """The stream in the table's Arrow types, in chunks of at most COPY_CHUNK_ROWS."""
+        for batch in batches:
+            yield from to_pg_arrow(batch, self._target).to_batches(max_chunksize=COPY_CHUNK_ROWS)
+
     def write_stream(self, batches: Iterator[pa.Table]) -> int:
-        """One COPY for the whole file (ADBC ingest of a RecordBatchReader), so encoding the
-        next batch overlaps the server inserting this one. Optimistic: straight into the
-        target; in merge mode into a staging table, then one INSERT ... ON CONFLICT."""
+        """COPY the stream; returns the rows inserted. Chunks outside the range the table
+        already holds go straight into the target (one streaming COPY per run of them); for
+        a chunk inside it, the table's keys in the chunk's time range are read back and only
+        the missing rows are COPYed; in merge mode every chunk goes to the staging table."""
         failure: list[BaseException] = []
-
-        def converted() -> Iterator[pa.RecordBatch]:
-            try:
-                for batch in batches:
-                    if self._guard is not None:
-                        self._guard.touch()  # progress: a long COPY is not a silent server
-                    yield from to_pg_arrow(batch, self._target).to_batches()
-            except BaseException as exc:  # ADBC would only see a message: keep the error
-                failure.append(exc)
-                raise
-
-        reader = pa.RecordBatchReader.from_batches(self._schema, converted())
         conn = self._sink.connection
-        with conn.cursor() as cur, self._sink.guarded() as guard:
+        with (
+            Prefetch(self._chunks(batches), depth=8, name="histetl-pg-convert") as ready,
+            conn.cursor() as cur,
+            self._sink.guarded() as guard,
+        ):
             self._guard = guard
+            route = "direct"  # the operation under way, for the error message
             try:
-                if not self.merge:
-                    return int(cur.adbc_ingest(self._target.name, reader, mode="append"))
-                cur.execute(
-                    f"CREATE TEMP TABLE IF NOT EXISTS {quote(self._stage)} "
-                    f"(LIKE {quote(self._target.name)}) ON COMMIT DROP"
-                )
-                cur.adbc_ingest(self._stage, reader, mode="append", temporary=True)
-                cur.execute(self._merge_sql)
-                return int(cur.rowcount)
+                chunks = self._checked(ready, failure)
+                first = next(chunks, None)
+                if first is None:
+                    return 0
+                occupied = None if self.merge else self._occupied(cur, first)
+                time_column = self._target.time_column
+
+                def route_of(chunk: pa.RecordBatch) -> str:
+                    if self.merge:
+                        return "stage"
+                    return "keyed" if _overlaps(chunk, time_column, occupied) else "direct"
+
+                inserted = 0
+                stream = itertools.chain([first], chunks)
+                for route, run in itertools.groupby(stream, key=route_of):
+                    if route == "direct":
+                        inserted += self._copy(cur, self._target.name, run)
+                    elif route == "keyed":
+                        inserted += self._copy_missing(cur, run)
+                    else:
+                        inserted += self._merge(cur, run)
+                return inserted
             except Exception as exc:
                 if failure:
                     raise failure[0] from None
-                if not self.merge and getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION:
+                if route != "stage" and getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION:
                     self._sink.rollback()
                     raise MergeRequired from None
-                what = "merge failed" if self.merge else "COPY failed"
+                what = "merge failed" if route == "stage" else "COPY failed"
                 raise self._sink.error(what, exc) from None
             finally:
                 self._guard = None
+
+    def _copy(
+        self, cur: Any, table: str, chunks: Iterable[pa.RecordBatch], temporary: bool = False
+    ) -> int:
+        reader = pa.RecordBatchReader.from_batches(self._schema, iter(chunks))
+        return int(cur.adbc_ingest(table, reader, mode="append", temporary=temporary))
+
+    def _copy_missing(self, cur: Any, chunks: Iterator[pa.RecordBatch]) -> int:
+        """COPY the rows of `chunks` whose key the table does not hold yet, gathered into
+        COPYs of up to MISSING_FLUSH_ROWS rows (a chunk whose rows are all there costs one
+        index range read and sends nothing)."""
+        inserted, pending, rows = 0, [], 0
+        for chunk in chunks:
+            missing = self._missing(cur, chunk)
+            if missing.num_rows:
+                pending.extend(missing.to_batches())
+                rows += missing.num_rows
+            if rows >= MISSING_FLUSH_ROWS:
+                inserted += self._copy(cur, self._target.name, pending)
+                pending, rows = [], 0
+        if pending:
+            inserted += self._copy(cur, self._target.name, pending)
+        return inserted
+
+    def _missing(self, cur: Any, chunk: pa.RecordBatch) -> pa.Table:
+        """The chunk's rows whose key is not in the table (read back for the chunk's time
+        range and, when the key has one, its integer ids)."""
+        key = list(self._target.key)
+        times = pc.min_max(chunk.column(key[0]).cast(pa.int64()))
+        column = quote(key[0])
+        where = (
+            f"{column} BETWEEN to_timestamp(0) + $1::bigint * interval '1 microsecond' "
+            f"AND to_timestamp(0) + $2::bigint * interval '1 microsecond'"
+        )
+        if len(key) > 1 and pa.types.is_integer(chunk.schema.field(key[1]).type):
+            ids = pc.unique(chunk.column(key[1])).to_pylist()
+            where += f" AND {quote(key[1])} IN ({', '.join(str(int(i)) for i in ids)})"
+        cur.execute(
+            f"SELECT {', '.join(quote(k) for k in key)} FROM {quote(self._target.name)} "
+            f"WHERE {where}",
+            (times["min"].as_py(), times["max"].as_py()),
+        )
+        held = cur.fetch_arrow_table()
+        table = pa.Table.from_batches([chunk])
+        if held.num_rows == 0:
+            return table
+        held = held.cast(table.select(key).schema)
+        return table.join(held, keys=key, join_type="left anti", use_threads=False)
+
+    def _merge(self, cur: Any, chunks: Iterator[pa.RecordBatch]) -> int:
+        """Merge mode: everything through the staging table, then INSERT ... ON CONFLICT DO
+        NOTHING (which also collapses rows repeated inside the file)."""
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {quote(self._stage)} "
+            f"(LIKE {quote(self._target.name)}) ON COMMIT DROP"
+        )
+        self._copy(cur, self._stage, chunks, temporary=True)
+        cur.execute(self._merge_sql)
+        return int(cur.rowcount)
+
+    def _checked(
+        self, chunks: Iterator[pa.RecordBatch], failure: list[BaseException]
+    ) -> Iterator[pa.RecordBatch]:
+        """Marks progress for the stall watchdog, and keeps the producer's error (ADBC would
+        only pass on its message)."""
+        try:
+            for chunk in chunks:
+                if self._guard is not None:
+                    self._guard.touch()  # progress: a long COPY is not a silent server
+                yield chunk
+        except BaseException as exc:
+            failure.append(exc)
+            raise
+
+    def _occupied(self, cur: Any, first: pa.RecordBatch) -> tuple[int, int] | None:
+        """The [lowest, highest] time (microseconds since the epoch, as the key stores it)
+        of the rows the table already holds for the first chunk's symbols (or instrument ids)
+        within the file's range; None when it holds none. One index probe per symbol."""
+        time_column = self._target.time_column
+        start, end = self._span
+        if start is None or end is None:
+            low, high = pc.min(first.column(time_column)).value, None
+        else:
+            low, high = start // 1000, -(-end // 1000)  # ns -> us, widened to whole us
+        names = first.schema.names
+        by = "symbol" if "symbol" in names and first.column("symbol").null_count == 0 else None
+        by = by or ("instrument_id" if "instrument_id" in names else None)
+        if by is None:
+            return None  # nothing to narrow the probe by: the direct COPY decides
+        keys = json.dumps(pc.unique(first.column(by)).to_pylist())
+        column, table = quote(time_column), quote(self._target.name)
+        bounds = f"{column} >= to_timestamp($2::bigint / 1e6)"
+        if high is not None:
+            bounds += f" AND {column} < to_timestamp($3::bigint / 1e6)"
+        key = "k.key" if by == "symbol" else "k.key::bigint"
+        cur.execute(
+            "SELECT (extract(epoch FROM min(x.lo)) * 1e6)::bigint, "
+            "(extract(epoch FROM max(x.hi)) * 1e6)::bigint "
+            "FROM jsonb_array_elements_text($1::text::jsonb) AS k(key), LATERAL (SELECT "
+            f"min({column}) AS lo, max({column}) AS hi FROM {table} "
+            f"WHERE {quote(by)} = {key} AND {bounds}) AS x",
+            (keys, low) if high is None else (keys, low, high),
+        )
+        low_found, high_found = cur.fetchall()[0]
+        return None if low_found is None else (int(low_found), int(high_found))
 
     def commit(self, entry: LedgerEntry) -> None:
         placeholders = [f"${i + 1}" for i in range(len(LEDGER_COLUMNS))]
@@ -572,6 +712,15 @@ class PostgresFileLoad:
 
     def rollback(self) -> None:
         self._sink.rollback()
+
+
+def _overlaps(chunk: pa.RecordBatch, time_column: str, occupied: tuple[int, int] | None) -> bool:
+    """Whether the chunk's times (microseconds, as the key stores them) meet the occupied
+    range."""
+    if occupied is None:
+        return False
+    times = pc.min_max(chunk.column(time_column).cast(pa.int64()))
+    return bool(times["max"].as_py() >= occupied[0] and times["min"].as_py() <= occupied[1])
 
 
 def _statements(sql: str) -> list[str]:
