@@ -12,13 +12,15 @@ Load path, one transaction per file:
    symbols (or instrument ids) of the file's first chunk, within the file's range: the
    occupied range. Chunks outside it are COPYed (ADBC ingest, binary) straight into the
    target table, whose primary key guards against duplicates, so a fresh load runs at COPY
-   speed and a file for other symbols of a loaded day is not slowed down. Chunks that
-   overlap it go to a temporary staging table without indexes, merged at the end by one
-   `INSERT ... SELECT ... ON CONFLICT DO NOTHING` that counts the duplicates exactly. A rerun
-   or an overlapping download therefore costs one pass, not a failed COPY and a replay.
-4. A unique violation in a direct COPY (a row the probe did not foresee, e.g. an exact
-   duplicate inside the file) rolls the transaction back and the file is replayed in merge
-   mode: every chunk through the staging table.
+   speed and a file for other symbols of a loaded day is not slowed down. For a chunk inside
+   it, the table's keys in the chunk's time range are read back and only the missing rows
+   are COPYed: a rerun or an overlapping download costs a key read per chunk, not a failed
+   COPY and a replay. We hold the file's day locks, so no other histetl loader can add rows
+   in between.
+4. A unique violation (a row the probe did not foresee, e.g. an exact duplicate inside the
+   file) rolls the transaction back and the file is replayed in merge mode: every chunk into
+   a temporary staging table without indexes, then one `INSERT ... SELECT ... ON CONFLICT DO
+   NOTHING` into the target, counting the duplicates exactly.
 5. The ledger row is written and the transaction commits: a crash anywhere leaves either the
    whole file with its ledger row, or nothing.
 """
@@ -628,11 +630,7 @@ class PostgresFileLoad:
         range and, when the key has one, its integer ids)."""
         key = list(self._target.key)
         times = pc.min_max(chunk.column(key[0]).cast(pa.int64()))
-        column = quote(key[0])
-        where = (
-            f"{column} BETWEEN to_timestamp(0) + $1::bigint * interval '1 microsecond' "
-            f"AND to_timestamp(0) + $2::bigint * interval '1 microsecond'"
-        )
+        where = f"{quote(key[0])} BETWEEN {_micros('$1')} AND {_micros('$2')}"
         if len(key) > 1 and pa.types.is_integer(chunk.schema.field(key[1]).type):
             ids = pc.unique(chunk.column(key[1])).to_pylist()
             where += f" AND {quote(key[1])} IN ({', '.join(str(int(i)) for i in ids)})"
@@ -690,9 +688,9 @@ class PostgresFileLoad:
             return None  # nothing to narrow the probe by: the direct COPY decides
         keys = json.dumps(pc.unique(first.column(by)).to_pylist())
         column, table = quote(time_column), quote(self._target.name)
-        bounds = f"{column} >= to_timestamp($2::bigint / 1e6)"
+        bounds = f"{column} >= {_micros('$2')}"
         if high is not None:
-            bounds += f" AND {column} < to_timestamp($3::bigint / 1e6)"
+            bounds += f" AND {column} < {_micros('$3')}"
         key = "k.key" if by == "symbol" else "k.key::bigint"
         cur.execute(
             "SELECT (extract(epoch FROM min(x.lo)) * 1e6)::bigint, "
@@ -712,6 +710,11 @@ class PostgresFileLoad:
 
     def rollback(self) -> None:
         self._sink.rollback()
+
+
+def _micros(param: str) -> str:
+    """SQL for the timestamptz of a bigint parameter in microseconds since the epoch."""
+    return f"(to_timestamp(0) + {param}::bigint * interval '1 microsecond')"
 
 
 def _overlaps(chunk: pa.RecordBatch, time_column: str, occupied: tuple[int, int] | None) -> bool:
