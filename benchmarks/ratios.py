@@ -73,6 +73,10 @@ def ratios(t: Timings) -> dict[str, float | None]:
         "duckdb_load_vs_to_df": _div(
             _secs(t, "decode.to_df_fixed"), _duckdb_trades_seconds(t.get("duckdb.load"))
         ),
+        # issue 15: --force on a loaded file (all duplicates) vs its first load, on DuckDB
+        "duckdb_force_vs_first_load": _div(
+            _secs(t, "duckdb.trades_force"), _secs(t, "duckdb.trades")
+        ),
         "workers_2_vs_1": _div(_secs(t, "workers.1"), _secs(t, "workers.2")),
         # issue 12: the same files on one worker, two local processes and a 2-worker LocalCluster
         "cluster_workers2_vs_workers1": _div(
@@ -246,6 +250,20 @@ TARGETS = (
         "rss_growth.duckdb.load",
         f"<= {RSS_GROWTH_LIMIT}x",
         lambda x: x <= RSS_GROWTH_LIMIT,
+    ),
+    Target(
+        15,
+        "peak RSS of the DuckDB load of trades at 4x the rows",
+        "rss_growth.duckdb.trades",
+        f"<= {RSS_GROWTH_LIMIT}x",
+        lambda x: x <= RSS_GROWTH_LIMIT,
+    ),
+    Target(
+        15,
+        "DuckDB: --force rerun of a loaded trades file / its first load (file seconds)",
+        "duckdb_force_vs_first_load",
+        "<= 1.0",
+        lambda x: x <= 1.0,
     ),
 )
 

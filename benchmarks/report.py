@@ -127,6 +127,7 @@ def _comparison(key: str, r: dict[str, Any], sizes: dict[str, int]) -> str:
         "pg.histetl_half": f"{_fx(r['half_overlap_vs_first_load'])} the first load's time",
         "duckdb.load": f"to_df(fixed) alone takes {_fx(r['duckdb_load_vs_to_df'])} the time "
         "this load spends on the trades file",
+        "duckdb.trades_force": f"{_fx(r['duckdb_force_vs_first_load'])} the first load's time",
         "workers.2": f"{_fx(r['workers_2_vs_1'])} the speed of 1 worker",
         "cluster.workers2": f"{_fx(r['cluster_workers2_vs_workers1'])} the speed of --workers 1",
         "cluster.local2": f"{_fx(r['cluster_local2_vs_workers1'])} the speed of --workers 1, "

@@ -1,11 +1,20 @@
 """The embedded default target: a DuckDB file, through DuckDB's ADBC driver.
 
 Each file loads in one transaction: batches are ingested into a temporary staging table and
-merged with `INSERT ... ON CONFLICT DO NOTHING` on the primary key, then the ledger row is
+merged, whole row groups at a time, by an insert of the staged rows whose key
+(index timestamp, instrument_id, record_hash) is not yet in the table, then the ledger row is
 written and the transaction commits. A crash at any point leaves the file either fully loaded
 with its ledger row or not at all. DuckDB allows one writing process per file: a second histetl
 waits for the lock (up to `lock_timeout_s`, saying what it waits for) and then exits with a
 clear message.
+
+Memory stays flat in the file size: tables have no primary-key index (DuckDB keeps an ART
+index, and a transaction's own index entries, wholly in memory), the key is checked by an
+anti-join restricted to the merged rows' time range (row groups outside it are skipped by their
+min/max), each merge inserts whole row groups, which DuckDB writes to the database file before
+the commit (a partial one it would hold in memory until then), and DuckDB's memory is capped
+at `_MEMORY_LIMIT` while a file loads. A table made by an older histetl keeps its primary key:
+it loads as before, without the cap.
 """
 
 from __future__ import annotations
@@ -17,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import adbc_driver_duckdb.dbapi as duckdb_dbapi
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from loguru import logger
 from tenacity import (
     Retrying,
@@ -40,6 +51,14 @@ from histetl.sinks import (
 )
 
 _STAGE = "histetl_stage"
+# DuckDB's memory (buffer pool, uncommitted rows, joins) while a file loads into a table
+# without an index; what exceeds it spills to `<database>.tmp/`. Peak RSS of a whole replay:
+# 451 MB for 2.5M trades, 464 MB for 10M; a 256 MB cap was no faster.
+_MEMORY_LIMIT = "128MB"
+# About this many staged Arrow bytes per merge, rounded down to whole row groups (2 for trades),
+# which DuckDB writes straight to the database file; a partial one it would hold to the commit.
+_MERGE_BYTES = 32 << 20
+_ROW_GROUP = 122_880  # DuckDB's rows per row group
 _LEDGER_DDL = f"""
 CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
     sha256 VARCHAR NOT NULL,
@@ -82,16 +101,28 @@ def quote(name: str) -> str:
 
 
 def create_table_sql(target: TableTarget) -> str:
+    """No PRIMARY KEY: the load's anti-join keeps the key unique (see the module docstring)."""
     columns = [
         f"{quote(f.name)} {duckdb_type(f.type)}" + ("" if f.nullable else " NOT NULL")
         for f in target.schema
     ]
-    key = ", ".join(quote(c) for c in target.key)
     return (
-        f"CREATE TABLE IF NOT EXISTS {quote(target.name)} (\n    "
-        + ",\n    ".join(columns)
-        + f",\n    PRIMARY KEY ({key})\n)"
+        f"CREATE TABLE IF NOT EXISTS {quote(target.name)} (\n    " + ",\n    ".join(columns) + "\n)"
     )
+
+
+def _has_index(cur: Any, table: str) -> bool:
+    """Whether `table` has an ART index (a primary key from an older histetl, or one a user
+    made), which DuckDB cannot spill: its load must not run under the memory cap."""
+    cur.execute(
+        "SELECT (SELECT count(*) FROM duckdb_indexes() WHERE schema_name = current_schema() "
+        "AND table_name = $1) + (SELECT count(*) FROM duckdb_constraints() "
+        "WHERE schema_name = current_schema() AND table_name = $1 "
+        "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE'))",
+        (table,),
+    )
+    row = cur.fetchone()
+    return bool(row and row[0])
 
 
 def _add_new_columns(cur: Any, target: TableTarget) -> None:
@@ -131,7 +162,7 @@ class DuckDBSink:
         if self.path != ":memory:":
             _prepare_dir(Path(self.path))
         self._conn = self._connect(lock_timeout_s)
-        self._created: set[str] = set()
+        self._created: dict[str, bool] = {}  # table -> has an index
         try:
             with self._conn.cursor() as cur:
                 cur.execute(_LEDGER_DDL)
@@ -215,8 +246,15 @@ class DuckDBSink:
             with self._conn.cursor() as cur:
                 cur.execute(create_table_sql(target))
                 _add_new_columns(cur, target)
+                indexed = _has_index(cur, target.name)
             self._conn.commit()
-            self._created.add(target.name)
+            self._created[target.name] = indexed
+            if indexed:
+                logger.info(
+                    "table {} has an index (a primary key from an older histetl?): DuckDB keeps "
+                    "it in memory, so loads into it use memory that grows with the table",
+                    target.name,
+                )
 
     def init_tables(self, targets: list[TableTarget]) -> None:
         for target in targets:
@@ -230,12 +268,14 @@ class DuckDBSink:
         merge: bool = False,
         span: tuple[int | None, int | None] = (None, None),
     ) -> DuckDBFileLoad | None:
-        """DuckDB always merges (its ON CONFLICT insert is as fast as a plain one) and has
-        one writer per file, so `span` needs no locks here."""
+        """DuckDB always merges (its anti-join insert costs about what a plain one does) and
+        has one writer per file, so `span` needs no locks here."""
         self.ensure_table(target)
         if not force and self.ledger_entry(sha256, target.name) is not None:
             return None
-        return DuckDBFileLoad(self._conn, target)
+        # an in-memory database has no file to write row groups to: it is not capped
+        capped = not self._created[target.name] and self.path != ":memory:"
+        return DuckDBFileLoad(self._conn, target, capped)
 
     def reconnect(self) -> None:
         """A file database does not drop connections; nothing to do."""
@@ -245,30 +285,79 @@ class DuckDBSink:
 
 
 class DuckDBFileLoad:
-    def __init__(self, conn: Any, target: TableTarget) -> None:
+    def __init__(self, conn: Any, target: TableTarget, capped: bool) -> None:
+        """`capped`: run under `_MEMORY_LIMIT` until the commit or rollback."""
         self._conn = conn
         self._target = target
+        self._capped = capped
         columns = ", ".join(quote(f.name) for f in target.schema)
-        self._merge = (
-            f"INSERT INTO {quote(target.name)} ({columns}) SELECT {columns} "
-            f"FROM {_STAGE} ON CONFLICT DO NOTHING"
+        keys = ", ".join(quote(c) for c in target.key)
+        match = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in target.key)
+        ts = quote(target.key[0])
+        # Keys repeated within the staged rows (rare: a file that repeats records) are found
+        # on the key columns alone; only then does the merge take one row per key (which one
+        # does not matter: the key includes the hash of the record's bytes).
+        self._repeats = (
+            f"SELECT count(*) FROM (SELECT 1 FROM {_STAGE} GROUP BY {keys} HAVING count(*) > 1)"
         )
+        self._merge = (
+            f"INSERT INTO {quote(target.name)} ({columns}) SELECT {{distinct}}"
+            f"{columns} FROM {_STAGE} s WHERE NOT EXISTS (SELECT 1 FROM {quote(target.name)} t "
+            f"WHERE t.{ts} BETWEEN {{low}} AND {{high}} AND {match})"
+        )
+        self._distinct = f"DISTINCT ON ({keys}) "
+        ts_type = target.schema.field(target.key[0]).type
+        self._ts_literal = f"'{{}}{'+00' if ts_type.tz else ''}'::{duckdb_type(ts_type)}"
+        if capped:
+            self._set(f"SET memory_limit = '{_MEMORY_LIMIT}'")
 
     def write_stream(self, batches: Iterator[pa.Table]) -> int:
-        """Batch by batch into a temporary stage and merged: memory stays bounded."""
-        inserted = 0
+        """Batch by batch into a temporary stage, merged every whole number of row groups
+        (about `_MERGE_BYTES`): memory stays bounded."""
+        inserted, staged, per_merge = 0, 0, 0
+        low: int | None = None
+        high: int | None = None
         with self._conn.cursor() as cur:
             for batch in batches:
-                if batch.num_rows == 0:
-                    continue
-                try:
-                    cur.adbc_ingest(_STAGE, batch, mode="replace", temporary=True)
-                    cur.execute(self._merge)
-                    row = cur.fetchone()
-                except Exception as exc:  # the driver's error classes
-                    raise _load_error("load failed", self._target.name, exc) from None
-                inserted += int(row[0]) if row else 0
+                if not per_merge and batch.num_rows:
+                    row_bytes = max(batch.nbytes // batch.num_rows, 1)
+                    per_merge = _ROW_GROUP * max(_MERGE_BYTES // (row_bytes * _ROW_GROUP), 1)
+                while batch.num_rows:
+                    # a merge of a partial row group would keep it in memory to the commit
+                    head, batch = (
+                        batch.slice(0, per_merge - staged),
+                        batch.slice(per_merge - staged),
+                    )
+                    bounds = pc.min_max(head.column(self._target.key[0]).cast(pa.int64()))
+                    first, last = bounds["min"].as_py(), bounds["max"].as_py()
+                    low = first if low is None else min(low, first)
+                    high = last if high is None else max(high, last)
+                    try:
+                        mode = "append" if staged else "replace"
+                        cur.adbc_ingest(_STAGE, head, mode=mode, temporary=True)
+                    except Exception as exc:  # the driver's error classes
+                        raise _load_error("load failed", self._target.name, exc) from None
+                    staged += head.num_rows
+                    if staged == per_merge:
+                        inserted += self._merge_stage(cur, low, high)
+                        staged, low, high = 0, None, None
+            if staged:
+                inserted += self._merge_stage(cur, low, high)
         return inserted
+
+    def _merge_stage(self, cur: Any, low: int | None, high: int | None) -> int:
+        """Insert the staged rows whose key is new; returns how many."""
+        literal = self._ts_literal.format
+        try:
+            cur.execute(self._repeats)
+            repeats = cur.fetchone()
+            distinct = self._distinct if repeats and repeats[0] else ""
+            low_, high_ = literal(_iso_ns(low)), literal(_iso_ns(high))
+            cur.execute(self._merge.format(distinct=distinct, low=low_, high=high_))
+            row = cur.fetchone()
+        except Exception as exc:  # the driver's error classes
+            raise _load_error("load failed", self._target.name, exc) from None
+        return int(row[0]) if row else 0
 
     def commit(self, entry: LedgerEntry) -> None:
         try:
@@ -277,12 +366,31 @@ class DuckDBFileLoad:
             self._conn.commit()
         except Exception as exc:  # the driver's error classes
             raise _load_error("commit failed", self._target.name, exc) from None
+        self._uncap()
 
     def rollback(self) -> None:
         try:
             self._conn.rollback()
+            self._uncap()
         except Exception as exc:  # nothing to roll back after a failed commit
             logger.debug("DuckDB rollback: {}", exc)
+
+    def _uncap(self) -> None:
+        if self._capped:
+            self._capped = False
+            self._set("RESET memory_limit")
+
+    def _set(self, statement: str) -> None:
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(statement)
+        except Exception as exc:  # the driver's error classes
+            raise _load_error("cannot set DuckDB's memory limit", self._target.name, exc) from None
+
+
+def _iso_ns(ns: int | None) -> str:
+    """A timestamp in nanoseconds as DuckDB reads it: 2024-01-02T03:04:05.123456789."""
+    return str(np.datetime_as_string(np.datetime64(ns, "ns")))
 
 
 def _first_line(exc: BaseException) -> str:

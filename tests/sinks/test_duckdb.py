@@ -14,7 +14,11 @@ import adbc_driver_duckdb.dbapi as duckdb_dbapi
 import duckdb
 import pytest
 
-from histetl.pipeline import FAULT_ENV
+from histetl.decode import DbnFile
+from histetl.pipeline import FAULT_ENV, Replayer, ReplayOptions, expand_paths
+from histetl.report import FileReport, RunReport
+from histetl.sinks import duckdb as duckdb_sink
+from histetl.sinks.duckdb import DuckDBSink
 from histetl.synth import SynthSpec, write_dbn
 from tests.reference import decode_with_symbols
 
@@ -161,3 +165,139 @@ def test_replay_when_duckdb_file_is_not_a_database_is_one_clear_line(tmp_path: P
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(f"error: {db_path}: cannot open DuckDB database:")
     assert "Traceback" not in result.stderr
+
+
+def _load(tmp_path: Path, paths: list[Path], **options: object) -> RunReport:
+    opts = ReplayOptions(
+        db=f"duckdb:///{tmp_path / 'h.duckdb'}",
+        quarantine_dir=tmp_path / "q",
+        batch_size=1000,
+        **options,  # type: ignore[arg-type]
+    )
+    return Replayer(opts).run(expand_paths(paths))
+
+
+def _stored(tmp_path: Path) -> tuple[int, int]:
+    """(rows, distinct keys) of the trades table."""
+    with duckdb.connect(str(tmp_path / "h.duckdb"), read_only=True) as con:
+        row = con.execute(
+            "SELECT count(*), count(DISTINCT (ts_recv, instrument_id, record_hash)) FROM trades"
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def _split(path: Path) -> tuple[bytes, bytes]:
+    """A plain DBN file's header (prelude + metadata) and its records."""
+    data = path.read_bytes()
+    head = 8 + int.from_bytes(data[4:8], "little")
+    return data[:head], data[head:]
+
+
+def _doubled(path: Path, out: Path) -> Path:
+    """The file with its records written twice (one header)."""
+    header, records = _split(path)
+    out.write_bytes(header + records + records)
+    return out
+
+
+# Merges of 700 rows (not a divisor of the 1000-row batches): repeats meet rows of earlier
+# merges of the same (uncommitted) transaction; by default the whole file is one merge.
+@pytest.mark.parametrize("row_group", [700, None])
+def test_replay_when_a_file_repeats_its_records_stores_each_once_and_counts_repeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, row_group: int | None
+) -> None:
+    if row_group is not None:
+        monkeypatch.setattr(duckdb_sink, "_ROW_GROUP", row_group)
+        monkeypatch.setattr(duckdb_sink, "_MERGE_BYTES", 1)
+    doubled = _doubled(trades(tmp_path)[0], tmp_path / "doubled.dbn")
+    (file,) = _load(tmp_path, [doubled]).files
+    assert (file.status, file.records, file.loaded, file.duplicates) == (
+        "loaded",
+        4000,
+        2000,
+        2000,
+    )
+    assert _stored(tmp_path) == (2000, 2000)
+
+
+def test_replay_when_files_overlap_or_are_forced_counts_the_overlap_as_duplicates(
+    tmp_path: Path,
+) -> None:
+    plain = trades(tmp_path)[0]  # 2000 trades, 48 bytes each
+    header, records = _split(plain)
+    half = tmp_path / "half.dbn"
+    half.write_bytes(header + records[: 1000 * 48])
+    assert _load(tmp_path, [half]).totals["loaded"] == 1000
+    (file,) = _load(tmp_path, [plain]).files
+    assert (file.records, file.loaded, file.duplicates) == (2000, 1000, 1000)
+    (forced,) = _load(tmp_path, [plain], force=True).files
+    assert (forced.records, forced.loaded, forced.duplicates) == (2000, 0, 2000)
+    assert _stored(tmp_path) == (2000, 2000)
+
+
+def test_load_caps_duckdb_memory_only_while_a_file_loads_and_spills_beyond_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a cap far below the file's rows in DuckDB (~100 MB uncommitted): the load completes
+    monkeypatch.setattr(duckdb_sink, "_MEMORY_LIMIT", "64MB")
+    path = tmp_path / "big.dbn"
+    write_dbn(SynthSpec(schema="trades", records=1_000_000, seed=3), path)
+    sink = DuckDBSink(f"duckdb:///{tmp_path / 'h.duckdb'}")
+    try:
+        default = _setting(sink, "memory_limit")
+        replayer = Replayer(ReplayOptions(db=sink.display, quarantine_dir=tmp_path / "q"))
+        seen: list[str] = []
+        replayer.observer = _SettingWatch(sink, seen)
+        report = replayer.process(path, sink)
+        assert (report.status, report.loaded) == ("loaded", 1_000_000), report.error
+        assert set(seen) == {"61.0 MiB"}  # DuckDB shows 64MB so
+        assert _setting(sink, "memory_limit") == default != "61.0 MiB"
+    finally:
+        sink.close()
+    assert _stored(tmp_path) == (1_000_000, 1_000_000)
+
+
+class _SettingWatch:
+    """Reads DuckDB's memory limit at every batch of a load."""
+
+    def __init__(self, sink: DuckDBSink, seen: list[str]) -> None:
+        self.sink, self.seen = sink, seen
+
+    def file_started(self, report: FileReport) -> None:
+        pass
+
+    def batch(self, report: FileReport, spec: object, valid: object, invalid: object) -> None:
+        with self.sink.connection.cursor() as cur:
+            cur.execute("SELECT current_setting('memory_limit')")
+            row = cur.fetchone()
+        self.seen.append(str(row[0]) if row else "")
+
+    def file_finished(self, report: FileReport) -> None:
+        pass
+
+
+def _setting(sink: DuckDBSink, name: str) -> str:
+    with sink.connection.cursor() as cur:
+        cur.execute("SELECT current_setting(?)", (name,))
+        row = cur.fetchone()
+    sink.connection.commit()
+    return str(row[0])
+
+
+def test_replay_into_a_table_with_the_old_primary_key_loads_without_the_cap(
+    tmp_path: Path,
+) -> None:
+    paths = trades(tmp_path)
+    with DbnFile(paths[0]) as dbn:
+        spec = dbn.spec
+    columns = ", ".join(f'"{f.name}" {duckdb_sink.duckdb_type(f.type)}' for f in spec.arrow_schema)
+    key = ", ".join(f'"{c}"' for c in spec.key)
+    with duckdb.connect(str(tmp_path / "h.duckdb")) as con:  # as histetl made it before
+        con.execute(f"CREATE TABLE trades ({columns}, PRIMARY KEY ({key}))")
+    first = _load(tmp_path, paths)
+    assert first.totals["loaded"] == 7000
+    doubled = _doubled(paths[0], tmp_path / "doubled.dbn")
+    (file,) = _load(tmp_path, [doubled]).files
+    assert (file.loaded, file.duplicates) == (0, 4000)
+    assert _stored(tmp_path) == (7000, 7000)
