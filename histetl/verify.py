@@ -2,8 +2,9 @@
 
 Checks, per loaded table (canonical, derived bars, and every table the ledger names):
 
-- `duplicates`: rows sharing a primary key (index timestamp, instrument_id, record_hash), which
-  the database's own constraint should make impossible (a table restored without it), and, for
+- `duplicates`: rows sharing a key (index timestamp, instrument_id, record_hash), which the
+  loader never writes (PostgreSQL's primary key enforces it too; DuckDB tables keep it by the
+  load's anti-join merge; a table restored or written by something else may not), and, for
   bars, two bars of one instrument and publisher at one timestamp (a revised file loaded next to
   the old one).
 - `rules`: rows breaking the active validation rules (built-in plus `--rules` files), with the
