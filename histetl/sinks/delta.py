@@ -1,5 +1,7 @@
-"""A Delta Lake target on local disk: `delta:///path/to/lake` (relative; `delta:////abs` for an
-absolute path, the rule of `duckdb:///`).
+"""A Delta Lake target: `delta:///path/to/lake` on local disk (relative; `delta:////abs` for an
+absolute path, the rule of `duckdb:///`), or `delta+s3://bucket/prefix` on S3 or an
+S3-compatible server (credentials and endpoint from the standard AWS variables, see
+`histetl.objstore`).
 
 Each canonical table is one Delta table at `<lake>/<table>`, partitioned by `date` (the UTC date
 of the table's index timestamp). Columns use the PostgreSQL layout of `histetl.sinks.pgschema`:
@@ -26,6 +28,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from loguru import logger
 
+from histetl import objstore
 from histetl.errors import ConfigError, LoadError
 from histetl.sinks import LedgerEntry, TableTarget
 from histetl.sinks.pgschema import pg_arrow_schema, to_pg_arrow
@@ -35,13 +38,16 @@ LEDGER_KEY = "histetl.ledger"
 _MAX_CONFLICT_RETRIES = 20
 
 
-def delta_path(uri: str) -> str:
-    rest = uri.split(":", 1)[1]
+def delta_location(uri: str) -> str:
+    """The lake's root: a local path (delta:///...) or s3://bucket/prefix (delta+s3://...)."""
+    scheme, rest = uri.split(":", 1)
+    if scheme.lower() == "delta+s3":
+        return objstore.check_url(f"s3:{rest}", "--db")
     if not rest.startswith("///") or len(rest) == 3:
         raise ConfigError(
             f"bad Delta Lake URI {uri!r}",
             where="--db",
-            hint="use delta:///relative/lake or delta:////absolute/lake",
+            hint="use delta:///relative/lake, delta:////absolute/lake or delta+s3://bucket/prefix",
         )
     return rest[3:]
 
@@ -66,15 +72,25 @@ def to_lake_arrow(batch: pa.Table, target: TableTarget) -> pa.Table:
 
 class DeltaSink:
     def __init__(self, uri: str) -> None:
-        self.root = Path(delta_path(uri))
-        self.display = f"delta:///{self.root}"
+        location = delta_location(uri)
         self.backend = "delta"
+        self.storage_options: dict[str, str] | None = None
+        self.local: Path | None = None
+        if objstore.is_s3(location):
+            self.root = location
+            self.display = f"delta+{location}"
+            self.storage_options = objstore.delta_options()
+            self.open_table("_histetl_probe")  # a missing bucket or bad credentials: fail now
+            return
+        self.local = Path(location)
+        self.root = str(self.local)
+        self.display = f"delta:///{self.local}"
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.local.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
                 f"cannot create the lake folder: {exc.strerror}",
-                where=str(self.root),
+                where=str(self.local),
                 hint="pick a --db path in a writable folder (delta:///dir/lake)",
             ) from None
 
@@ -87,13 +103,17 @@ class DeltaSink:
         )
 
     def table_uri(self, name: str) -> str:
-        return str((self.root / name).resolve())
+        if self.local is None:
+            return f"{self.root}/{name}"
+        return str((self.local / name).resolve())
 
     def open_table(self, name: str) -> DeltaTable | None:
         try:
-            return DeltaTable(self.table_uri(name))
+            return DeltaTable(self.table_uri(name), storage_options=self.storage_options)
         except TableNotFoundError:
             return None
+        except OSError as exc:  # object storage: unreachable, no bucket, denied
+            raise objstore.storage_error(exc, self.display) from None
 
     def ensure_table(self, target: TableTarget) -> DeltaTable:
         table = self.open_table(target.name)
@@ -105,7 +125,10 @@ class DeltaSink:
                 lake_schema(target),
                 partition_by=[PARTITION],
                 mode="ignore",
+                storage_options=self.storage_options,
             )
+        except OSError as exc:
+            raise objstore.storage_error(exc, self.display) from None
         except DeltaError as exc:
             raise LoadError(
                 f"cannot create Delta table: {exc}", where=self.table_uri(target.name)
@@ -126,14 +149,20 @@ class DeltaSink:
 
     def ledger(self) -> list[LedgerEntry]:
         entries: list[LedgerEntry] = []
-        if self.root.is_dir():
-            for child in sorted(self.root.iterdir()):
-                if (child / "_delta_log").is_dir():
-                    dtable = self.open_table(child.name)
-                    if dtable is not None:
-                        entries.extend(self._entries(dtable))
+        for name in self._table_names():
+            dtable = self.open_table(name)
+            if dtable is not None:
+                entries.extend(self._entries(dtable))
         latest = {(e.sha256, e.table): e for e in sorted(entries, key=lambda e: e.loaded_at)}
         return sorted(latest.values(), key=lambda e: (e.loaded_at, e.path))
+
+    def _table_names(self) -> list[str]:
+        """The lake's folders that may hold a table (each is opened to be sure)."""
+        if self.local is None:
+            return objstore.folders(self.root, self.display)
+        if not self.local.is_dir():
+            return []
+        return sorted(c.name for c in self.local.iterdir() if (c / "_delta_log").is_dir())
 
     @staticmethod
     def _entries(dtable: DeltaTable) -> list[LedgerEntry]:
@@ -160,7 +189,7 @@ class DeltaSink:
         return DeltaFileLoad(self, target, sha256, prior)
 
     def reconnect(self) -> None:
-        """Local files: nothing to reconnect."""
+        """Nothing to reconnect: every table is opened anew."""
 
     def close(self) -> None:
         """Nothing held open."""
@@ -188,7 +217,10 @@ class DeltaFileLoad:
         source = pa.concat_tables(self._parts)
         table = self._sink.open_table(self._target.name)  # the version before the read-back
         self._checked_at = table.version() if table is not None else None
-        total_new = source.num_rows - _present(self._sink, self._target, source)
+        try:
+            total_new = source.num_rows - _present(self._sink, self._target, source)
+        except OSError as exc:
+            raise objstore.storage_error(exc, self._sink.table_uri(self._target.name)) from None
         new = total_new - self._expected
         self._expected = total_new
         return int(new)
@@ -207,6 +239,8 @@ class DeltaFileLoad:
             except CommitFailedError as exc:
                 logger.debug("Delta commit conflict on {} (attempt {}): {}", name, attempt + 1, exc)
                 time.sleep(min(0.05 * 2**attempt, 1.0))
+            except OSError as exc:
+                raise objstore.storage_error(exc, self._sink.table_uri(name)) from None
             except DeltaError as exc:
                 raise LoadError(
                     f"Delta commit failed: {exc}", where=self._sink.table_uri(name)

@@ -70,7 +70,7 @@ def test_replay_into_delta_when_deltalake_is_not_installed_says_how_to_install_i
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "error: --db: the delta:/// target needs the deltalake package, which is not installed",
+        "error: --db: Delta Lake targets need the deltalake package, which is not installed",
         "  hint: install the lake extra: pip install 'histetl[lake]'",
     ]
 
