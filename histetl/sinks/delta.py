@@ -230,12 +230,13 @@ class DeltaFileLoad:
         for attempt in range(_MAX_CONFLICT_RETRIES):
             dtable = self._sink.ensure_table(self._target)
             done = dtable.transaction_version(app_id(self._sha256))
-            if attempt and done is not None and done >= self._version:
+            if done is not None and done >= self._version:
                 logger.info("{}: loaded meanwhile by another writer", entry.path)
                 return
             try:
-                self._merge(dtable, entry)
-                return
+                if self._merge(dtable, entry):
+                    return
+                logger.debug("{}: another writer stored its rows meanwhile; again", name)
             except CommitFailedError as exc:
                 logger.debug("Delta commit conflict on {} (attempt {}): {}", name, attempt + 1, exc)
                 time.sleep(min(0.05 * 2**attempt, 1.0))
@@ -251,7 +252,10 @@ class DeltaFileLoad:
             hint="run again: loaded files are skipped",
         )
 
-    def _merge(self, dtable: DeltaTable, entry: LedgerEntry) -> None:
+    def _merge(self, dtable: DeltaTable, entry: LedgerEntry) -> bool:
+        """One commit with the file's new rows, its transaction id and its ledger record
+        (without new rows: a commit of the transaction and the record alone). False when the
+        MERGE found every row stored meanwhile, and so committed nothing."""
         source = (
             pa.concat_tables(self._parts)
             if self._parts
@@ -271,17 +275,22 @@ class DeltaFileLoad:
             app_transactions=[Transaction(app_id(self._sha256), self._version)],
             max_commit_retries=0,
         )
+        if inserted == 0:  # rows are never deleted: nothing of the file can become new
+            dtable.create_write_transaction(
+                [], "append", dtable.schema(), [PARTITION], commit_properties=props
+            )
+            return True
         days = sorted({d.isoformat() for d in source.column(PARTITION).unique().to_pylist()})
         on = " AND ".join(f't."{c}" = s."{c}"' for c in (PARTITION, *_key(self._target)))
-        if days:
-            on += ' AND t."date" IN (' + ", ".join(f"'{d}'" for d in days) + ")"
-        (
+        on += ' AND t."date" IN (' + ", ".join(f"'{d}'" for d in days) + ")"
+        metrics = (
             dtable.merge(
                 source, predicate=on, source_alias="s", target_alias="t", commit_properties=props
             )
             .when_not_matched_insert_all()
             .execute()
         )
+        return int(metrics["num_target_rows_inserted"]) > 0
 
     def rollback(self) -> None:
         self._parts = []

@@ -4,12 +4,14 @@
 answers, returning an :class:`S3Server`. ``env()`` gives the standard ``AWS_*`` variables that
 point histetl (delta-rs, s3fs) and boto3 at it: fake credentials, ``AWS_ENDPOINT_URL``, and
 ``AWS_ALLOW_HTTP=true`` (delta-rs refuses plain http otherwise). ``bucket()`` creates a fresh,
-uniquely named bucket.
+uniquely named bucket. ``start_s3(auth=True)`` checks every request's credentials (moto's
+IAM: the test keys are unknown to it, so everything is denied).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import time
@@ -66,10 +68,12 @@ class S3Server:
                 self._proc.wait()
 
 
-def start_s3(timeout_s: float = 30.0) -> S3Server:
+def start_s3(auth: bool = False, timeout_s: float = 30.0) -> S3Server:
     port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"} if auth else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
