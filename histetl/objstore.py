@@ -11,9 +11,10 @@ without secrets (`histetl.secrets.scrub_env`).
 
 from __future__ import annotations
 
+import io
 import os
 import re
-from typing import Any
+from typing import IO, Any
 
 from histetl.errors import ConfigError, HistetlError, LoadError, TransientLoadError
 from histetl.secrets import redact, scrub_env
@@ -22,6 +23,7 @@ SCHEME = "s3://"
 TIMEOUT_S = 60  # one request (a part upload included)
 CONNECT_TIMEOUT_S = 10
 MAX_RETRIES = 3  # per request, with backoff, before the error reaches the pipeline
+BLOCK_SIZE = 8 << 20  # bytes per ranged GET of an input file
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -73,6 +75,8 @@ def storage_error(exc: BaseException, where: str) -> HistetlError:
             where=where,
             hint=f"create it on {endpoint()}, or fix the bucket name",
         )
+    if isinstance(exc, FileNotFoundError):
+        return ConfigError("no such object", where=where, hint="check the s3:// URL")
     if isinstance(exc, PermissionError) or any(
         word in lowered
         for word in (
@@ -103,8 +107,15 @@ def storage_error(exc: BaseException, where: str) -> HistetlError:
     return LoadError(f"storage request failed: {first}", where=where)
 
 
+_FILESYSTEMS: dict[int, Any] = {}  # per process: s3fs's event-loop thread does not survive fork
+
+
 def filesystem() -> Any:
-    """An s3fs filesystem from the environment, with the timeouts and retries above."""
+    """An s3fs filesystem from the environment, with the timeouts and retries above (one per
+    process)."""
+    fs = _FILESYSTEMS.get(os.getpid())
+    if fs is not None:
+        return fs
     try:
         import s3fs
     except ImportError:
@@ -112,14 +123,17 @@ def filesystem() -> Any:
             "s3:// needs the s3fs package, which is not installed",
             hint="install the lake extra: pip install 'histetl[lake]'",
         ) from None
-    return s3fs.S3FileSystem(
+    fs = s3fs.S3FileSystem(
         skip_instance_cache=True,
+        use_listings_cache=False,  # a lake or raw folder changes while histetl runs
         config_kwargs={
             "connect_timeout": CONNECT_TIMEOUT_S,
             "read_timeout": TIMEOUT_S,
             "retries": {"max_attempts": MAX_RETRIES, "mode": "standard"},
         },
     )
+    _FILESYSTEMS[os.getpid()] = fs
+    return fs
 
 
 def folders(url: str, where: str) -> list[str]:
@@ -134,3 +148,70 @@ def folders(url: str, where: str) -> list[str]:
     return sorted(
         e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
     )
+
+
+def list_files(url: str, suffixes: tuple[str, ...]) -> list[str]:
+    """`url` itself when it names an object, else every object under it (a prefix, searched
+    recursively) whose name ends with one of `suffixes`; s3:// URLs, sorted."""
+    url = check_url(url, "PATH")
+    fs = filesystem()
+    path = url[len(SCHEME) :]
+    try:
+        if fs.isfile(path):
+            return [url]
+        keys = [k for k in fs.find(path) if k.endswith(suffixes)]
+        if not keys and not fs.exists(path.split("/", 1)[0]):
+            raise FileNotFoundError("NoSuchBucket")
+    except FileNotFoundError as exc:
+        if "bucket" in str(exc).lower():
+            raise storage_error(exc, url) from None
+        return []
+    except Exception as exc:  # botocore and aiohttp errors have no common base
+        raise storage_error(exc, url) from None
+    return sorted(SCHEME + k for k in keys)
+
+
+class _Reader(io.RawIOBase):
+    """An S3 object read in blocks (ranged GETs, read-ahead), whose failures are one-line
+    errors (transient ones retried per file by the pipeline)."""
+
+    def __init__(self, handle: Any, url: str) -> None:
+        super().__init__()
+        self._handle, self._url = handle, url
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._call(self._handle.read, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return int(self._call(self._handle.seek, offset, whence))
+
+    def tell(self) -> int:
+        return int(self._handle.tell())
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+    def _call(self, method: Any, *args: Any) -> Any:
+        try:
+            return method(*args)
+        except Exception as exc:
+            raise storage_error(exc, self._url) from None
+
+
+def open_file(url: str) -> tuple[IO[bytes], int]:
+    """The object at `url` for reading, and its size."""
+    fs = filesystem()
+    try:
+        handle = fs.open(url, "rb", block_size=BLOCK_SIZE, cache_type="readahead")
+    except Exception as exc:
+        raise storage_error(exc, url) from None
+    return io.BufferedReader(_Reader(handle, url)), int(handle.size)
