@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from histetl.errors import ConfigError, HistetlError, LoadError, TransientLoadError
 from histetl.secrets import redact, scrub_env
@@ -215,3 +215,11 @@ def open_file(url: str) -> tuple[IO[bytes], int]:
     except Exception as exc:
         raise storage_error(exc, url) from None
     return io.BufferedReader(_Reader(handle, url)), int(handle.size)
+
+
+def create(url: str) -> IO[bytes]:
+    """A new object at `url`, written as a stream (multipart upload) and stored on close."""
+    try:
+        return cast(IO[bytes], filesystem().open(url, "wb", block_size=BLOCK_SIZE))
+    except Exception as exc:
+        raise storage_error(exc, url) from None
