@@ -93,7 +93,7 @@ def check_cluster_options(options: ReplayOptions) -> ClusterSpec:
 def run_on_cluster(
     options: ReplayOptions,
     run_id: str,
-    paths: Sequence[Path],
+    paths: Sequence[Path | str],
     on_file: Callable[[FileReport], None] | None = None,
 ) -> list[FileReport]:
     """Each file as one task on the cluster; the reports in input order."""
@@ -110,7 +110,8 @@ def run_on_cluster(
     )
     configs = [*options.rules_files, *([options.mapping_file] if options.mapping_file else [])]
     with _client(spec) as client:
-        _check_visible(client, [*paths, *configs], options.quarantine_dir)
+        local = [p for p in paths if isinstance(p, Path)]  # s3:// URLs: read by each worker
+        _check_visible(client, [*local, *configs], options.quarantine_dir)
         writers = None
         if not options.validate_only:
             writers = distributed.Semaphore(
@@ -170,7 +171,7 @@ def run_on_cluster(
 
 
 def _task(
-    options: ReplayOptions, run_id: str, path: Path, writers: Any | None
+    options: ReplayOptions, run_id: str, path: Path | str, writers: Any | None
 ) -> FileReport | None:  # pragma: no cover - runs in the worker processes
     """On a worker: the same per-file function as the local pool, under the writers' cap."""
     import pyarrow as pa
@@ -227,7 +228,7 @@ def _check_visible(client: Any, paths: Sequence[Path], quarantine_dir: Path) -> 
             )
 
 
-def _result(future: Any, path: Path, distributed: Any) -> FileReport:
+def _result(future: Any, path: Path | str, distributed: Any) -> FileReport:
     """A task's report; a task that kept killing its workers is a failed file, not a run."""
     try:
         report = future.result()

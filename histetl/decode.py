@@ -15,7 +15,7 @@ import operator
 import os
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, cast
@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import zstandard
 
+from histetl import objstore
 from histetl.arrowutil import char_views, null_bitmap, string_views
 from histetl.dbn import SUPPORTED_SCHEMAS
 from histetl.errors import DecodeError, UnsupportedSchemaError
@@ -123,16 +124,31 @@ def record_hash(records: np.ndarray) -> np.ndarray:
     return h.view(np.int64)
 
 
-def zstd_truncation(fd: int, size: int) -> str | None:
+def preader(raw: IO[bytes]) -> Callable[[int, int], bytes]:
+    """`pread(n, pos)` for a file: `os.pread` on a local one, seek and read on a remote one
+    (an s3:// object, read only when the stream is done)."""
+    try:
+        fd = raw.fileno()
+    except OSError:  # io.UnsupportedOperation: no file descriptor
+
+        def seek_read(n: int, pos: int) -> bytes:
+            raw.seek(pos)
+            return raw.read(n)
+
+        return seek_read
+    return lambda n, pos: os.pread(fd, n, pos)
+
+
+def zstd_truncation(pread: Callable[[int, int], bytes], size: int) -> str | None:
     """Where a zstd stream of `size` bytes stops short, from its frame and block headers:
     None when it ends exactly at the end of a frame, else where it stops (a phrase).
 
     A stream cut inside a frame decompresses without an error, into fewer bytes: only the
-    framing tells. Reads 3 bytes per block (blocks are up to 128 KiB), with `os.pread`."""
+    framing tells. Reads 3 bytes per block (blocks are up to 128 KiB), with `pread`."""
     pos = 0
     while pos < size:
         frame = pos
-        head = os.pread(fd, 18, pos)  # the longest frame header: 4 + 1 + 1 + 4 + 8 bytes
+        head = pread(18, pos)  # the longest frame header: 4 + 1 + 1 + 4 + 8 bytes
         if len(head) < 5:
             return f"in the header of the frame at byte {frame}"
         magic = int.from_bytes(head[:4], "little")
@@ -155,7 +171,7 @@ def zstd_truncation(fd: int, size: int) -> str | None:
             return f"in the header of the frame at byte {frame}"
         last = 0
         while not last:
-            block, start = os.pread(fd, 3, pos), pos
+            block, start = pread(3, pos), pos
             if len(block) < 3:
                 return f"where a block of the frame at byte {frame} should start (byte {start})"
             header = int.from_bytes(block, "little")
@@ -181,7 +197,7 @@ class _ReadAhead(io.RawIOBase):
     _CHUNK = 1 << 22
     _DEPTH = 4
 
-    def __init__(self, raw: IO[bytes], path: Path, size: int) -> None:
+    def __init__(self, raw: IO[bytes], path: Path | str, size: int) -> None:
         super().__init__()
         self._raw, self._path, self._size = raw, path, size
         reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
@@ -198,7 +214,7 @@ class _ReadAhead(io.RawIOBase):
             end += len(chunk)
             self._marks.append((end, self._raw.tell()))
             yield chunk
-        cut = zstd_truncation(self._raw.fileno(), self._size)
+        cut = zstd_truncation(preader(self._raw), self._size)
         if cut is not None:
             raise DecodeError(
                 self._path,
@@ -246,6 +262,11 @@ class _ReadAhead(io.RawIOBase):
         super().close()
 
 
+def is_remote(path: Path | str) -> bool:
+    """An s3:// URL (kept as a string: a Path would fold its '//')."""
+    return isinstance(path, str) and objstore.is_s3(path)
+
+
 class DbnFile:
     """One DBN file: its header, and its records as Arrow batches of the canonical table.
 
@@ -255,14 +276,20 @@ class DbnFile:
     """
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        try:
-            self._raw: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-        except OSError as exc:
-            raise DecodeError(
-                self.path, f"cannot open: {exc.strerror}", hint="check the path and its permissions"
-            ) from exc
-        self.size = os.fstat(self._raw.fileno()).st_size
+        """`path`: a local file, or an s3:// URL (read through histetl.objstore)."""
+        self.path: Path | str = path if is_remote(path) else Path(path)
+        if isinstance(self.path, str):
+            self._raw, self.size = objstore.open_file(self.path)
+        else:
+            try:
+                self._raw = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+            except OSError as exc:
+                raise DecodeError(
+                    self.path,
+                    f"cannot open: {exc.strerror}",
+                    hint="check the path and its permissions",
+                ) from exc
+            self.size = os.fstat(self._raw.fileno()).st_size
         try:
             self._stream, self.compressed = self._open_stream()
             self._offset = 0

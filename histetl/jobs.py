@@ -164,9 +164,12 @@ class JobFile(_Model):
     @field_validator("db")
     @classmethod
     def _db_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^(duckdb|delta|postgres|postgresql)://", value):
+        if value is not None and not re.match(
+            r"^(duckdb|delta|delta\+s3|postgres|postgresql)://", value
+        ):
             raise ValueError(
-                "use duckdb:///path.duckdb, delta:///path/to/lake or postgresql://user@host/db"
+                "use duckdb:///path.duckdb, delta:///path/to/lake, delta+s3://bucket/prefix or "
+                "postgresql://user@host/db"
             )
         return value
 

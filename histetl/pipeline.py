@@ -53,7 +53,7 @@ from histetl.sinks import (
     redact,
     single_writer,
 )
-from histetl.source.files import expand_paths, sha256_file
+from histetl.source.files import Source, expand_paths, sha256_file
 from histetl.symbology import SymbolMap
 from histetl.validate import RuleBook, RuleSet
 
@@ -87,7 +87,7 @@ class Replayer:
             check_cluster_options(options)
 
     def run(
-        self, paths: Sequence[Path], on_file: Callable[[FileReport], None] | None = None
+        self, paths: Sequence[Source], on_file: Callable[[FileReport], None] | None = None
     ) -> RunReport:
         options = self.options
         mode = "validate-only" if options.validate_only else "load"
@@ -132,7 +132,7 @@ class Replayer:
         return report
 
     def _run_parallel(
-        self, paths: Sequence[Path], on_file: Callable[[FileReport], None] | None, mode: str
+        self, paths: Sequence[Source], on_file: Callable[[FileReport], None] | None, mode: str
     ) -> RunReport:
         """Files spread over worker processes, each with its own database connection."""
         options = self.options
@@ -203,7 +203,7 @@ class Replayer:
             return None
         return sink.ledger_entry(sha256, self.mapping.for_spec(table_spec(schema)).table)
 
-    def process(self, path: Path, sink: Sink | None) -> FileReport:
+    def process(self, path: Source, sink: Sink | None) -> FileReport:
         """One file, in one transaction. An optimistic direct load that meets existing rows
         is replayed in merge mode; a transient database failure (a dropped connection, a
         silent server, a deadlock) rolls back and is retried with jittered backoff after a
@@ -433,7 +433,7 @@ class _Counter:
 _WORKER: dict[str, tuple[Replayer, Sink | None]] = {}
 
 
-def _process_in_worker(options: ReplayOptions, run_id: str, path: Path) -> FileReport | None:
+def _process_in_worker(options: ReplayOptions, run_id: str, path: Source) -> FileReport | None:
     """One file in a worker process; the worker keeps its Replayer and connection. None when
     a stop was requested (the file was rolled back, or not started)."""
     with busy():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Collection, Sequence
-from pathlib import Path
 
 from histetl.dbn import table_name
 from histetl.options import ReplayOptions
@@ -26,7 +25,7 @@ from histetl.outputs import check_output_dir
 from histetl.report import FileReport, RunReport, new_run_id
 from histetl.sinks import RetryPolicy, display
 from histetl.sinks.probe import Loaded, loaded_files
-from histetl.source.files import expand_paths, sha256_file
+from histetl.source.files import Source, expand_paths, sha256_file
 
 
 def skipped_run(options: ReplayOptions, patterns: Sequence[str]) -> RunReport | None:
@@ -43,8 +42,8 @@ def skipped_run(options: ReplayOptions, patterns: Sequence[str]) -> RunReport | 
     options.check()
     check_output_dir(options.quarantine_dir, "--quarantine-dir")
     paths = expand_paths(patterns)
-    digests: dict[Path, str] = {}
-    seconds: dict[Path, float] = {}
+    digests: dict[Source, str] = {}
+    seconds: dict[Source, float] = {}
     for path in paths:
         started = time.perf_counter()
         digests[path] = sha256_file(path)

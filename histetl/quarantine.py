@@ -47,10 +47,13 @@ def safe_name(text: str, limit: int = 120) -> str:
     return name[:limit] or "_"
 
 
-def quarantine_path(root: Path, run_id: str, dataset: str, schema: str, source: Path) -> Path:
-    digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
+def quarantine_path(root: Path, run_id: str, dataset: str, schema: str, source: Path | str) -> Path:
+    """`source`: a local file, or an s3:// URL."""
+    where = source if isinstance(source, str) else str(source.resolve())
+    digest = hashlib.sha256(where.encode()).hexdigest()[:8]
     parts = (safe_name(run_id), safe_name(dataset), safe_name(schema))
-    path = root.joinpath(*parts, f"{safe_name(source.name)}.{digest}.parquet")
+    name = source.rsplit("/", 1)[-1] if isinstance(source, str) else source.name
+    path = root.joinpath(*parts, f"{safe_name(name)}.{digest}.parquet")
     base = root.resolve()
     if not path.resolve().is_relative_to(base):  # e.g. a symlink planted inside the folder
         raise OutputError(
@@ -65,7 +68,7 @@ class QuarantineWriter:
     def __init__(
         self,
         path: Path,
-        source: Path,
+        source: Path | str,
         *,
         schema: str = "",
         dataset: str = "",

@@ -9,13 +9,18 @@ also replaces the literal password wherever it appears. Understood forms, as lib
 - key=value DSNs: `host=h user=u password='a b\\'c' dbname=d` (libpq's grammar: values are
   bare words or single-quoted, backslash escapes the next character).
 
+Object-storage secrets come from the environment (`AWS_SECRET_ACCESS_KEY`, ...), never from
+a URI: `scrub_env` masks their values in any message.
+
 Parsing is a small exact implementation of libpq's `conninfo_parse` (psycopg's
 `conninfo_to_dict` would need psycopg at run time; the edge cases are tested instead).
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -215,4 +220,19 @@ def scrub(text: str, uri: str) -> str:
     text = text.replace(uri, redact(uri))
     for secret in passwords(uri):
         text = mask(text, secret)
+    return text
+
+
+# Object storage: the secrets the standard AWS variables hold (histetl.objstore reads them).
+ENV_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def scrub_env(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """`text` with the value of every secret environment variable (ENV_SECRETS) replaced by
+    ***: a storage client's error may echo a signed request."""
+    env = os.environ if environ is None else environ
+    for name in ENV_SECRETS:
+        value = env.get(name, "")
+        if len(value) >= 4:  # a shorter one would mask ordinary text
+            text = text.replace(value, MASK)
     return text

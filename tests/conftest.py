@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.pgserver import PgServer, start_postgres
 from tests.support.pgtimescale import TimescaleUnavailable, start_timescale
+from tests.support.s3server import S3Server, start_s3
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "databento-samples"
 SUPPORTED_SUFFIX = ".dbn.zst"
@@ -40,6 +41,14 @@ def _isolated_logs(
 def pg_server() -> Iterator[PgServer]:
     """A PostgreSQL the session starts from the machine's binaries (or $HISTETL_TEST_PG_URI)."""
     server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3-compatible server (moto) the session starts on 127.0.0.1."""
+    server = start_s3()
     yield server
     server.stop()
 

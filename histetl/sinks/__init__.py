@@ -189,7 +189,7 @@ def backend_of(uri: str) -> Literal["duckdb", "postgres", "delta"]:
     scheme = match.group(1).lower() if match else ""
     if scheme == "duckdb":
         return "duckdb"
-    if scheme == "delta":
+    if scheme in ("delta", "delta+s3"):
         return "delta"
     if scheme in ("postgresql", "postgres") or (not scheme and is_dsn(uri)):
         return "postgres"
@@ -198,8 +198,8 @@ def backend_of(uri: str) -> Literal["duckdb", "postgres", "delta"]:
         if scheme
         else f"not a database URI: {redact(uri)!r}",
         where="--db",
-        hint="use duckdb:///path.duckdb, postgresql://user@host/db, or a key=value DSN "
-        "(host=... dbname=...)",
+        hint="use duckdb:///path.duckdb, postgresql://user@host/db, a key=value DSN "
+        "(host=... dbname=...), delta:///path/to/lake or delta+s3://bucket/prefix",
     )
 
 
@@ -250,7 +250,7 @@ def open_sink(
             from histetl.sinks.delta import DeltaSink
         except ImportError:
             raise ConfigError(
-                "the delta:/// target needs the deltalake package, which is not installed",
+                "Delta Lake targets need the deltalake package, which is not installed",
                 where="--db",
                 hint="install the lake extra: pip install 'histetl[lake]'",
             ) from None

@@ -13,23 +13,29 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from histetl import objstore
 from histetl.errors import ConfigError
 
 DBN_SUFFIXES = (".dbn", ".dbn.zst")
+Source = Path | str  # an input file: a local path, or an s3:// URL
 
 
-def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
-    """Files, directories (searched recursively for .dbn/.dbn.zst) and glob patterns.
+def expand_paths(patterns: Iterable[str | Path]) -> list[Source]:
+    """Files, directories (searched recursively for .dbn/.dbn.zst) and glob patterns; s3://
+    URLs of objects or prefixes (searched recursively), kept as strings.
 
     Symlinks are followed, to files and to directories (a directory reached twice, e.g.
     through a link loop, is searched once). Any path that cannot be read is a ConfigError
     before any work: an unreadable file or directory, a broken symlink, or a DBN file that is
     not a regular file. Returns resolved paths, each once, in a stable order."""
-    found: list[Path] = []
+    found: list[Source] = []
     for pattern in patterns:
         text = str(pattern)
-        if os.path.lexists(text):
-            matches = _input_files(Path(text))
+        matches: list[Source]
+        if isinstance(pattern, str) and objstore.is_s3(pattern):
+            matches = [*objstore.list_files(pattern, DBN_SUFFIXES)]
+        elif os.path.lexists(text):
+            matches = [*_input_files(Path(text))]
         else:
             matches = []
             for hit in sorted(glob.glob(text, recursive=True)):
@@ -121,9 +127,16 @@ def _is_dbn(path: Path) -> bool:
 _DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Source) -> str:
     """The file's sha256, computed once per process for an unchanged file (same inode, size
-    and mtime): the ledger pre-check and the pipeline both need it."""
+    and mtime): the ledger pre-check and the pipeline both need it. An s3:// object's is
+    computed each time, streamed."""
+    if isinstance(path, str):
+        digest = hashlib.sha256()
+        with objstore.open_file(path)[0] as remote:
+            while chunk := remote.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
     with path.open("rb") as handle:
         info = os.fstat(handle.fileno())
         key = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
