@@ -305,7 +305,7 @@ class Replayer:
                 assert report.sha256 is not None  # computed whenever there is a sink
                 CANCEL.check()  # the last chance to stop: roll back rather than commit
                 fault_point("before_commit")
-                load.commit(
+                stored = load.commit(
                     LedgerEntry(
                         report.sha256,
                         table.table,
@@ -320,6 +320,8 @@ class Replayer:
                         dt.datetime.now(dt.UTC),
                     )
                 )
+                # another writer may have stored some of the rows first (Delta)
+                report.loaded, report.duplicates = stored.loaded, stored.duplicates
         except BaseException:
             if load is not None:
                 load.rollback()

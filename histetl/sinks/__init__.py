@@ -145,7 +145,11 @@ class FileLoad(Protocol):
         were new (the rest were duplicates). Raises MergeRequired (rolled back) when an
         optimistic direct load met existing rows."""
 
-    def commit(self, entry: LedgerEntry) -> None: ...
+    def commit(self, entry: LedgerEntry) -> LedgerEntry:
+        """Commit the rows with their ledger record; returns the record as stored. A target
+        that found more of the rows already stored at commit time (another writer got there
+        first) counts them as duplicates in what it returns."""
+        ...
 
     def rollback(self) -> None: ...
 

@@ -273,17 +273,16 @@ class DeltaFileLoad:
                 spilled += fresh.height
         return spilled
 
-    def commit(self, entry: LedgerEntry) -> None:
+    def commit(self, entry: LedgerEntry) -> LedgerEntry:
         name = self._target.name
         for attempt in range(_MAX_CONFLICT_RETRIES):
             dtable = self._sink.ensure_table(self._target)
             done = dtable.transaction_version(app_id(self._sha256))
             if done is not None and done >= self._version:
                 logger.info("{}: loaded meanwhile by another writer", entry.path)
-                return
+                return replace(entry, loaded=0, duplicates=entry.duplicates + entry.loaded)
             try:
-                self._append(dtable, entry)
-                return
+                return self._append(dtable, entry)
             except CommitFailedError as exc:
                 logger.debug("Delta commit conflict on {} (attempt {}): {}", name, attempt + 1, exc)
                 time.sleep(min(0.05 * 2**attempt, 1.0))
@@ -299,7 +298,7 @@ class DeltaFileLoad:
             hint="run again: loaded files are skipped",
         )
 
-    def _append(self, dtable: DeltaTable, entry: LedgerEntry) -> None:
+    def _append(self, dtable: DeltaTable, entry: LedgerEntry) -> LedgerEntry:
         """One commit with the file's new rows, its transaction id and its ledger record
         (without new rows: a commit of the transaction and the record alone)."""
         inserted, stored = self._new.height, None
@@ -326,6 +325,7 @@ class DeltaFileLoad:
         dtable.create_write_transaction(
             actions, "append", dtable.schema(), [PARTITION], commit_properties=props
         )
+        return stored_entry
 
     def _write_parts(self, stored: pl.DataFrame | None) -> list[AddAction]:
         """The spilled rows (less those in `stored`) as Parquet files in their day folders,

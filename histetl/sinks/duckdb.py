@@ -359,7 +359,7 @@ class DuckDBFileLoad:
             raise _load_error("load failed", self._target.name, exc) from None
         return int(row[0]) if row else 0
 
-    def commit(self, entry: LedgerEntry) -> None:
+    def commit(self, entry: LedgerEntry) -> LedgerEntry:
         try:
             with self._conn.cursor() as cur:
                 cur.execute(ledger_upsert_sql(["?"] * len(LEDGER_COLUMNS)), ledger_params(entry))
@@ -367,6 +367,7 @@ class DuckDBFileLoad:
         except Exception as exc:  # the driver's error classes
             raise _load_error("commit failed", self._target.name, exc) from None
         self._uncap()
+        return entry  # one writer: nothing can have changed since the merge
 
     def rollback(self) -> None:
         try:

@@ -703,10 +703,11 @@ class PostgresFileLoad:
         low_found, high_found = cur.fetchall()[0]
         return None if low_found is None else (int(low_found), int(high_found))
 
-    def commit(self, entry: LedgerEntry) -> None:
+    def commit(self, entry: LedgerEntry) -> LedgerEntry:
         placeholders = [f"${i + 1}" for i in range(len(LEDGER_COLUMNS))]
         self._sink.execute(ledger_upsert_sql(placeholders), ledger_params(entry))
         self._sink.commit()
+        return entry  # the day locks kept other loaders out since the rows were counted
 
     def rollback(self) -> None:
         self._sink.rollback()

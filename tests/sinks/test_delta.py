@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -223,18 +224,27 @@ def _clean_load(paths: list[Path], tmp_path: Path) -> pl.DataFrame:
     return _lake_rows(clean)
 
 
-def _two_writers_at_once(lake: Lake, paths: list[Path], tmp_path: Path) -> int:
+def _two_writers_at_once(
+    lake: Lake, paths: list[Path], tmp_path: Path
+) -> tuple[int, list[dict[str, Any]]]:
     """Two processes replay the files at once, one in reverse order; returns how many commit
     conflicts they met and retried (a commit since a writer's duplicate check, counted again,
-    is only printed)."""
+    is only printed), and their run reports."""
+    reports = [tmp_path / f"writer-{i}.json" for i in range(2)]
     writers = [
         subprocess.Popen(
-            [*HISTETL, "-v", *replay(lake.db, order, tmp_path)[len(HISTETL) + 1 :]],
+            [
+                *HISTETL,
+                "-v",
+                *replay(lake.db, order, tmp_path)[len(HISTETL) + 1 :],
+                "--report",
+                str(report),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for order in (paths, paths[::-1])
+        for order, report in zip((paths, paths[::-1]), reports, strict=True)
     ]
     logs = [w.communicate(timeout=300)[1] for w in writers]
     assert [w.returncode for w in writers] == [0, 0], logs
@@ -242,7 +252,7 @@ def _two_writers_at_once(lake: Lake, paths: list[Path], tmp_path: Path) -> int:
     conflicts = sum(log.count("Delta commit conflict") for log in logs)
     recounts = sum(log.count("another writer committed since the check") for log in logs)
     print(f"{conflicts} commit conflicts, {recounts} recounts")
-    return conflicts
+    return conflicts, [json.loads(r.read_text()) for r in reports]
 
 
 def test_two_writers_replaying_the_same_files_at_once_equal_one_clean_load(
@@ -257,8 +267,11 @@ def test_two_writers_replaying_the_same_files_at_once_equal_one_clean_load(
     for round_ in range(3):
         if round_:
             lake = lake.fresh(round_)
-        conflicts += _two_writers_at_once(lake, paths, tmp_path)
+        met, reports = _two_writers_at_once(lake, paths, tmp_path)
+        conflicts += met
         assert lake.rows().equals(expected)
+        # what the two runs report as loaded is what the lake holds: no row counted twice
+        assert sum(r["totals"]["loaded"] for r in reports) == expected.height
         entries = ledger(lake.db)
         assert sorted(e.path for e in entries) == sorted(map(str, paths))
         assert sum(e.loaded for e in entries) == expected.height
