@@ -36,6 +36,8 @@ def ratios(t: Timings) -> dict[str, float | None]:
     v = "decode.histetl_validate"
     load = "pg.histetl_load"
     out = {
+        # issue 11: start-up of a command that does little, against the interpreter's own
+        "help_vs_interpreter": _div(_secs(t, "startup.help"), _secs(t, "startup.python")),
         # issue 2: decode + map + validate vs databento's to_df
         "decode_vs_to_df": _div(_secs(t, "decode.to_df_fixed"), _secs(t, v)),
         "decode_vs_to_df_decimal": _div(_secs(t, "decode.to_df_decimal"), _secs(t, v)),
@@ -202,7 +204,7 @@ TARGETS = (
         PG_ROWS,
     ),
     Target(
-        4,
+        11,
         "rerun of a loaded file / first load (whole process)",
         "rerun_process_vs_first_load_process",
         "< 0.05",

@@ -30,6 +30,7 @@ PACKAGES = (
     "pydantic",
 )
 SECTIONS = {
+    "startup": "Start-up (whole processes)",
     "decode": "Decode: trades, plain .dbn",
     "zstd": "Decode: trades, .dbn.zst",
     "validate": "Validation throughput (full rule set, in memory)",
@@ -103,6 +104,7 @@ def _fx(x: float | None) -> str:
 
 def _comparison(key: str, r: dict[str, Any], sizes: dict[str, int]) -> str:
     text = {
+        "startup.help": f"{_fx(r['help_vs_interpreter'])} the interpreter's start-up",
         "decode.histetl_validate": "reference",
         "decode.to_df_fixed": f"histetl {_faster(r['decode_vs_to_df'])} "
         f"(whole processes: {_faster(r['process_vs_to_df_process'])})",

@@ -29,7 +29,7 @@ from benchmarks.report import machine, now, write
 
 ROWS_ENV = "HISTETL_BENCH_ROWS"
 DEFAULT_ROWS = 10_000_000
-ALL = ("decode", "validate", "pg", "duckdb", "workers", "cluster")
+ALL = ("startup", "decode", "validate", "pg", "duckdb", "workers", "cluster")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="histetl-bench-") as scratch:
             tmp = Path(scratch)
+            if "startup" in only:
+                sections.startup(bench)
             if "decode" in only:
                 sections.decode(bench, data, sizes, tmp)
             if "validate" in only:

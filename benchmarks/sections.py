@@ -1,14 +1,15 @@
-"""The comparisons that need no database server: decode, zstd, validation, DuckDB."""
+"""The comparisons that need no database server: start-up, decode, zstd, validation, DuckDB."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
 from benchmarks.bench import Bench, Entry, Sample
 from benchmarks.data import DataSet, Sizes
-from benchmarks.measure import BenchError, histetl, probe
+from benchmarks.measure import VENV_BIN, BenchError, histetl, probe, run_process
 
 
 def replay(
@@ -174,3 +175,28 @@ def duckdb(bench: Bench, data: DataSet, sizes: Sizes, tmp: Path) -> None:
     )
     for target in loaded.values():
         drop(target)
+
+
+def startup(bench: Bench) -> None:
+    """`histetl --help` against the interpreter's own start (issue 11: a command that does
+    nothing much costs little more than Python itself)."""
+
+    def process(*cmd: str) -> Sample:
+        proc = run_process(list(cmd))
+        return Sample(proc.wall, 0, proc)
+
+    bench.group(
+        [
+            Entry(
+                "startup.python",
+                "python -c pass (the interpreter alone)",
+                lambda _r: process(sys.executable, "-c", "pass"),
+            ),
+            Entry(
+                "startup.help",
+                "histetl --help",
+                lambda _r: process(str(VENV_BIN / "histetl"), "--help"),
+            ),
+        ],
+        1,
+    )

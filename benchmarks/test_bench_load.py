@@ -11,7 +11,8 @@ import pytest
 from benchmarks.conftest import ROWS, ROWWISE_ROWS
 from benchmarks.data import DataSet
 from benchmarks.loaders import copy_load, rowwise_load
-from histetl.pipeline import Replayer, ReplayOptions
+from histetl.options import ReplayOptions
+from histetl.pipeline import Replayer
 
 # DBNStore.from_file leaves its file handle to the garbage collector: not ours to fix.
 pytestmark = [

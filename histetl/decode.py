@@ -13,7 +13,6 @@ import functools
 import io
 import operator
 import os
-import struct
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ import zstandard
 
 from histetl import objstore
 from histetl.arrowutil import char_views, null_bitmap, string_views
-from histetl.dbn import SUPPORTED_SCHEMAS
+from histetl.dbn import DBN_MAGIC, PRELUDE, SUPPORTED_SCHEMAS, ZSTD_MAGIC, ZSTD_SKIPPABLE
 from histetl.errors import DecodeError, UnsupportedSchemaError
 from histetl.options import DEFAULT_BATCH_SIZE
 from histetl.prefetch import Prefetch
@@ -45,9 +44,6 @@ from histetl.schemas import (
 # The largest metadata header a zstd file may declare (symbology for every OPRA instrument
 # over a day is a few hundred MB at most); beyond it the length field is corrupt.
 MAX_METADATA_LENGTH = 512 << 20
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_ZSTD_SKIPPABLE = 0x184D2A50  # magic of skippable frames, low 4 bits free
-_PRELUDE = struct.Struct("<3sBI")  # b"DBN", version, metadata length
 _UNDEF_PRICE = np.int64(databento_dbn.UNDEF_PRICE)
 _TS_LIMIT = np.uint64(2**63)  # UNDEF_TIMESTAMP and anything pandas could not represent -> NULL
 # Integer fields whose maximum value is a sentinel. Definitions: every integer field, as
@@ -152,12 +148,12 @@ def zstd_truncation(pread: Callable[[int, int], bytes], size: int) -> str | None
         if len(head) < 5:
             return f"in the header of the frame at byte {frame}"
         magic = int.from_bytes(head[:4], "little")
-        if magic & ~0xF == _ZSTD_SKIPPABLE:
+        if magic & ~0xF == ZSTD_SKIPPABLE:
             pos += 8 + int.from_bytes(head[4:8], "little")
             if len(head) < 8 or pos > size:
                 return f"in the skippable frame at byte {frame}"
             continue
-        if head[:4] != _ZSTD_MAGIC:
+        if head[:4] != ZSTD_MAGIC:
             return None  # not zstd framing: the decompressor reports it
         descriptor = head[4]
         single_segment = descriptor >> 5 & 1
@@ -307,7 +303,7 @@ class DbnFile:
     def _open_stream(self) -> tuple[IO[bytes], bool]:
         magic = self._raw.read(4)
         self._raw.seek(0)
-        if magic == _ZSTD_MAGIC or int.from_bytes(magic, "little") & ~0xF == _ZSTD_SKIPPABLE:
+        if magic == ZSTD_MAGIC or int.from_bytes(magic, "little") & ~0xF == ZSTD_SKIPPABLE:
             return _ReadAhead(self._raw, self.path, self.size), True  # type: ignore[return-value]
         return self._raw, False
 
@@ -333,26 +329,26 @@ class DbnFile:
         return data
 
     def _read_header(self) -> tuple[int, Any]:
-        prelude = self._read(_PRELUDE.size)
+        prelude = self._read(PRELUDE.size)
         if not prelude and not self.compressed:
             raise DecodeError(self.path, "file is empty (0 bytes)", offset=0)
-        if len(prelude) < _PRELUDE.size and (
-            b"DBN".startswith(prelude[:3]) or (self.size < 4 and _ZSTD_MAGIC.startswith(prelude))
+        if len(prelude) < PRELUDE.size and (
+            DBN_MAGIC.startswith(prelude[:3]) or (self.size < 4 and ZSTD_MAGIC.startswith(prelude))
         ):
             raise DecodeError(
                 self.path,
                 f"file is truncated: it ends after {len(prelude)} bytes, inside the "
-                + ("zstd magic number" if prelude[:1] == _ZSTD_MAGIC[:1] else "DBN prelude"),
+                + ("zstd magic number" if prelude[:1] == ZSTD_MAGIC[:1] else "DBN prelude"),
                 offset=len(prelude),
             )
-        if prelude[:3] != b"DBN":
+        if prelude[:3] != DBN_MAGIC:
             raise DecodeError(
                 self.path,
                 f"not a DBN file (starts with {prelude[:8]!r})",
                 offset=0,
                 hint="histetl reads DBN files (.dbn or .dbn.zst) as Databento delivers them",
             )
-        _, version, length = _PRELUDE.unpack(prelude)
+        _, version, length = PRELUDE.unpack(prelude)
         if version not in DBN_VERSIONS:
             raise DecodeError(
                 self.path,
@@ -364,7 +360,7 @@ class DbnFile:
         # A corrupt length must not become an allocation: a plain file holds at most its size,
         # and no header is larger than MAX_METADATA_LENGTH (a zstd stream is also read only
         # as far as it really goes).
-        available = self.size - _PRELUDE.size
+        available = self.size - PRELUDE.size
         if not self.compressed and length > available:
             raise self._truncated_header(available, length, self.size)
         if length > MAX_METADATA_LENGTH:

@@ -46,6 +46,16 @@ def _existing_ancestor(path: Path) -> Path:
     return Path(".")
 
 
+def make_dir(path: Path, what: str, hint: str) -> None:
+    """Create a folder a target writes into; an unusable path is one line naming `what`."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create {what}: {exc.strerror}", where=str(path), hint=hint
+        ) from None
+
+
 def check_output_dir(path: Path, where: str) -> None:
     """Before work: `path` is a folder (or can be created) that histetl may write into."""
     if path.exists() and not path.is_dir():

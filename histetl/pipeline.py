@@ -32,6 +32,7 @@ from tenacity import (
 
 from histetl.decode import DbnFile
 from histetl.errors import ConfigError, HistetlError, LoadError, TransientError
+from histetl.faults import fault_point
 from histetl.interrupt import CANCEL, GRACE_S, Interrupted, busy, init_worker
 from histetl.mapping import Mapping, TableMapping, to_arrow
 from histetl.options import ReplayOptions
@@ -56,8 +57,6 @@ from histetl.sinks import (
 from histetl.source.files import Source, expand_paths, sha256_file
 from histetl.symbology import SymbolMap
 from histetl.validate import RuleBook, RuleSet
-
-FAULT_ENV = "HISTETL_TEST_FAULT"
 
 
 def _ns_or_none(value: int | None) -> int | None:
@@ -450,18 +449,6 @@ def _process_in_worker(options: ReplayOptions, run_id: str, path: Source) -> Fil
             return replayer.process(path, sink)
         except Interrupted:
             return None
-
-
-def fault_point(name: str, records: int = 0) -> None:
-    """Test-only crash injection. HISTETL_TEST_FAULT=<point>[:<records>] makes the process
-    SIGKILL itself there (after_batch once `records` are loaded, before_commit,
-    after_commit): the crash-safety tests use it to kill a load at exact points."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    point, _, at = spec.partition(":")
-    if point == name and (not at or records >= int(at)):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _progress_summary(report: RunReport, total: int) -> str:

@@ -23,7 +23,8 @@ import pytest
 from histetl.config import validate_model
 from histetl.errors import ConfigError
 from histetl.jobs import JobFile
-from histetl.pipeline import Replayer, ReplayOptions
+from histetl.options import ReplayOptions
+from histetl.pipeline import Replayer
 from histetl.source.files import expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.support.fake_gateway import FakeGateway

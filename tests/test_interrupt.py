@@ -19,7 +19,8 @@ import psycopg
 import pytest
 
 from histetl.interrupt import CANCEL, Cancel, Interrupted, stop_on_signals
-from histetl.pipeline import Replayer, ReplayOptions, ledger
+from histetl.options import ReplayOptions
+from histetl.pipeline import Replayer, ledger
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.support.fake_gateway import FakeGateway, Scripted
 from tests.support.pgserver import PgServer, fresh_schema

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from histetl.cli import main
-from histetl.pipeline import Replayer, ReplayOptions
+from histetl.options import ReplayOptions
+from histetl.pipeline import Replayer
 from histetl.report import RunReport
 from histetl.source.files import expand_paths
 from histetl.synth import SynthSpec, write_dbn

@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from histetl.cli import main
-from histetl.pipeline import Replayer, ReplayOptions
+from histetl.options import ReplayOptions
+from histetl.pipeline import Replayer
 from histetl.quarantine import (
     QuarantineWriter,
     column_order,

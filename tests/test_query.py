@@ -23,7 +23,8 @@ from loguru import logger
 
 from histetl.cli import main
 from histetl.errors import ConfigError
-from histetl.pipeline import Replayer, ReplayOptions
+from histetl.options import ReplayOptions
+from histetl.pipeline import Replayer
 from histetl.query import QueryOptions, query_table, split_list
 from histetl.reader import Database
 from histetl.synth import SynthSpec, write_dbn

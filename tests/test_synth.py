@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 import zstandard
 
-from histetl.pipeline import Replayer, ReplayOptions
+from histetl.options import ReplayOptions
+from histetl.pipeline import Replayer
 from histetl.source.files import expand_paths
 from histetl.synth import (
     BLOCK_RECORDS,

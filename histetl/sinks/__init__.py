@@ -207,16 +207,18 @@ def backend_of(uri: str) -> Literal["duckdb", "postgres", "delta"]:
     )
 
 
+def local_path(uri: str, what: str, hint: str) -> str:
+    """The path of a file target, scheme:///relative or scheme:////absolute (as `file_path`);
+    a ConfigError naming `what` for any other form."""
+    path = file_path(uri)
+    if not path:
+        raise ConfigError(f"bad {what} URI {uri!r}", where="--db", hint=hint)
+    return path
+
+
 def duckdb_path(uri: str) -> str:
     """duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb, duckdb:///:memory:"""
-    rest = uri.split(":", 1)[1]
-    if not rest.startswith("///"):
-        raise ConfigError(
-            f"bad DuckDB URI {uri!r}",
-            where="--db",
-            hint="use duckdb:///relative.duckdb or duckdb:////absolute.duckdb",
-        )
-    return rest[3:]
+    return local_path(uri, "DuckDB", "use duckdb:///relative.duckdb or duckdb:////absolute.duckdb")
 
 
 FILE_SCHEMES = ("duckdb", "delta")  # targets that are files on this machine

@@ -36,8 +36,9 @@ from deltalake.transaction import AddAction, RemoveAction
 from loguru import logger
 
 from histetl import objstore
-from histetl.errors import ConfigError, LoadError
-from histetl.sinks import LedgerEntry, TableTarget
+from histetl.errors import LoadError
+from histetl.outputs import make_dir
+from histetl.sinks import LedgerEntry, TableTarget, local_path
 from histetl.sinks.pgschema import pg_arrow_schema, to_pg_arrow
 
 PARTITION = "date"
@@ -53,13 +54,11 @@ def delta_location(uri: str) -> str:
     scheme, rest = uri.split(":", 1)
     if scheme.lower() == "delta+s3":
         return objstore.check_url(f"s3:{rest}", "--db")
-    if not rest.startswith("///") or len(rest) == 3:
-        raise ConfigError(
-            f"bad Delta Lake URI {uri!r}",
-            where="--db",
-            hint="use delta:///relative/lake, delta:////absolute/lake or delta+s3://bucket/prefix",
-        )
-    return rest[3:]
+    return local_path(
+        uri,
+        "Delta Lake",
+        "use delta:///relative/lake, delta:////absolute/lake or delta+s3://bucket/prefix",
+    )
 
 
 def app_id(sha256: str) -> str:
@@ -95,14 +94,11 @@ class DeltaSink:
         self.local = Path(location)
         self.root = str(self.local)
         self.display = f"delta:///{self.local}"
-        try:
-            self.local.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create the lake folder: {exc.strerror}",
-                where=str(self.local),
-                hint="pick a --db path in a writable folder (delta:///dir/lake)",
-            ) from None
+        make_dir(
+            self.local,
+            "the lake folder",
+            "pick a --db path in a writable folder (delta:///dir/lake)",
+        )
 
     @property
     def connection(self) -> Any:

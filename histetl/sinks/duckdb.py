@@ -39,6 +39,7 @@ from tenacity import (
 )
 
 from histetl.errors import ConfigError, LoadError
+from histetl.outputs import make_dir
 from histetl.sinks import (
     LEDGER_COLUMNS,
     LEDGER_SELECT,
@@ -49,6 +50,7 @@ from histetl.sinks import (
     ledger_params,
     ledger_upsert_sql,
 )
+from histetl.sqltext import quote
 
 _STAGE = "histetl_stage"
 # DuckDB's memory (buffer pool, uncommitted rows, joins) while a file loads into a table
@@ -94,10 +96,6 @@ def duckdb_type(type_: pa.DataType) -> str:
         f"no DuckDB column type for Arrow type {type_}",
         hint="cast the column to a supported type in the mapping",
     )
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def create_table_sql(target: TableTarget) -> str:
@@ -408,14 +406,11 @@ def _holder(message: str) -> str:
 
 def _prepare_dir(path: Path) -> None:
     """Create the database's folder; an unusable path is one clear line, not a traceback."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create the folder for the DuckDB database: {exc.strerror}",
-            where=str(path.parent),
-            hint="pick a --db path in a writable folder (duckdb:///dir/file.duckdb)",
-        ) from None
+    make_dir(
+        path.parent,
+        "the folder for the DuckDB database",
+        "pick a --db path in a writable folder (duckdb:///dir/file.duckdb)",
+    )
     if path.is_dir():
         raise ConfigError(
             "the DuckDB database path is a directory",

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from histetl.errors import ConfigError
 from histetl.sinks import TableTarget
+from histetl.sqltext import quote
 
 NS_SUFFIX = "_ns"
 _TS_US = pa.timestamp("us", tz="UTC")
@@ -33,15 +34,6 @@ _INTS: dict[pa.DataType, tuple[str, pa.DataType]] = {
 
 
 IDENTIFIER_MAX_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are truncated
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    """A SQL string literal (for functions that take a name as text, e.g. TimescaleDB's)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def check_identifier(name: str, where: str = "mapping key `table`") -> None:

@@ -77,12 +77,11 @@ from histetl.sinks.pgschema import (
     check_identifier,
     create_table_sql,
     index_name,
-    literal,
     pg_arrow_schema,
     pg_columns,
-    quote,
     to_pg_arrow,
 )
+from histetl.sqltext import literal, quote
 
 _MIGRATIONS_TABLE = "histetl_migrations"
 _UNIQUE_VIOLATION = "23505"

@@ -9,7 +9,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from histetl.pipeline import Replayer, ReplayOptions
+from histetl.options import ReplayOptions
+from histetl.pipeline import Replayer
 from histetl.quality.figures import HOUR_NS, FigureOptions, ReportObserver, TableFigures
 from histetl.report import FileReport
 from histetl.schemas import table_spec

@@ -18,7 +18,8 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from histetl.pipeline import FAULT_ENV, ledger
+from histetl.faults import FAULT_ENV
+from histetl.pipeline import ledger
 from histetl.synth import SynthSpec, write_dbn
 from tests.conftest import SAMPLES
 from tests.sinks.test_duckdb import HISTETL, replay, trades

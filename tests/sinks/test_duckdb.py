@@ -15,7 +15,9 @@ import duckdb
 import pytest
 
 from histetl.decode import DbnFile
-from histetl.pipeline import FAULT_ENV, Replayer, ReplayOptions, expand_paths
+from histetl.faults import FAULT_ENV
+from histetl.options import ReplayOptions
+from histetl.pipeline import Replayer, expand_paths
 from histetl.report import FileReport, RunReport
 from histetl.sinks import duckdb as duckdb_sink
 from histetl.sinks.duckdb import DuckDBSink

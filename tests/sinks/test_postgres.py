@@ -16,7 +16,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from histetl.pipeline import FAULT_ENV, Replayer, ReplayOptions, init_db
+from histetl.faults import FAULT_ENV
+from histetl.options import ReplayOptions
+from histetl.pipeline import Replayer, init_db
 from histetl.report import RunReport
 from histetl.schemas import all_specs
 from histetl.sinks import TimescaleOptions, postgres

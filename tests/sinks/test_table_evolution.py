@@ -9,7 +9,8 @@ import duckdb
 import psycopg
 import pyarrow as pa
 
-from histetl.pipeline import Replayer, ReplayOptions
+from histetl.options import ReplayOptions
+from histetl.pipeline import Replayer
 from histetl.schemas import table_spec
 from histetl.sinks import TableTarget
 from histetl.sinks.duckdb import create_table_sql as duckdb_table_sql
