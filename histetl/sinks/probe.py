@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,6 +36,7 @@ class Loaded(NamedTuple):
 
 
 _HEX = re.compile(r"[0-9a-f]{64}")
+_PATIENCE_S = 2.0  # libpq's shortest connect_timeout
 
 
 def loaded_files(uri: str, digests: Collection[str], policy: RetryPolicy) -> list[Loaded] | None:
@@ -76,6 +78,13 @@ def _postgres(uri: str, sql: str, policy: RetryPolicy) -> list[Loaded]:
 
     from histetl.sinks.pgconn import StallGuard, socket_fds, with_timeouts
 
+    # A lookup that only saves time gives up quickly: a slow or silent server is the
+    # pipeline's to wait for (with its retries) and to report.
+    policy = replace(
+        policy,
+        connect_timeout_s=min(policy.connect_timeout_s, _PATIENCE_S),
+        timeout_s=min(policy.timeout_s, _PATIENCE_S) if policy.timeout_s else _PATIENCE_S,
+    )
     before = socket_fds()
     with contextlib.ExitStack() as stack:
         database = stack.enter_context(adbc_driver_postgresql.connect(with_timeouts(uri, policy)))
