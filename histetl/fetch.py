@@ -21,7 +21,6 @@ from histetl.errors import SourceError
 from histetl.interrupt import CANCEL, Interrupted
 from histetl.jobs import JobFile, plan_chunks
 from histetl.options import DEFAULT_BATCH_SIZE, ReplayOptions
-from histetl.outputs import check_output_dir
 from histetl.precheck import ledger_hits
 from histetl.report import FileReport, RunReport, new_run_id
 from histetl.sinks import backend_of, display
@@ -170,7 +169,6 @@ class _Loader:
             self.replayer()
         else:  # what Replayer checks, without building one
             options.check()
-            check_output_dir(options.quarantine_dir, "--quarantine-dir")
 
     def replayer(self) -> Replayer:
         if self._replayer is None:

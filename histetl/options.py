@@ -10,6 +10,7 @@ from typing import Literal
 
 from histetl.config import default_db
 from histetl.errors import ConfigError
+from histetl.outputs import check_output_dir
 from histetl.sinks import RetryPolicy
 
 DEFAULT_BATCH_SIZE = 100_000
@@ -32,7 +33,8 @@ class ReplayOptions:
     max_db_writers: int = 4  # with cluster: files loading into the database at once
 
     def check(self) -> None:
-        """ConfigError for values out of range, before any file is touched."""
+        """ConfigError for values out of range or a quarantine folder histetl cannot write,
+        before any file is touched."""
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise ConfigError(
                 f"batch size {self.batch_size:,} is out of range: allowed 1 to "
@@ -42,3 +44,4 @@ class ReplayOptions:
             )
         if self.workers < 1:
             raise ConfigError("workers must be at least 1", where="--workers")
+        check_output_dir(self.quarantine_dir, "--quarantine-dir")

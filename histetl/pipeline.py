@@ -36,7 +36,6 @@ from histetl.faults import fault_point
 from histetl.interrupt import CANCEL, GRACE_S, Interrupted, busy, init_worker
 from histetl.mapping import Mapping, TableMapping, to_arrow
 from histetl.options import ReplayOptions
-from histetl.outputs import check_output_dir
 from histetl.prefetch import Prefetch
 from histetl.quarantine import QuarantineWriter, quarantine_path, remove_stale_partials
 from histetl.report import FileReport, RunReport, new_run_id
@@ -79,7 +78,6 @@ class Replayer:
         self.rules = RuleBook.load(options.rules_files)
         self.mapping = Mapping.load(options.mapping_file)
         options.check()
-        check_output_dir(options.quarantine_dir, "--quarantine-dir")
         if options.cluster is not None:
             from histetl.cluster import check_cluster_options
 

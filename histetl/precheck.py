@@ -21,7 +21,6 @@ from collections.abc import Callable, Collection, Sequence
 
 from histetl.dbn import table_name
 from histetl.options import ReplayOptions
-from histetl.outputs import check_output_dir
 from histetl.report import FileReport, RunReport, new_run_id
 from histetl.sinks import RetryPolicy, display
 from histetl.sinks.probe import Loaded, loaded_files
@@ -40,7 +39,6 @@ def skipped_run(options: ReplayOptions, patterns: Sequence[str]) -> RunReport | 
     ):
         return None
     options.check()
-    check_output_dir(options.quarantine_dir, "--quarantine-dir")
     paths = expand_paths(patterns)
     digests: dict[Source, str] = {}
     seconds: dict[Source, float] = {}
