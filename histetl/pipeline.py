@@ -185,7 +185,10 @@ class Replayer:
                     future.cancel()
                 finished, _ = wait(pending, timeout=GRACE_S)  # files in progress roll back
                 collect(finished)
-                pool.shutdown(wait=False, cancel_futures=True)
+                # wait=True: the pool's manager thread must end before the interpreter's exit
+                # hook wakes it, or that hook writes to a pipe the thread just closed (a
+                # traceback at exit). Idle workers end at once; a stuck one within GRACE_S.
+                pool.shutdown(wait=True, cancel_futures=True)
                 report.files = [done[i] for i in sorted(done)]
                 raise Interrupted(CANCEL.signum, _progress_summary(report, len(paths)))
         report.files = [done[i] for i in range(len(paths))]
