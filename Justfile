@@ -38,7 +38,7 @@ demo:
 
 # Regenerate sql/002_tables.sql from histetl/schemas.py
 sql:
-    {{venv}}/python -m histetl.sinks.pgschema > sql/002_tables.sql
+    {{venv}}/python -m histetl.targets.postgres.schema > sql/002_tables.sql
 
 # Start TimescaleDB in Docker (needs a Docker engine)
 db-up:

@@ -2,9 +2,9 @@
 
 Both read the file with databento's own `DBNStore.to_df(price_type="decimal",
 map_symbols=True)` in chunks (bounded memory), and write exactly histetl's table layout
-(`histetl.sinks.pgschema`: `ts timestamptz` truncated to the microsecond plus `ts_ns bigint`,
-`numeric(19,9)` prices, `record_hash` from the record bytes), so the loaded rows are identical
-and checked against histetl's. They are trades-only, as hand-written loaders are.
+(`histetl.targets.postgres.schema`: `ts timestamptz` truncated to the microsecond plus
+`ts_ns bigint`, `numeric(19,9)` prices, `record_hash` from the record bytes), so the loaded
+rows are identical and checked against histetl's. They are trades-only, as hand-written loaders are.
 
 * `copy_load`: one psycopg `COPY ... FROM STDIN` per file, `write_row` per record.
 * `rowwise_load`: a pydantic model per record, `executemany` of an `INSERT ... ON CONFLICT DO
@@ -27,8 +27,8 @@ from pydantic import BaseModel
 
 from histetl.decode import record_hash
 from histetl.schemas import table_spec
-from histetl.sinks import TableTarget
-from histetl.sinks.pgschema import create_table_sql, pg_columns
+from histetl.targets import TableTarget
+from histetl.targets.postgres.schema import create_table_sql, pg_columns
 
 CHUNK = 100_000
 ROWWISE_BATCH = 1000

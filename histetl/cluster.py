@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from histetl.errors import ConfigError, HistetlError, LoadError
 from histetl.interrupt import CANCEL
 from histetl.report import FileReport
-from histetl.sinks import single_writer
+from histetl.targets import single_writer
 
 if TYPE_CHECKING:
     from histetl.options import ReplayOptions

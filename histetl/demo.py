@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import replace
 from pathlib import Path
 
-from histetl.reader import Database
+from histetl.read.database import Database
 from histetl.sqltext import quote
 from histetl.synth import SynthSpec, grid_capacity, write_dbn
 from histetl.textable import render

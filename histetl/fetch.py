@@ -23,11 +23,11 @@ from histetl.jobs import JobFile, plan_chunks
 from histetl.options import DEFAULT_BATCH_SIZE, ReplayOptions
 from histetl.precheck import ledger_hits
 from histetl.report import FileReport, RunReport, new_run_id
-from histetl.sinks import backend_of, display
 from histetl.source.databento.client import DatabentoApi, api_key
 from histetl.source.databento.download import data_path, fetch_chunk
 from histetl.source.databento.lock import JobLock
 from histetl.source.databento.plan import ChunkPlan, JobPlan, check_budget, local_plans, price_plans
+from histetl.targets import backend_of, display
 
 if TYPE_CHECKING:
     from histetl.pipeline import BatchObserver, Replayer

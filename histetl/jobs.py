@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from histetl.config import DB_ENV_VAR, DEFAULT_DB, load_model
 from histetl.dbn import SUPPORTED_SCHEMAS
 from histetl.errors import ConfigError
-from histetl.sinks import file_path
+from histetl.targets import file_path
 
 DEFAULT_KEY_ENV_VAR = "DATABENTO_API_KEY"
 ALL_SYMBOLS = "ALL_SYMBOLS"

@@ -11,7 +11,7 @@ from typing import Literal
 from histetl.config import default_db
 from histetl.errors import ConfigError
 from histetl.outputs import check_output_dir
-from histetl.sinks import RetryPolicy
+from histetl.targets import RetryPolicy
 
 DEFAULT_BATCH_SIZE = 100_000
 MAX_BATCH_SIZE = 10_000_000  # records per batch: 5 GB of raw records at the widest (definition)

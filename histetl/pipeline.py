@@ -40,7 +40,9 @@ from histetl.prefetch import Prefetch
 from histetl.quarantine import QuarantineWriter, quarantine_path, remove_stale_partials
 from histetl.report import FileReport, RunReport, new_run_id
 from histetl.schemas import SYMBOL_COLUMN, TableSpec, table_spec
-from histetl.sinks import (
+from histetl.source.files import Source, expand_paths, sha256_file
+from histetl.symbology import SymbolMap
+from histetl.targets import (
     FileLoad,
     LedgerEntry,
     MergeRequired,
@@ -53,8 +55,6 @@ from histetl.sinks import (
     redact,
     single_writer,
 )
-from histetl.source.files import Source, expand_paths, sha256_file
-from histetl.symbology import SymbolMap
 from histetl.validate import RuleBook, RuleSet
 
 

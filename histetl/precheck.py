@@ -2,7 +2,7 @@
 
 A cron job that replays a folder mostly meets files it loaded before. Before any stage is
 imported (no decoder, no Polars, no database driver stack), `skipped_run` hashes the inputs and
-asks the target's ledger over a light connection (`histetl.sinks.probe`). When every file is
+asks the target's ledger over a light connection (`histetl.targets.probe`). When every file is
 already loaded into the table its schema maps to, the run report is built from the ledger: the
 same report, lines and exit code as a run through the pipeline.
 
@@ -22,9 +22,9 @@ from collections.abc import Callable, Collection, Sequence
 from histetl.dbn import table_name
 from histetl.options import ReplayOptions
 from histetl.report import FileReport, RunReport, new_run_id
-from histetl.sinks import RetryPolicy, display
-from histetl.sinks.probe import Loaded, loaded_files
 from histetl.source.files import Source, expand_paths, sha256_file
+from histetl.targets import RetryPolicy, display
+from histetl.targets.probe import Loaded, loaded_files
 
 
 def skipped_run(options: ReplayOptions, patterns: Sequence[str]) -> RunReport | None:

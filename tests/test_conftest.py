@@ -30,7 +30,7 @@ def test_timescale_fixture_when_server_missing_fails_under_ci_and_skips_otherwis
             "-q",
             "-p",
             "no:cacheprovider",
-            "tests/sinks/test_postgres.py::test_db_init_adds_timescale_policies_from_options",
+            "tests/targets/postgres/test_sink.py::test_db_init_adds_timescale_policies_from_options",
         ],
         cwd=ROOT,
         env=env,

@@ -11,8 +11,8 @@ import duckdb
 import pytest
 import zstandard
 
-from tests.sinks.test_duckdb import replay, trades
 from tests.support.s3server import SECRET_KEY, S3Server
+from tests.targets.duckdb.test_sink import replay, trades
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_replay_of_one_s3_object_into_an_s3_lake_loads_it(
     bucket = url.split("/")[2]
     subprocess.run(replay(f"delta:///{tmp_path / 'local'}", local[2:], tmp_path), check=True)
     subprocess.run(replay(f"delta+s3://{bucket}/lake", [f"{url}t3.dbn.zst"], tmp_path), check=True)
-    from tests.sinks.test_delta import Lake
+    from tests.targets.delta.test_sink import Lake
 
     assert Lake("", f"s3://{bucket}/lake").rows().equals(Lake("", str(tmp_path / "local")).rows())
 

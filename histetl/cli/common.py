@@ -20,7 +20,7 @@ from histetl.config import DB_ENV_VAR, default_db
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, HistetlError
 from histetl.options import ReplayOptions
 from histetl.report import FileReport, RunReport
-from histetl.sinks import RetryPolicy
+from histetl.targets import RetryPolicy
 
 if TYPE_CHECKING:
     from histetl.pipeline import Replayer

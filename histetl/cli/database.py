@@ -8,7 +8,7 @@ import click
 
 from histetl.cli.common import db_option, db_retry_options, handle_errors, target
 from histetl.errors import ConfigError
-from histetl.sinks import RetryPolicy, TimescaleOptions
+from histetl.targets import RetryPolicy, TimescaleOptions
 
 
 @click.group()

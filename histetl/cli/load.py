@@ -31,7 +31,7 @@ from histetl.interrupt import CANCEL, Interrupted, stop_on_signals
 from histetl.options import ReplayOptions
 from histetl.outputs import check_output, write_json
 from histetl.report import RunReport
-from histetl.sinks import RetryPolicy
+from histetl.targets import RetryPolicy
 
 
 @click.command()

@@ -159,7 +159,7 @@ def query_command(
     Rows are ordered by the index timestamp (ts_recv, ts_event for bars), instrument_id and
     record_hash. An empty result is not an error: it says so on stderr and exits 0.
     """
-    from histetl.query import QueryOptions, export, split_list
+    from histetl.read.query import QueryOptions, export, split_list
 
     options = QueryOptions(
         db=target(db),
@@ -252,7 +252,7 @@ def verify_command(
     Duplicate keys, rows breaking the active error rules, row counts against the load ledger,
     bars missing inside trading sessions, instruments without definitions.
     """
-    from histetl.verify import CHECKS, VerifyOptions, verify
+    from histetl.read.verify import CHECKS, VerifyOptions, verify
 
     options = VerifyOptions(
         db=target(db),
@@ -314,7 +314,7 @@ def resample_command(
     Whole windows (about a UTC day) are recomputed and replaced in one transaction each, so a
     rerun after late data corrects the bars.
     """
-    from histetl.resample import ResampleOptions, check_options, resample
+    from histetl.read.resample import ResampleOptions, check_options, resample
 
     if table and len(intervals) > 1:
         raise ConfigError("--table needs a single --interval", where="--table")

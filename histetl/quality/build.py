@@ -96,7 +96,7 @@ def _figures_from_db(
     """One query per table, restricted to the time span of the run's files (their DBN
     headers' start and end) when every file still gives one, else all its rows; streamed in
     batches through the same accumulators, as are the run's quarantine files."""
-    from histetl.reader import Database
+    from histetl.read.database import Database
     from histetl.report import FileReport
 
     out: list[FileFigures] = []
@@ -183,7 +183,7 @@ def _previous_day_source(db: str | None) -> Any:
         return None
 
     def previous(table: str, ts: str, first_day: int) -> list[str] | None:
-        from histetl.reader import Database
+        from histetl.read.database import Database
         from histetl.sqltext import quote
 
         try:

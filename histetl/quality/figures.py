@@ -40,7 +40,6 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from histetl.calendars import Calendar, calendar_for
 from histetl.quality.aggregates import (
     LAT_BUCKETS,
     SUB_BITS,
@@ -58,6 +57,7 @@ from histetl.quality.series import (
     combine_series,
     instrument_groups,
 )
+from histetl.read.calendars import Calendar, calendar_for
 from histetl.report import FileReport
 from histetl.schemas import HASH_COLUMN, SYMBOL_COLUMN, TableSpec
 from histetl.validate import RULES_COLUMN, RuleBook

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from histetl.calendars import buckets, covered
+from histetl.read.calendars import buckets, covered
 
 if TYPE_CHECKING:
     from histetl.quality.figures import TableFigures

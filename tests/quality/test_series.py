@@ -20,8 +20,8 @@ import pytest
 
 from histetl.quality.figures import DAY_NS, HOUR_NS, FigureOptions, TableFigures
 from histetl.quality.series import MAX_GROUPS, instrument_groups
+from histetl.read.verify import calendar_for, covered
 from histetl.schemas import table_spec
-from histetl.verify import calendar_for, covered
 
 DATASET = "GLBX.MDP3"
 T0 = int(dt.datetime(2023, 12, 14, 19, 0, tzinfo=dt.UTC).timestamp()) * 10**9  # a Thursday

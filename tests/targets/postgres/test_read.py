@@ -11,11 +11,11 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from histetl.query import QueryOptions, query_table
-from histetl.resample import ResampleOptions, resample
-from histetl.verify import VerifyOptions, verify
-from tests.test_query import ES_H4, load, reference_bars, write_files
-from tests.test_resample import BAR_COLUMNS, aggregate, as_fixed, as_reference
+from histetl.read.query import QueryOptions, query_table
+from histetl.read.resample import ResampleOptions, resample
+from histetl.read.verify import VerifyOptions, verify
+from tests.read.test_query import ES_H4, load, reference_bars, write_files
+from tests.read.test_resample import BAR_COLUMNS, aggregate, as_fixed, as_reference
 
 
 @pytest.fixture

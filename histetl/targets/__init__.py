@@ -253,7 +253,7 @@ def open_sink(
 ) -> Sink:
     if backend_of(uri) == "delta":
         try:
-            from histetl.sinks.delta import DeltaSink
+            from histetl.targets.delta.sink import DeltaSink
         except ImportError:
             raise ConfigError(
                 "Delta Lake targets need the deltalake package, which is not installed",
@@ -262,12 +262,12 @@ def open_sink(
             ) from None
         return DeltaSink(uri)
     if backend_of(uri) == "duckdb":
-        from histetl.sinks.duckdb import DuckDBSink
+        from histetl.targets.duckdb.sink import DuckDBSink
 
         if timescale is not None:
             timescale.refuse(redact(uri), "is a DuckDB database (no hypertables or policies)")
         policy = retry or RetryPolicy()
         return DuckDBSink(uri, lock_timeout_s=policy.lock_timeout_s)
-    from histetl.sinks.postgres import PostgresSink
+    from histetl.targets.postgres.sink import PostgresSink
 
     return PostgresSink(uri, retry=retry, timescale=timescale)

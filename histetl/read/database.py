@@ -23,8 +23,8 @@ import pyarrow as pa
 from histetl.dbn import SUPPORTED_SCHEMAS
 from histetl.errors import ConfigError, HistetlError, LoadError, first_line
 from histetl.schemas import TS_TYPE, TableSpec, table_spec
-from histetl.sinks import backend_of, redact
 from histetl.sqltext import quote, ts_literal
+from histetl.targets import backend_of, redact
 
 Backend = Literal["duckdb", "postgres"]
 DERIVED_BARS = re.compile(r"^ohlcv-(\d+)([smhd])$")
@@ -78,7 +78,7 @@ class Database:
         if backend_of(uri) == "duckdb":
             import adbc_driver_duckdb.dbapi as duckdb_dbapi
 
-            from histetl.sinks import duckdb_path
+            from histetl.targets import duckdb_path
 
             path = duckdb_path(uri)
             if path != ":memory:" and not Path(path).is_file():
@@ -95,8 +95,8 @@ class Database:
                     where=path,
                     hint="another histetl process may be writing to it; try again after it",
                 ) from None
-        from histetl.sinks import RetryPolicy
-        from histetl.sinks.postgres import connect
+        from histetl.targets import RetryPolicy
+        from histetl.targets.postgres.sink import connect
 
         conn, _guard = connect(uri, RetryPolicy())  # errors name host/user/db, never secrets
         return cls(conn, "postgres", redact(uri))

@@ -1,5 +1,5 @@
 """`histetl query`: loaded rows back out, exactly, from DuckDB or PostgreSQL/TimescaleDB, read
-through `histetl.reader.Database`.
+through `histetl.read.database.Database`.
 
 Symbols resolve per table: a continuous symbol (`ES.c.0`) through the `symbol` column, a raw
 symbol (`ESH4`) through the `symbol` column and, when definitions are loaded, their
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from histetl.errors import ConfigError
 from histetl.outputs import open_output
-from histetl.reader import Database, spec_for
+from histetl.read.database import Database, spec_for
 from histetl.sqltext import literal, quote
 from histetl.times import format_ns, parse_time
 

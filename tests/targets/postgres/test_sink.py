@@ -21,9 +21,10 @@ from histetl.options import ReplayOptions
 from histetl.pipeline import Replayer, init_db
 from histetl.report import RunReport
 from histetl.schemas import all_specs
-from histetl.sinks import TimescaleOptions, postgres
 from histetl.source.files import expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
+from histetl.targets import TimescaleOptions
+from histetl.targets.postgres import sink as postgres
 from tests.reference import decode_with_symbols
 
 HISTETL = [sys.executable, "-m", "histetl.cli"]
@@ -427,7 +428,8 @@ def test_mapping_table_names_with_quotes_dots_or_case_load_exactly_there(
 def test_timescale_unavailable_warning_appears_once_per_process(pg_uri: str) -> None:
     from loguru import logger
 
-    from histetl.sinks import open_sink, postgres
+    from histetl.targets import open_sink
+    from histetl.targets.postgres import sink as postgres
 
     postgres._WARNED_NO_TIMESCALE.clear()  # a fresh process, as far as the warning goes
     seen: list[str] = []

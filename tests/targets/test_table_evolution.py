@@ -12,10 +12,10 @@ import pyarrow as pa
 from histetl.options import ReplayOptions
 from histetl.pipeline import Replayer
 from histetl.schemas import table_spec
-from histetl.sinks import TableTarget
-from histetl.sinks.duckdb import create_table_sql as duckdb_table_sql
-from histetl.sinks.pgschema import create_table_sql as pg_table_sql
 from histetl.synth import SynthSpec, write_dbn
+from histetl.targets import TableTarget
+from histetl.targets.duckdb.sink import create_table_sql as duckdb_table_sql
+from histetl.targets.postgres.schema import create_table_sql as pg_table_sql
 
 ADDED = ("action", "ts_in_delta")
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from histetl.schemas import table_spec
-from histetl.sinks import TableTarget
-from histetl.sinks.pgschema import canonical_ddl, pg_columns, to_pg_arrow
+from histetl.targets import TableTarget
+from histetl.targets.postgres.schema import canonical_ddl, pg_columns, to_pg_arrow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_committed_table_migration_matches_the_code() -> None:

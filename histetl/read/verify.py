@@ -23,7 +23,7 @@ Checks, per loaded table (canonical, derived bars, and every table the ledger na
 - `definitions`: instruments in the data tables with no row in `definition` (skipped when no
   definitions are loaded).
 
-Sessions come from `histetl.calendars` (`--calendar`).
+Sessions come from `histetl.read.calendars` (`--calendar`).
 """
 
 from __future__ import annotations
@@ -40,15 +40,15 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from histetl.calendars import Calendar, _merge, buckets, calendar_for, covered, status_ranges
 from histetl.errors import ConfigError
 from histetl.outputs import write_json
-from histetl.query import DEFINITION_TABLE
-from histetl.reader import Database, spec_for
-from histetl.resample import parse_interval
+from histetl.read.calendars import Calendar, _merge, buckets, calendar_for, covered, status_ranges
+from histetl.read.database import Database, spec_for
+from histetl.read.query import DEFINITION_TABLE
+from histetl.read.resample import parse_interval
 from histetl.schemas import TableSpec
-from histetl.sinks import LEDGER_TABLE
 from histetl.sqltext import quote
+from histetl.targets import LEDGER_TABLE
 from histetl.times import format_ns, parse_time
 from histetl.validate import RULES_COLUMN, RuleBook, RuleSet
 

@@ -22,7 +22,7 @@ from loguru import logger
 
 from histetl.errors import first_line
 from histetl.secrets import scrub
-from histetl.sinks import LEDGER_TABLE, RetryPolicy, backend_of, duckdb_path
+from histetl.targets import LEDGER_TABLE, RetryPolicy, backend_of, duckdb_path
 
 
 class Loaded(NamedTuple):
@@ -76,7 +76,7 @@ def _postgres(uri: str, sql: str, policy: RetryPolicy) -> list[Loaded]:
     import adbc_driver_postgresql
     import pyarrow as pa
 
-    from histetl.sinks.pgconn import StallGuard, socket_fds, with_timeouts
+    from histetl.targets.postgres.conn import StallGuard, socket_fds, with_timeouts
 
     # A lookup that only saves time gives up quickly: a slow or silent server is the
     # pipeline's to wait for (with its retries) and to report.

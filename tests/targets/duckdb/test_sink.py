@@ -19,9 +19,9 @@ from histetl.faults import FAULT_ENV
 from histetl.options import ReplayOptions
 from histetl.pipeline import Replayer, expand_paths
 from histetl.report import FileReport, RunReport
-from histetl.sinks import duckdb as duckdb_sink
-from histetl.sinks.duckdb import DuckDBSink
 from histetl.synth import SynthSpec, write_dbn
+from histetl.targets.duckdb import sink as duckdb_sink
+from histetl.targets.duckdb.sink import DuckDBSink
 from tests.reference import decode_with_symbols
 
 HISTETL = [sys.executable, "-m", "histetl.cli"]

@@ -1,7 +1,7 @@
 """`histetl query`: exactly the loaded rows for a symbol and range, symbols resolved through
 the mappings and definitions, exact text and Parquet output, helpful errors (exit 2, no
 traceback) and an empty range that says so (exit 0). DuckDB here; PostgreSQL/TimescaleDB in
-tests/sinks/test_query_postgres.py."""
+tests/targets/postgres/test_read.py."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from histetl.cli import main
 from histetl.errors import ConfigError
 from histetl.options import ReplayOptions
 from histetl.pipeline import Replayer
-from histetl.query import QueryOptions, query_table, split_list
-from histetl.reader import Database
+from histetl.read.database import Database
+from histetl.read.query import QueryOptions, query_table, split_list
 from histetl.synth import SynthSpec, write_dbn
 from histetl.times import parse_time
 

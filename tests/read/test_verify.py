@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from loguru import logger
 
-from histetl.calendars import Calendar, buckets, covered, status_ranges
 from histetl.errors import ConfigError
-from histetl.resample import ResampleOptions, resample
-from histetl.verify import VerifyOptions, verify
-from tests.test_query import ES_H4, histetl, load, write_files
+from histetl.read.calendars import Calendar, buckets, covered, status_ranges
+from histetl.read.resample import ResampleOptions, resample
+from histetl.read.verify import VerifyOptions, verify
+from tests.read.test_query import ES_H4, histetl, load, write_files
 
 STATUSES = ("PASS", "FAIL", "WARN", "SKIP")
 M = 60 * 10**9

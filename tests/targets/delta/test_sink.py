@@ -22,9 +22,9 @@ from histetl.faults import FAULT_ENV
 from histetl.pipeline import ledger
 from histetl.synth import SynthSpec, write_dbn
 from tests.conftest import SAMPLES
-from tests.sinks.test_duckdb import HISTETL, replay, trades
 from tests.support.pgserver import free_port
 from tests.support.s3server import SECRET_KEY, S3Server, start_s3
+from tests.targets.duckdb.test_sink import HISTETL, replay, trades
 
 
 @dataclasses.dataclass

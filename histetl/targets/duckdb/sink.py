@@ -40,7 +40,8 @@ from tenacity import (
 
 from histetl.errors import ConfigError, LoadError
 from histetl.outputs import make_dir
-from histetl.sinks import (
+from histetl.sqltext import quote
+from histetl.targets import (
     LEDGER_COLUMNS,
     LEDGER_SELECT,
     LEDGER_TABLE,
@@ -50,7 +51,6 @@ from histetl.sinks import (
     ledger_params,
     ledger_upsert_sql,
 )
-from histetl.sqltext import quote
 
 _STAGE = "histetl_stage"
 # DuckDB's memory (buffer pool, uncommitted rows, joins) while a file loads into a table

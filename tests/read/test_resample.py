@@ -23,11 +23,11 @@ import pytest
 from loguru import logger
 
 from histetl.errors import ConfigError
-from histetl.query import QueryOptions, query_table
-from histetl.resample import ResampleOptions, resample, resample_frame
+from histetl.read.query import QueryOptions, query_table
+from histetl.read.resample import ResampleOptions, resample, resample_frame
+from histetl.read.verify import VerifyOptions, verify
 from histetl.synth import SynthSpec, record_dtype, write_dbn
-from histetl.verify import VerifyOptions, verify
-from tests.test_query import DAYS, START, histetl, load, reference_bars
+from tests.read.test_query import DAYS, START, histetl, load, reference_bars
 
 BAR_COLUMNS = ("ts_event", "rtype", "publisher_id", "instrument_id", "open", "high", "low")
 BAR_COLUMNS += ("close", "volume", "symbol")

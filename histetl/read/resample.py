@@ -32,10 +32,10 @@ import polars as pl
 
 from histetl.errors import ConfigError
 from histetl.mapping import to_arrow
-from histetl.reader import Backend, Database
+from histetl.read.database import Backend, Database
 from histetl.schemas import table_spec
-from histetl.sinks import LEDGER_TABLE, LedgerEntry, MergeRequired, Sink, TableTarget, open_sink
 from histetl.sqltext import literal, quote
+from histetl.targets import LEDGER_TABLE, LedgerEntry, MergeRequired, Sink, TableTarget, open_sink
 from histetl.times import format_ns, parse_time
 
 NS = 10**9

@@ -50,7 +50,8 @@ from histetl.errors import (
     TransientLoadError,
 )
 from histetl.prefetch import Prefetch
-from histetl.sinks import (
+from histetl.sqltext import literal, quote
+from histetl.targets import (
     LEDGER_COLUMNS,
     LEDGER_SELECT,
     LEDGER_TABLE,
@@ -64,7 +65,7 @@ from histetl.sinks import (
     redact,
     scrub,
 )
-from histetl.sinks.pgconn import (
+from histetl.targets.postgres.conn import (
     HINTS,
     PgTarget,
     StallGuard,
@@ -73,7 +74,7 @@ from histetl.sinks.pgconn import (
     socket_fds,
     with_timeouts,
 )
-from histetl.sinks.pgschema import (
+from histetl.targets.postgres.schema import (
     check_identifier,
     create_table_sql,
     index_name,
@@ -81,7 +82,6 @@ from histetl.sinks.pgschema import (
     pg_columns,
     to_pg_arrow,
 )
-from histetl.sqltext import literal, quote
 
 _MIGRATIONS_TABLE = "histetl_migrations"
 _UNIQUE_VIOLATION = "23505"

@@ -4,7 +4,7 @@ S3-compatible server (credentials and endpoint from the standard AWS variables, 
 `histetl.objstore`).
 
 Each canonical table is one Delta table at `<lake>/<table>`, partitioned by `date` (the UTC date
-of the table's index timestamp). Columns use the PostgreSQL layout of `histetl.sinks.pgschema`:
+of the table's index timestamp). Columns use the PostgreSQL layout of `targets.postgres.schema`:
 prices decimal(19,9), each timestamp as microseconds plus its exact `X_ns` int64, `uint64` as
 decimal(20,0). A file's rows and its ledger record go in ONE Delta commit: an append of the
 rows whose primary key is neither earlier in the file nor in the table, carrying the
@@ -38,8 +38,8 @@ from loguru import logger
 from histetl import objstore
 from histetl.errors import LoadError
 from histetl.outputs import make_dir
-from histetl.sinks import LedgerEntry, TableTarget, local_path
-from histetl.sinks.pgschema import pg_arrow_schema, to_pg_arrow
+from histetl.targets import LedgerEntry, TableTarget, local_path
+from histetl.targets.postgres.schema import pg_arrow_schema, to_pg_arrow
 
 PARTITION = "date"
 LEDGER_KEY = "histetl.ledger"

@@ -10,9 +10,9 @@ import psycopg.conninfo
 import pytest
 
 from histetl.errors import ConfigError
-from histetl.sinks import RetryPolicy
-from histetl.sinks.pgconn import classify, parse_target, with_timeouts
 from histetl.synth import SynthSpec, write_dbn
+from histetl.targets import RetryPolicy
+from histetl.targets.postgres.conn import classify, parse_target, with_timeouts
 from tests.support.pgserver import PgServer
 
 HISTETL = [sys.executable, "-m", "histetl.cli"]

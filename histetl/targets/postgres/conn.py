@@ -27,7 +27,7 @@ from urllib.parse import quote, unquote
 
 from histetl.errors import ConfigError
 from histetl.secrets import SECRET_KEYS, _split_uri, dsn_dict, is_dsn, redact
-from histetl.sinks import RetryPolicy
+from histetl.targets import RetryPolicy
 
 _INT_PARAMS = (
     "connect_timeout",
