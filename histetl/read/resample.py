@@ -32,10 +32,18 @@ import polars as pl
 
 from histetl.errors import ConfigError
 from histetl.mapping import to_arrow
-from histetl.read.database import Backend, Database
+from histetl.read.database import Database
 from histetl.schemas import table_spec
 from histetl.sqltext import literal, quote
-from histetl.targets import LEDGER_TABLE, LedgerEntry, MergeRequired, Sink, TableTarget, open_sink
+from histetl.targets import (
+    LEDGER_TABLE,
+    LedgerEntry,
+    MergeRequired,
+    Sink,
+    TableTarget,
+    open_sink,
+    replaces_rows,
+)
 from histetl.times import format_ns, parse_time
 
 NS = 10**9
@@ -122,6 +130,13 @@ def target_name(options: ResampleOptions) -> str:
 
 def check_options(options: ResampleOptions) -> tuple[int, int, str]:
     """(interval ns, source interval ns, target table), or ConfigError: nothing is touched."""
+    if not replaces_rows(options.db):
+        raise ConfigError(
+            "resample does not write derived bars into a Delta lake (its commits only append)",
+            where="--db",
+            hint="resample in a duckdb:/// or postgresql:// target; query, verify and status "
+            "read lakes",
+        )
     interval_ns = parse_interval(options.interval)
     if options.source not in SOURCES:
         raise ConfigError(
@@ -209,7 +224,7 @@ def resample(
     report = ResampleReport(options.source, target, options.interval)
     sink = open_sink(options.db)
     try:
-        db = Database(sink.connection, _backend(sink.backend), sink.display, owned=False)
+        db = Database(sink.reader())
         if source not in db.tables() or not db.has_rows(source):
             raise ConfigError(
                 f"nothing loaded for {options.source}",
@@ -270,7 +285,7 @@ def _window(
         load = sink.begin(target, sha, force=True, merge=merge)
         assert load is not None  # force: never skipped
         try:
-            replaced = _delete(sink, db, target.name, db.time_range("ts_event", w_start, w_end))
+            replaced = db.delete(target.name, db.time_range("ts_event", w_start, w_end))
             rows = db.read(
                 source, where=db.time_range("ts_event", w_start, w_end), order_by=None
             ).read_all()
@@ -313,22 +328,3 @@ def _window(
         last = int(bars["ts_event"].dt.epoch("ns").max())  # type: ignore[arg-type]
         report.first_ns = first if report.first_ns is None else min(report.first_ns, first)
         report.last_ns = last if report.last_ns is None else max(report.last_ns, last)
-
-
-def _backend(name: str) -> Backend:
-    return "postgres" if name == "postgres" else "duckdb"
-
-
-def _delete(sink: Sink, db: Database, table: str, where: list[str]) -> int:
-    """Delete the window's rows inside the load's transaction; returns how many."""
-    condition = " AND ".join(where)
-    with sink.connection.cursor() as cur:
-        if db.backend == "postgres":
-            cur.execute(
-                f"WITH gone AS (DELETE FROM {quote(table)} WHERE {condition} RETURNING 1) "
-                "SELECT count(*) FROM gone"
-            )
-        else:
-            cur.execute(f"DELETE FROM {quote(table)} WHERE {condition}")
-        row = cur.fetchone()
-    return int(row[0]) if row else 0

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import polars as pl
 import pyarrow as pa
@@ -36,9 +36,9 @@ from deltalake.transaction import AddAction, RemoveAction
 from loguru import logger
 
 from histetl import objstore
-from histetl.errors import LoadError
+from histetl.errors import ConfigError, LoadError
 from histetl.outputs import make_dir
-from histetl.targets import LedgerEntry, TableTarget, local_path
+from histetl.targets.base import LedgerEntry, Reader, TableTarget, local_path
 from histetl.targets.postgres.schema import pg_arrow_schema, to_pg_arrow
 
 PARTITION = "date"
@@ -82,7 +82,6 @@ def to_lake_arrow(batch: pa.Table, target: TableTarget) -> pa.Table:
 class DeltaSink:
     def __init__(self, uri: str) -> None:
         location = delta_location(uri)
-        self.backend = "delta"
         self.storage_options: dict[str, str] | None = None
         self.local: Path | None = None
         if objstore.is_s3(location):
@@ -100,11 +99,10 @@ class DeltaSink:
             "pick a --db path in a writable folder (delta:///dir/lake)",
         )
 
-    @property
-    def connection(self) -> Any:
-        raise LoadError(
-            "this command needs a SQL connection, which a Delta Lake target does not have",
-            where=self.display,
+    def reader(self) -> Reader:
+        raise ConfigError(
+            "this command replaces rows in place, which a Delta Lake target does not do",
+            where="--db",
             hint="use a duckdb:/// or postgresql:// target for this command",
         )
 
@@ -166,14 +164,14 @@ class DeltaSink:
 
     def ledger(self) -> list[LedgerEntry]:
         entries: list[LedgerEntry] = []
-        for name in self._table_names():
+        for name in self.table_names():
             dtable = self.open_table(name)
             if dtable is not None:
                 entries.extend(self._entries(dtable))
         latest = {(e.sha256, e.table): e for e in sorted(entries, key=lambda e: e.loaded_at)}
         return sorted(latest.values(), key=lambda e: (e.loaded_at, e.path))
 
-    def _table_names(self) -> list[str]:
+    def table_names(self) -> list[str]:
         """The lake's folders that may hold a table (each is opened to be sure)."""
         if self.local is None:
             return objstore.folders(self.root, self.display)

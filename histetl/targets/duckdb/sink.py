@@ -41,16 +41,17 @@ from tenacity import (
 from histetl.errors import ConfigError, LoadError
 from histetl.outputs import make_dir
 from histetl.sqltext import quote
-from histetl.targets import (
+from histetl.targets.base import (
     LEDGER_COLUMNS,
     LEDGER_SELECT,
     LEDGER_TABLE,
     LedgerEntry,
     TableTarget,
-    duckdb_path,
     ledger_params,
     ledger_upsert_sql,
 )
+from histetl.targets.duckdb import duckdb_path
+from histetl.targets.duckdb.read import DuckDBReader
 
 _STAGE = "histetl_stage"
 # DuckDB's memory (buffer pool, uncommitted rows, joins) while a file loads into a table
@@ -156,7 +157,6 @@ class DuckDBSink:
     def __init__(self, uri: str, lock_timeout_s: float = 300.0) -> None:
         self.path = duckdb_path(uri)
         self.display = f"duckdb:///{self.path}"
-        self.backend = "duckdb"
         if self.path != ":memory:":
             _prepare_dir(Path(self.path))
         self._conn = self._connect(lock_timeout_s)
@@ -235,9 +235,8 @@ class DuckDBSink:
         self._conn.commit()
         return [LedgerEntry(*row) for row in rows]
 
-    @property
-    def connection(self) -> Any:
-        return self._conn
+    def reader(self) -> DuckDBReader:
+        return DuckDBReader(self._conn, self.display, owned=False)
 
     def ensure_table(self, target: TableTarget) -> None:
         if target.name not in self._created:

@@ -16,18 +16,25 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import socket
 import stat
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, unquote
 
-from histetl.errors import ConfigError
-from histetl.secrets import SECRET_KEYS, _split_uri, dsn_dict, is_dsn, redact
-from histetl.targets import RetryPolicy
+from histetl.errors import (
+    ConfigError,
+    DatabaseTimeoutError,
+    LoadError,
+    TerminalLoadError,
+    TransientLoadError,
+)
+from histetl.secrets import SECRET_KEYS, _split_uri, dsn_dict, is_dsn, redact, scrub
+from histetl.targets.base import RetryPolicy
 
 _INT_PARAMS = (
     "connect_timeout",
@@ -343,3 +350,56 @@ class StallGuard:
     def close(self) -> None:
         self._stop.set()
         self._socket = None
+
+
+def connect(uri: str, policy: RetryPolicy) -> tuple[Any, StallGuard]:
+    """One connection attempt with histetl's timeouts; driver errors become LoadErrors
+    (TransientLoadError only for what retrying may fix). Used by the sink and the reader."""
+    target = parse_target(uri)
+    conninfo = with_timeouts(uri, policy)
+    import adbc_driver_postgresql.dbapi as pg_dbapi
+
+    before = socket_fds()
+    try:
+        conn = pg_dbapi.connect(conninfo)
+    except Exception as exc:  # the driver's error classes are not importable stably
+        raise driver_error("cannot connect", exc, target, (uri, conninfo)) from None
+    return conn, StallGuard(before)
+
+
+def driver_error(
+    what: str,
+    exc: BaseException,
+    target: PgTarget,
+    uris: tuple[str, ...],
+    stalled_s: float | None = None,
+) -> LoadError | ConfigError:
+    """A one-line error naming host, user and database (never the password)."""
+    text = str(exc).strip()
+    message = text.splitlines()[0] if text else type(exc).__name__
+    for uri in uris:
+        message = scrub(message, uri)
+    # the label already names host, user and database: keep only the server's reason
+    message = re.sub(r"^(?:[A-Z_]+: )?\[libpq\] (?:Failed to connect: )?", "", message)
+    message = re.sub(
+        r'^connection to server (?:at|on) "[^"]*"(?:, port \d+)? failed: ', "", message
+    )
+    message = re.sub(r"^(?:FATAL|ERROR):\s+", "", message)
+    if stalled_s is not None:
+        return DatabaseTimeoutError(
+            f"{what}: no answer from the server for {stalled_s:g} s (--db-timeout)",
+            where=target.label,
+            hint="the server stopped answering (stopped, overloaded or unreachable); check "
+            "it and rerun (loaded files are skipped), or raise --db-timeout",
+        )
+    kind = classify(exc)
+    if kind == "transient":
+        cls: type[LoadError] = (
+            DatabaseTimeoutError if "timeout expired" in message else TransientLoadError
+        )
+        return cls(f"{what}: {message}", where=target.label, hint=HINTS["transient"])
+    if kind == "parameter":  # libpq refused a parameter: a usage error, exit 2
+        return ConfigError(f"{what}: {message}", where=target.label, hint=HINTS[kind])
+    if kind in ("auth", "missing", "permission", "config"):
+        return TerminalLoadError(f"{what}: {message}", where=target.label, hint=HINTS[kind])
+    return LoadError(f"{what}: {message}", where=target.label, hint=HINTS.get(kind))

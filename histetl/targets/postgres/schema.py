@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from histetl.errors import ConfigError
 from histetl.sqltext import quote
-from histetl.targets import TableTarget
+from histetl.targets.base import TableTarget
 
 NS_SUFFIX = "_ns"
 _TS_US = pa.timestamp("us", tz="UTC")

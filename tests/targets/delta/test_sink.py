@@ -148,23 +148,6 @@ def test_replay_into_delta_when_deltalake_is_not_installed_says_how_to_install_i
     ]
 
 
-@pytest.mark.parametrize("command", [["query", "--schema", "trades"], ["verify"]])
-def test_reading_commands_on_a_lake_say_they_do_not_read_lakes_yet(
-    tmp_path: Path, command: list[str]
-) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "histetl.cli", *command, "--db", "delta:///lake"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stderr.splitlines()[0] == (
-        "error: --db: query, verify and resample do not read delta:/// lakes yet"
-    )
-
-
 def test_replay_into_delta_when_a_file_repeats_its_records_stores_each_once_and_counts_repeats(
     tmp_path: Path,
 ) -> None:

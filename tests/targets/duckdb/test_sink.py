@@ -270,7 +270,7 @@ class _SettingWatch:
         pass
 
     def batch(self, report: FileReport, spec: object, valid: object, invalid: object) -> None:
-        with self.sink.connection.cursor() as cur:
+        with self.sink._conn.cursor() as cur:
             cur.execute("SELECT current_setting('memory_limit')")
             row = cur.fetchone()
         self.seen.append(str(row[0]) if row else "")
@@ -280,10 +280,10 @@ class _SettingWatch:
 
 
 def _setting(sink: DuckDBSink, name: str) -> str:
-    with sink.connection.cursor() as cur:
+    with sink._conn.cursor() as cur:
         cur.execute("SELECT current_setting(?)", (name,))
         row = cur.fetchone()
-    sink.connection.commit()
+    sink._conn.commit()
     return str(row[0])
 
 

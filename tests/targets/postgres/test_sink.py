@@ -24,7 +24,7 @@ from histetl.schemas import all_specs
 from histetl.source.files import expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
 from histetl.targets import TimescaleOptions
-from histetl.targets.postgres import sink as postgres
+from histetl.targets.postgres import load as pg_load
 from tests.reference import decode_with_symbols
 
 HISTETL = [sys.executable, "-m", "histetl.cli"]
@@ -532,8 +532,8 @@ def test_half_overlapping_file_loads_only_the_missing_rows_with_exact_counts(
     db_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: str
 ) -> None:
     # small chunks and flushes: the overlap is found chunk by chunk, across batch boundaries
-    monkeypatch.setattr(postgres, "COPY_CHUNK_ROWS", 300)
-    monkeypatch.setattr(postgres, "MISSING_FLUSH_ROWS", 700)
+    monkeypatch.setattr(pg_load, "COPY_CHUNK_ROWS", 300)
+    monkeypatch.setattr(pg_load, "MISSING_FLUSH_ROWS", 700)
     path = tmp_path / "trades.dbn"
     spec = SynthSpec(schema="trades", records=6000, seed=7, shared_key_trades=40)
     write_dbn(replace(spec, defects=Defects(exact_duplicates=4)), path)
@@ -557,7 +557,7 @@ def test_half_overlapping_file_loads_only_the_missing_rows_with_exact_counts(
 def test_file_of_other_symbols_for_a_loaded_day_loads_every_row(
     db_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(postgres, "COPY_CHUNK_ROWS", 500)
+    monkeypatch.setattr(pg_load, "COPY_CHUNK_ROWS", 500)
     paths = []
     for symbol in ("ES.c.0", "NQ.c.0"):
         paths.append(tmp_path / f"{symbol}.dbn")

@@ -1,0 +1,144 @@
+"""Reading a Delta lake back: an in-memory DuckDB over the lake's tables (each scanned as its
+current version's Arrow dataset: projections and filters reach the Parquet files), plus the
+ledger from the tables' commit records as `histetl_ledger`.
+
+The lake keeps PostgreSQL's layout (`targets.postgres.schema`), so columns fold as there: each
+timestamp read from its exact `X_ns` bigint, decimal(20,0) back to uint64; the `date`
+partition column is the lake's own and is not shown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from histetl import objstore
+from histetl.errors import ConfigError
+from histetl.sqltext import quote
+from histetl.targets.base import LEDGER_COLUMNS, LEDGER_TABLE, DbColumn, SqlReader
+from histetl.targets.delta.sink import PARTITION, DeltaSink, delta_location
+from histetl.targets.duckdb.read import duckdb_column
+from histetl.targets.postgres.read import folded_column
+from histetl.targets.postgres.schema import NS_SUFFIX
+
+_LEDGER_SCHEMA = pa.schema(
+    [
+        *(pa.field(name, pa.string()) for name in LEDGER_COLUMNS[:5]),
+        *(pa.field(name, pa.int64()) for name in LEDGER_COLUMNS[5:9]),
+        pa.field(LEDGER_COLUMNS[9], pa.string()),
+        pa.field(LEDGER_COLUMNS[10], pa.timestamp("us", tz="UTC")),
+    ]
+)
+_BATCH_ROWS = 65_536
+_SCAN = "histetl_scan_"  # the registered dataset behind each table's view
+
+
+class DeltaReader(SqlReader):
+    def __init__(self, uri: str) -> None:
+        location = delta_location(uri)
+        if not objstore.is_s3(location) and not Path(location).is_dir():
+            raise ConfigError(
+                f"no Delta lake at {location}",
+                where="--db",
+                hint="load something first (histetl replay / run) or fix the path",
+            )
+        lake = DeltaSink(uri)  # on S3: a missing bucket or bad credentials fail here
+        self._datasets: dict[str, Any] = {}
+        for name in lake.table_names():
+            table = lake.open_table(name)
+            if table is None:
+                continue
+            try:
+                self._datasets[name] = table.to_pyarrow_dataset()
+            except OSError as exc:
+                raise objstore.storage_error(exc, lake.table_uri(name)) from None
+        entries = lake.ledger()
+        self._ledger = pa.Table.from_pylist(
+            [dict(zip(LEDGER_COLUMNS, vars(e).values(), strict=True)) for e in entries],
+            schema=_LEDGER_SCHEMA,
+        )
+        super().__init__(_Lake(self._connect), lake.display)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection that sees the lake's tables (views are per connection)."""
+        con = duckdb.connect(":memory:")
+        con.register(LEDGER_TABLE, self._ledger)
+        for name, dataset in self._datasets.items():
+            con.register(_SCAN + name, dataset)
+            con.execute(
+                f"CREATE TEMP VIEW {quote(name)} AS "
+                f"SELECT * EXCLUDE ({quote(PARTITION)}) FROM {quote(_SCAN + name)}"
+            )
+        return con
+
+    def tables(self) -> set[str]:
+        return {*self._datasets, LEDGER_TABLE}
+
+    def column(
+        self, field: pa.Field, schema: pa.Schema, types: dict[str, pa.DataType]
+    ) -> DbColumn | None:
+        def typed(field: pa.Field) -> DbColumn:  # decimal(20,0) -> uint64 again, ...
+            plain = duckdb_column(field)
+            return DbColumn(plain.name, types.get(plain.name, plain.type), plain.sql)
+
+        return folded_column(field, schema, typed)
+
+    def time_ns(self, column: str) -> str:
+        return quote(column + NS_SUFFIX)
+
+    def time_range(self, column: str, start_ns: int | None, end_ns: int | None) -> list[str]:
+        exact = quote(column + NS_SUFFIX)
+        out = []
+        if start_ns is not None:
+            out.append(f"{exact} >= {int(start_ns)}")
+        if end_ns is not None:
+            out.append(f"{exact} < {int(end_ns)}")
+        return out
+
+    def time_order(self, column: str) -> str:
+        return quote(column + NS_SUFFIX)
+
+    def delete(self, table: str, where: list[str]) -> int:
+        raise ConfigError(
+            "a Delta lake's rows are not replaced in place (its commits only append)",
+            where=self.display,
+            hint="use a duckdb:/// or postgresql:// target for this command",
+        )
+
+
+class _Lake:
+    """The DB-API face SqlReader uses: each cursor is a fresh in-memory DuckDB connection with
+    the lake registered (a statement's stream never shares a connection with the next one)."""
+
+    def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection]) -> None:
+        self._connect = connect
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self._connect())
+
+    def rollback(self) -> None:
+        """Nothing to roll back: every statement has its own connection."""
+
+    def close(self) -> None:
+        """Nothing held open between statements."""
+
+
+class _Cursor:
+    """A statement on its own connection, with the DB-API names SqlReader calls."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self._result: duckdb.DuckDBPyRelation | None = None
+
+    def execute(self, sql: str) -> None:
+        self._result = self._con.sql(sql)
+
+    def fetch_record_batch(self) -> pa.RecordBatchReader:
+        assert self._result is not None
+        return self._result.to_arrow_reader(_BATCH_ROWS)  # streamed, a batch at a time
+
+    def close(self) -> None:
+        self._con.close()
