@@ -14,7 +14,7 @@ setup:
 
 # Run the test suite (starts its own PostgreSQL and PGlite/TimescaleDB servers)
 test *args:
-    {{venv}}/pytest -q {{args}}
+    {{venv}}/pytest -q -n 2 --dist loadfile {{args}}
 
 # Lint and type-check (ruff, ruff format --check, mypy)
 lint:
