@@ -265,11 +265,19 @@ def test_two_writers_replaying_the_same_files_at_once_equal_one_clean_load(
     assert conflicts > 0
 
 
+@pytest.fixture(scope="module")
+def clean_trades(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
+    """The same seeded trades() files, loaded once into a fresh local lake: what every
+    crash-then-rerun below must equal (the rows hold no path)."""
+    folder = tmp_path_factory.mktemp("clean-trades")
+    return _clean_load(trades(folder), folder)
+
+
 @pytest.mark.parametrize(
     "point", ["after_batch:1000", "after_batch:4000", "before_commit", "after_commit"]
 )
 def test_sigkill_at_any_point_then_rerun_equals_one_clean_load(
-    lake: Lake, tmp_path: Path, point: str
+    lake: Lake, tmp_path: Path, point: str, clean_trades: pl.DataFrame
 ) -> None:
     paths = trades(tmp_path)
     command = replay(lake.db, paths, tmp_path)
@@ -279,7 +287,7 @@ def test_sigkill_at_any_point_then_rerun_equals_one_clean_load(
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     rerun = subprocess.run(command, capture_output=True, text=True, check=False)
     assert rerun.returncode == 0, rerun.stderr
-    assert lake.rows().equals(_clean_load(paths, tmp_path))
+    assert lake.rows().equals(clean_trades)
     entries = ledger(lake.db)
     assert sorted(e.path for e in entries) == sorted(map(str, paths))
     assert [(e.loaded, e.duplicates) for e in sorted(entries, key=lambda e: e.path)] == [
