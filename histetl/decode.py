@@ -8,16 +8,11 @@ UNDEF_STAT_QUANTITY) become NULL. Memory is bounded by `batch_size` records, not
 
 from __future__ import annotations
 
-import bisect
-import functools
-import io
-import operator
 import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import databento_dbn
 import numpy as np
@@ -29,7 +24,6 @@ from histetl.arrowutil import char_views, null_bitmap, string_views
 from histetl.dbn import DBN_MAGIC, PRELUDE, SUPPORTED_SCHEMAS, ZSTD_MAGIC, ZSTD_SKIPPABLE
 from histetl.errors import DecodeError, UnsupportedSchemaError
 from histetl.options import DEFAULT_BATCH_SIZE
-from histetl.prefetch import Prefetch
 from histetl.schemas import (
     DBN_VERSIONS,
     HASH_COLUMN,
@@ -40,6 +34,7 @@ from histetl.schemas import (
     TableSpec,
     table_spec,
 )
+from histetl.zstdstream import ReadAhead
 
 # The largest metadata header a zstd file may declare (symbology for every OPRA instrument
 # over a day is a few hundred MB at most); beyond it the length field is corrupt.
@@ -120,144 +115,6 @@ def record_hash(records: np.ndarray) -> np.ndarray:
     return h.view(np.int64)
 
 
-def preader(raw: IO[bytes]) -> Callable[[int, int], bytes]:
-    """`pread(n, pos)` for a file: `os.pread` on a local one, seek and read on a remote one
-    (an s3:// object, read only when the stream is done)."""
-    try:
-        fd = raw.fileno()
-    except OSError:  # io.UnsupportedOperation: no file descriptor
-
-        def seek_read(n: int, pos: int) -> bytes:
-            raw.seek(pos)
-            return raw.read(n)
-
-        return seek_read
-    return lambda n, pos: os.pread(fd, n, pos)
-
-
-def zstd_truncation(pread: Callable[[int, int], bytes], size: int) -> str | None:
-    """Where a zstd stream of `size` bytes stops short, from its frame and block headers:
-    None when it ends exactly at the end of a frame, else where it stops (a phrase).
-
-    A stream cut inside a frame decompresses without an error, into fewer bytes: only the
-    framing tells. Reads 3 bytes per block (blocks are up to 128 KiB), with `pread`."""
-    pos = 0
-    while pos < size:
-        frame = pos
-        head = pread(18, pos)  # the longest frame header: 4 + 1 + 1 + 4 + 8 bytes
-        if len(head) < 5:
-            return f"in the header of the frame at byte {frame}"
-        magic = int.from_bytes(head[:4], "little")
-        if magic & ~0xF == ZSTD_SKIPPABLE:
-            pos += 8 + int.from_bytes(head[4:8], "little")
-            if len(head) < 8 or pos > size:
-                return f"in the skippable frame at byte {frame}"
-            continue
-        if head[:4] != ZSTD_MAGIC:
-            return None  # not zstd framing: the decompressor reports it
-        descriptor = head[4]
-        single_segment = descriptor >> 5 & 1
-        pos += (
-            5
-            + (1 - single_segment)  # window descriptor
-            + (0, 1, 2, 4)[descriptor & 3]  # dictionary id
-            + (single_segment, 2, 4, 8)[descriptor >> 6]  # frame content size
-        )
-        if pos > size:
-            return f"in the header of the frame at byte {frame}"
-        last = 0
-        while not last:
-            block, start = pread(3, pos), pos
-            if len(block) < 3:
-                return f"where a block of the frame at byte {frame} should start (byte {start})"
-            header = int.from_bytes(block, "little")
-            last, kind, block_size = header & 1, header >> 1 & 3, header >> 3
-            pos += 3 + (1 if kind == 1 else block_size)  # an RLE block stores one byte
-            if pos > size:
-                return f"inside the block at byte {start} of the frame at byte {frame}"
-        pos += 4 * (descriptor >> 2 & 1)  # content checksum
-        if pos > size:
-            return f"in the content checksum of the frame at byte {frame}"
-    return None
-
-
-class _ReadAhead(io.RawIOBase):
-    """Decompresses in a background thread (zstd releases the GIL), a few chunks ahead of
-    the decoder, so decompression overlaps decoding instead of adding to it.
-
-    At the end of the compressed input it checks that the stream ended at a frame boundary
-    (`zstd_truncation`) and raises `DecodeError` if not. It remembers how many compressed bytes
-    each decompressed chunk took, so `compressed_position` maps what the decoder consumed to
-    the compressed file, however far the read-ahead is."""
-
-    _CHUNK = 1 << 22
-    _DEPTH = 4
-
-    def __init__(self, raw: IO[bytes], path: Path | str, size: int) -> None:
-        super().__init__()
-        self._raw, self._path, self._size = raw, path, size
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        self._stream = cast(IO[bytes], reader)
-        # (decompressed end, compressed bytes read) per chunk, appended by the read-ahead thread
-        self._marks: list[tuple[int, int]] = []
-        self._prefetch = Prefetch(self._decompressed(), self._DEPTH, "histetl-zstd")
-        self._chunks = self._prefetch.__enter__()
-        self._pending = memoryview(b"")
-
-    def _decompressed(self) -> Iterator[bytes]:
-        end = 0
-        for chunk in iter(functools.partial(self._stream.read, self._CHUNK), b""):
-            end += len(chunk)
-            self._marks.append((end, self._raw.tell()))
-            yield chunk
-        cut = zstd_truncation(preader(self._raw), self._size)
-        if cut is not None:
-            raise DecodeError(
-                self._path,
-                f"file is truncated: its zstd stream ends {cut} ({end:,} bytes decompressed)",
-                offset=self._size,
-                hint="nothing from this file was loaded; re-download it (incomplete download "
-                "or copy?)",
-            )
-
-    def compressed_position(self, decompressed: int) -> int:
-        """The compressed bytes behind the first `decompressed` bytes, interpolated within a
-        chunk."""
-        marks = self._marks
-        i = bisect.bisect_left(marks, decompressed, key=operator.itemgetter(0))
-        if i >= len(marks):
-            return marks[-1][1] if marks else 0
-        d0, c0 = marks[i - 1] if i else (0, 0)
-        d1, c1 = marks[i]
-        return c0 + (c1 - c0) * (decompressed - d0) // max(d1 - d0, 1)
-
-    def read(self, size: int = -1) -> bytes:
-        """`size` bytes (fewer only at the end of the stream), copied once from the
-        decompressed chunks. Returns a bytearray: numpy reads it without another copy."""
-        if size < 0:
-            size = sys.maxsize
-        out = bytearray()
-        while len(out) < size:
-            if not self._pending:
-                chunk = next(self._chunks, None)  # raises the decompressor's error, if any
-                if chunk is None:
-                    break
-                self._pending = memoryview(chunk)
-                if not out and len(chunk) >= size:  # the common case: one chunk suffices
-                    out = bytearray(self._pending[:size])
-                    self._pending = self._pending[size:]
-                    break
-            n = min(size - len(out), len(self._pending))
-            out += self._pending[:n]
-            self._pending = self._pending[n:]
-        return out  # type: ignore[return-value]
-
-    def close(self) -> None:
-        self._prefetch.__exit__()
-        self._stream.close()
-        super().close()
-
-
 def is_remote(path: Path | str) -> bool:
     """An s3:// URL (kept as a string: a Path would fold its '//')."""
     return isinstance(path, str) and objstore.is_s3(path)
@@ -304,11 +161,12 @@ class DbnFile:
         magic = self._raw.read(4)
         self._raw.seek(0)
         if magic == ZSTD_MAGIC or int.from_bytes(magic, "little") & ~0xF == ZSTD_SKIPPABLE:
-            return _ReadAhead(self._raw, self.path, self.size), True  # type: ignore[return-value]
+            return ReadAhead(self._raw, self.path, self.size), True  # type: ignore[return-value]
         return self._raw, False
 
     def _read(self, size: int) -> bytes:
-        """Read up to `size` bytes of the (decompressed) DBN stream; short only at EOF."""
+        """Read up to `size` bytes of the (decompressed) DBN stream; short only at EOF. From
+        a zstd stream, possibly a read-only memoryview (see ReadAhead.read)."""
         chunks = []
         remaining = size
         try:
@@ -329,7 +187,7 @@ class DbnFile:
         return data
 
     def _read_header(self) -> tuple[int, Any]:
-        prelude = self._read(PRELUDE.size)
+        prelude = bytes(self._read(PRELUDE.size))  # a zstd stream may give a view
         if not prelude and not self.compressed:
             raise DecodeError(self.path, "file is empty (0 bytes)", offset=0)
         if len(prelude) < PRELUDE.size and (
@@ -416,7 +274,7 @@ class DbnFile:
         behind those records (not what the read-ahead has read) over the file size."""
         size = self.size
         done = self.header_length + records_done * self.record_dtype.itemsize
-        if isinstance(self._stream, _ReadAhead):
+        if isinstance(self._stream, ReadAhead):
             done = self._stream.compressed_position(done)
         return min(done / size, 1.0) if size else 1.0
 
