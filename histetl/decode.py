@@ -313,11 +313,13 @@ class DbnFile:
 
     def _check_records(self, records: np.ndarray, start: int) -> None:
         size = self.record_dtype.itemsize
-        rtype = records["rtype"]
-        bad = rtype != self.spec.rtypes[0]
-        for other in self.spec.rtypes[1:]:  # e.g. the legacy OHLCV rtype
-            bad &= rtype != other
-        bad |= records["length"] != size // 4
+        # A record starts with its length (in 4-byte words) and its rtype: both checked in
+        # one pass over the pair as a little-endian uint16.
+        heads = np.ndarray(records.size, np.dtype("<u2"), records, 0, (size,))
+        expected = [size // 4 | rtype << 8 for rtype in self.spec.rtypes]
+        bad = heads != expected[0]
+        for other in expected[1:]:  # e.g. the legacy OHLCV rtype
+            bad &= heads != other
         if bad.any():
             i = int(np.argmax(bad))
             raise DecodeError(
