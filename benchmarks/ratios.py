@@ -51,6 +51,10 @@ def ratios(t: Timings) -> dict[str, float | None]:
         "zst_overhead_vs_decompress": _div(
             _secs(t, "zstd.histetl_validate"), _secs(t, "zstd.decompress")
         ),
+        # issue 15: the same as whole processes, against the zstd CLI
+        "zst_process_vs_zstd_cli": _div(
+            _secs(t, "zstd.histetl_validate", process=True), _secs(t, "zstd.cli", process=True)
+        ),
         # issue 14: the HTML quality report's cost on a validate-only replay
         "html_overhead": _div(
             _secs(t, "decode.histetl_validate_html", process=True), _secs(t, v, process=True)
@@ -155,6 +159,15 @@ TARGETS = (
         2,
         ".dbn.zst: decode + map + validate vs zstd decompression alone",
         "zst_overhead_vs_decompress",
+        "<= 1.5x",
+        lambda x: x <= 1.5,
+        "trades",
+        DECODE_ROWS,
+    ),
+    Target(
+        15,
+        ".dbn.zst: replay --validate-only vs the zstd CLI (whole processes)",
+        "zst_process_vs_zstd_cli",
         "<= 1.5x",
         lambda x: x <= 1.5,
         "trades",

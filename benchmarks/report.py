@@ -115,7 +115,8 @@ def _comparison(key: str, r: dict[str, Any], sizes: dict[str, int]) -> str:
         f"(whole processes; file seconds: {_fx(r['html_overhead_file_seconds'])})",
         "decode.histetl_arrow": f"{_faster(r['decode_map_only_vs_to_df'])} than to_df(fixed)",
         "zstd.histetl_validate": f"{_fx(r['zst_overhead_vs_decompress'])} the time of "
-        "decompression alone",
+        "decompression alone (whole processes, against the zstd CLI: "
+        f"{_fx(r['zst_process_vs_zstd_cli'])})",
         "pg.histetl_load": f"{_fx(r['load_vs_copy'])} COPY speed "
         f"(whole process: {_fx(r['load_process_vs_copy'])})",
         "pg.server_copy": "the database's limit",

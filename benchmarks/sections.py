@@ -41,6 +41,12 @@ def replay(
     return Sample(sum(f["seconds"] for f in files), rows, proc, extra)
 
 
+def _process(*cmd: str) -> Sample:
+    """A whole process, timed start to exit."""
+    proc = run_process(list(cmd))
+    return Sample(proc.wall, 0, proc)
+
+
 def probe_sample(op: str, *args: str | Path | int, rows: int | None = None) -> Sample:
     proc = probe(op, *args)
     result = dict(proc.result)
@@ -98,6 +104,16 @@ def decode(bench: Bench, data: DataSet, sizes: Sizes, tmp: Path) -> None:
             lambda rows: probe_sample("zstd", data.trades(rows, zst=True), rows=rows),
         ),
     ]
+    if zstd_cli := shutil.which("zstd"):  # the issue's reference, as a whole process
+        zst.append(
+            Entry(
+                "zstd.cli",
+                "zstd -d FILE -o /dev/null (the zstd CLI, whole process)",
+                lambda rows: _process(
+                    zstd_cli, "-d", "-q", "-f", str(data.trades(rows, zst=True)), "-o", "/dev/null"
+                ),
+            )
+        )
     bench.group(zst, n, small)
 
 
@@ -181,21 +197,17 @@ def startup(bench: Bench) -> None:
     """`histetl --help` against the interpreter's own start (issue 11: a command that does
     nothing much costs little more than Python itself)."""
 
-    def process(*cmd: str) -> Sample:
-        proc = run_process(list(cmd))
-        return Sample(proc.wall, 0, proc)
-
     bench.group(
         [
             Entry(
                 "startup.python",
                 "python -c pass (the interpreter alone)",
-                lambda _r: process(sys.executable, "-c", "pass"),
+                lambda _r: _process(sys.executable, "-c", "pass"),
             ),
             Entry(
                 "startup.help",
                 "histetl --help",
-                lambda _r: process(str(VENV_BIN / "histetl"), "--help"),
+                lambda _r: _process(str(VENV_BIN / "histetl"), "--help"),
             ),
         ],
         1,
