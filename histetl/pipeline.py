@@ -392,8 +392,11 @@ class Replayer:
         """Valid rows in the target's schema; quarantines the rest and counts everything."""
         for batch in batches:
             CANCEL.check()  # between batches: raises Interrupted, the file is rolled back
-            frame = pl.from_arrow(batch)
-            assert isinstance(frame, pl.DataFrame)
+            # Through the Arrow C stream interface, in one call: pl.from_arrow exports each
+            # column through pyarrow from Polars' thread pool, and each export waits for the
+            # GIL while the decoding thread holds it. Per 100k-row batch, beside a thread
+            # busy in Python: 18-35 ms that way, under 1 ms this way (alone: 0.3 ms both).
+            frame = pl.DataFrame(batch)
             split = rules.split(frame, report.records, report.path)
             report.records += batch.num_rows
             tick()
