@@ -413,7 +413,7 @@ class Replayer:
 
 
 class BatchObserver(Protocol):
-    """Sees each file's batches as they stream (histetl.quality.figures.ReportObserver)."""
+    """Sees each file's batches as they stream (histetl.quality.observer.ReportObserver)."""
 
     def file_started(self, report: FileReport) -> None: ...
     def batch(

@@ -274,7 +274,7 @@ def run_command(
         max_db_writers=max_db_writers,
     )
     if html_path is not None and not dry_run:
-        from histetl.quality.figures import ReportObserver
+        from histetl.quality.observer import ReportObserver
         from histetl.validate import RuleBook
 
         options.observer = ReportObserver(RuleBook.load(jobs.rules))

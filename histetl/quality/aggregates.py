@@ -3,7 +3,6 @@ log-linear latency histogram's buckets and percentiles."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ from histetl.quality.series import I64
 COMPACT_AT = 32  # partial aggregates kept before they are folded together
 SUB_BITS = 3  # latency: 2**3 linear buckets per octave
 LAT_BUCKETS = 2 + (64 << SUB_BITS)  # negative, zero, then [1 ns, 2**63 ns)
+QUANTILES = (50, 90, 99)  # latency percentiles shown
 
 
 class Sums:
@@ -108,19 +108,22 @@ def ints(series: pl.Series) -> I64:
     return values.astype(np.int64, copy=False)
 
 
-def percentiles(bucket: pl.Series, n: pl.Series) -> dict[str, Any]:
-    """p50/p90/p99 from bucket counts: the upper edge of the bucket holding the percentile."""
-    order = np.argsort(bucket.to_numpy())
-    b, c = bucket.to_numpy()[order], n.to_numpy()[order].astype(np.int64)
-    total = int(c.sum())
-    out: dict[str, Any] = {"records": total, "negative": int(c[b == -2].sum()) if total else 0}
-    cum = np.cumsum(c)
-    for q in (50, 90, 99):
-        if not total:
-            out[f"p{q}_ns"] = None
-            continue
-        k = int(np.searchsorted(cum, math.ceil(total * q / 100)))
-        out[f"p{q}_ns"] = bucket_edge(int(b[min(k, len(b) - 1)]))
+def percentiles(bucket: I64, n: I64, starts: I64) -> list[dict[str, Any]]:
+    """p50/p90/p99 of each histogram segment (`starts`: where each begins; buckets ascending
+    within it): the upper edge of the bucket holding the percentile."""
+    cum = np.cumsum(n)
+    ends = np.append(starts[1:], len(n))
+    totals = np.add.reduceat(n, starts)
+    before = cum[starts] - n[starts]
+    negative = np.add.reduceat(np.where(bucket == -2, n, 0), starts)
+    at = {q: np.searchsorted(cum, before + -(-totals * q // 100)) for q in QUANTILES}
+    out = []
+    for i, total in enumerate(totals.tolist()):
+        row: dict[str, Any] = {"records": total, "negative": int(negative[i])}
+        last = int(ends[i]) - 1
+        for q in QUANTILES:
+            row[f"p{q}_ns"] = bucket_edge(int(bucket[min(int(at[q][i]), last)]))
+        out.append(row)
     return out
 
 

@@ -18,13 +18,8 @@ from typing import Any
 import polars as pl
 
 from histetl.errors import ConfigError, HistetlError
-from histetl.quality.figures import (
-    DAY_NS,
-    FigureOptions,
-    FileFigures,
-    ReportObserver,
-    TableFigures,
-)
+from histetl.quality.figures import DAY_NS, FigureOptions, TableFigures
+from histetl.quality.observer import FileFigures, ReportObserver
 from histetl.report import COUNTS, RunReport
 from histetl.schemas import table_spec
 from histetl.validate import RuleBook

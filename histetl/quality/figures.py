@@ -30,8 +30,7 @@ Definitions (also in the README):
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from itertools import pairwise
 from typing import Any, overload
@@ -46,25 +45,22 @@ from histetl.quality.aggregates import (
     Sums,
     ascending,
     ints,
-    percentiles,
 )
+from histetl.quality.results import figures_dict, series_dict
 from histetl.quality.series import (
     I64,
     Registry,
     Series,
     Traded,
     _decimal,
-    combine_series,
     instrument_groups,
 )
 from histetl.read.calendars import Calendar, calendar_for
-from histetl.report import FileReport
 from histetl.schemas import HASH_COLUMN, SYMBOL_COLUMN, TableSpec
-from histetl.validate import RULES_COLUMN, RuleBook
+from histetl.validate import RULES_COLUMN
 
 HOUR_NS = 3_600 * 10**9
 DAY_NS = 24 * HOUR_NS
-NO_SYMBOL = "(no symbol)"
 _BAR_NS = {"ohlcv-1s": 10**9, "ohlcv-1m": 60 * 10**9, "ohlcv-1h": HOUR_NS, "ohlcv-1d": DAY_NS}
 
 
@@ -366,7 +362,7 @@ class TableFigures:
             if value is not None:
                 setattr(self, attr, value if mine is None else pick(mine, value))
         self.untimed += other.untimed
-        self.merged.append(other.series_dict())
+        self.merged.append(series_dict(other))
         self.merged.extend(other.merged)
 
     def state_rows(self) -> int:
@@ -378,121 +374,7 @@ class TableFigures:
 
     # -- results ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        series = combine_series([self.series_dict(), *self.merged], self.options.max_listed)
-        volume = self.volume.compact()
-        return {
-            "volume": _records(volume),
-            "untimed_records": self.untimed,
-            "latency": self._latency(),
-            "books": _records(self.books.compact()) if self.has_book else None,
-            "holes": {
-                "calendar": self.calendar.name if self.calendar else None,
-                "longest": series["longest"],
-                "bar_interval_ns": self.bar_ns,
-                "missing_bars": series["missing_bars"] if self.bar_ns else None,
-            },
-            "prices": {
-                "rule": f"|change| > {self.options.jump_k:g} x median |change| of the previous "
-                f"{self.options.mad_window}, or > {self.options.jump_ticks} ticks",
-                **series["prices"],
-            }
-            if self.price_col
-            else None,
-            "sequence": series["sequence"] if self.has_sequence else None,
-            "symbology": self._symbology(volume),
-            "samples": self.samples,
-        }
-
-    def series_dict(self) -> dict[str, Any]:
-        """This file's per-instrument figures, keyed by publisher, instrument and symbol."""
-        s = self.series
-        keys = np.array(self.instruments.keys, dtype=np.uint64)
-        pubs = (keys >> np.uint64(32)).astype(np.int64).tolist()
-        iids = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64).tolist()
-        known = range(min(len(keys), len(s.best)))
-
-        def ident(k: int) -> dict[str, Any]:
-            return {
-                "publisher_id": pubs[k],
-                "instrument_id": iids[k],
-                "symbol": self.inst_symbol[k] or NO_SYMBOL,
-            }
-
-        def strip(row: dict[str, Any]) -> dict[str, Any]:
-            return {
-                **ident(row["instrument"]),
-                **{k: v for k, v in row.items() if k != "instrument"},
-            }
-
-        return {
-            "longest": [
-                {**ident(k), "silence_ns": int(s.best[k]), "from_ns": int(s.best_from[k]),
-                 "to_ns": int(s.best_to[k])}
-                for k in known if s.best[k] > 0
-            ],
-            "missing_bars": [
-                {**ident(k), "missing": int(s.missing_bars[k]), "holes": int(s.bar_holes[k])}
-                for k in known if s.missing_bars[k] > 0
-            ],
-            "jumps": [strip(j) for j in s.jumps],
-            "jump_count": s.jump_count,
-            "sequence": [
-                {**ident(k), "steps": int(s.seq[k, 0]), "regressions": int(s.seq[k, 1]),
-                 "gaps": int(s.seq[k, 2]), "largest_gap": int(s.seq[k, 3])}
-                for k in known if s.seq[k, 0] > 0
-            ],
-            "regressions": [strip(r) for r in s.regressions],
-        }  # fmt: skip
-
-    def _latency(self) -> dict[str, Any] | None:
-        if not self.has_latency:
-            return None
-        hist = self.latency.compact()
-        hours = []
-        if hist.height:
-            for (hour,), part in hist.partition_by("hour", as_dict=True).items():
-                hours.append({"hour": hour, **percentiles(part["bucket"], part["n"])})
-            hours.sort(key=lambda h: h["hour"])
-            overall = hist.group_by("bucket").agg(pl.col("n").sum())
-            total = percentiles(overall["bucket"], overall["n"])
-        else:
-            total = percentiles(pl.Series([], dtype=pl.Int32), pl.Series([], dtype=pl.Int64))
-        return {
-            "bucket_width": f"1/{1 << SUB_BITS} of an octave (log-linear)",
-            "per_hour": hours,
-            "overall": total,
-            "max_ns": self.lat_max,
-            "min_ns": self.lat_min,
-            "histogram": _records(hist),
-        }
-
-    def _symbology(self, volume: pl.DataFrame) -> dict[str, Any]:
-        per_day: list[dict[str, Any]] = []
-        unmapped = pl.DataFrame(schema={"instrument_id": pl.Int64, "records": pl.Int64})
-        if volume.height:
-            days = volume.with_columns((pl.col("hour") // 24).alias("day"))
-            mapped = days.filter(pl.col("symbol").is_not_null())
-            for day in sorted(days["day"].unique().to_list()):
-                symbols = mapped.filter(pl.col("day") == day)["symbol"].unique().sort().to_list()
-                per_day.append({"day": _day(day), "symbols": symbols})
-            unmapped = (
-                volume.filter(pl.col("symbol").is_null())
-                .group_by("instrument_id")
-                .agg(pl.col("records").sum())
-                .sort("records", "instrument_id", descending=[True, False])
-            )
-        prev: set[str] | None = None
-        for entry in per_day:
-            now = set(entry["symbols"])
-            entry["new"] = sorted(now - prev) if prev is not None else None
-            entry["missing"] = sorted(prev - now) if prev is not None else None
-            prev = now
-        return {
-            "per_day": per_day,
-            "unmapped_rows": int(unmapped["records"].sum()) if unmapped.height else 0,
-            "unmapped_ids": _records(unmapped.head(self.options.max_listed)),
-            "unmapped_id_count": unmapped.height,
-        }
+        return figures_dict(self)
 
     # -- sessions -----------------------------------------------------------------------------
     def sessions(self, lo: int, hi: int) -> I64:
@@ -553,58 +435,5 @@ class _Hours:
         return self if rows is None else _Hours(t, self.h0, self.n, self.ordered)
 
 
-def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    return frame.to_dicts() if frame.height else []
-
-
-def _day(day: int) -> str:
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(day))).isoformat()
-
-
 def _json_row(row: dict[str, Any]) -> dict[str, str]:
     return {k: ("" if v is None else str(v)) for k, v in row.items()}
-
-
-# -- the pipeline observer ------------------------------------------------------------------------
-
-
-@dataclass
-class FileFigures:
-    report: FileReport
-    figures: TableFigures | None  # None: failed or skipped (nothing kept)
-    rules: list[tuple[str, str]] = field(default_factory=list)  # (name, severity) that applied
-    spans: list[tuple[int, int]] | None = None  # read from a database: the time spans read
-
-
-class ReportObserver:
-    """Feeds each batch of a file to its figures; keeps a file's figures only if it ends well.
-
-    The pipeline calls `file_started` at every attempt at a file (a retry starts afresh),
-    `batch` per batch with the valid rows and the quarantined rows, and `file_finished` once;
-    a failed (rolled back) file keeps its counts but none of its figures."""
-
-    def __init__(self, rules: RuleBook | None = None, options: FigureOptions | None = None) -> None:
-        self.rules = rules or RuleBook.load()
-        self.options = options or FigureOptions()
-        self.files: list[FileFigures] = []
-        self._current: dict[str, TableFigures] = {}  # by path: a retry starts afresh
-
-    def file_started(self, report: FileReport) -> None:
-        self._current.pop(report.path, None)
-
-    def batch(
-        self, report: FileReport, spec: TableSpec, valid: pl.DataFrame, invalid: pl.DataFrame
-    ) -> None:
-        figures = self._current.get(report.path)
-        if figures is None:
-            figures = self._current[report.path] = TableFigures(spec, report.dataset, self.options)
-        figures.add(valid, invalid)
-
-    def file_finished(self, report: FileReport) -> None:
-        figures = self._current.pop(report.path, None)
-        keep = figures if report.status in ("loaded", "validated") else None
-        rules: list[tuple[str, str]] = []
-        if figures is not None:
-            applied = self.rules.for_file(figures.spec, report.dataset, None, None).rules
-            rules = [(r.name, r.severity) for r in applied]
-        self.files.append(FileFigures(report, keep, rules))

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from histetl.quality.charts import chart
-from histetl.quality.figures import NO_SYMBOL
 from histetl.quality.htmlfmt import duration, esc, html_table, num, price, ts_text, when
+from histetl.quality.results import NO_SYMBOL
 
 CSS = """
 :root{--fg:#1f2937;--muted:#6b7280;--line:#e5e7eb;--bg:#fff;--pass:#15803d;--warn:#b45309;

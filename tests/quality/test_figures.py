@@ -11,7 +11,8 @@ import pytest
 
 from histetl.options import ReplayOptions
 from histetl.pipeline import Replayer
-from histetl.quality.figures import HOUR_NS, FigureOptions, ReportObserver, TableFigures
+from histetl.quality.figures import HOUR_NS, FigureOptions, TableFigures
+from histetl.quality.observer import ReportObserver
 from histetl.report import FileReport
 from histetl.schemas import table_spec
 from histetl.synth import Defects, SynthSpec, write_dbn
