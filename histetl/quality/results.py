@@ -125,10 +125,12 @@ def _symbology(volume: pl.DataFrame, max_listed: int) -> dict[str, Any]:
     per_day: list[dict[str, Any]] = []
     unmapped = pl.DataFrame(schema={"instrument_id": pl.Int64, "records": pl.Int64})
     if volume.height:
-        days = volume.with_columns((pl.col("hour") // 24).alias("day"))
-        mapped = days.filter(pl.col("symbol").is_not_null())
-        for day in sorted(days["day"].unique().to_list()):
-            symbols = mapped.filter(pl.col("day") == day)["symbol"].unique().sort().to_list()
+        days = (
+            volume.group_by(pl.col("hour") // 24)
+            .agg(pl.col("symbol").drop_nulls().unique().sort())
+            .sort("hour")
+        )
+        for day, symbols in days.iter_rows():
             per_day.append({"day": _day(day), "symbols": symbols})
         unmapped = (
             volume.filter(pl.col("symbol").is_null())
