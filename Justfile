@@ -36,6 +36,15 @@ bench:
 demo:
     {{venv}}/histetl demo
 
+# Redo docs/report-demo.png (the README's screenshot): the demo's quality page in headless Chromium
+screenshot:
+    rm -rf /tmp/histetl-screenshot && mkdir -p /tmp/histetl-screenshot
+    cd /tmp/histetl-screenshot && {{justfile_directory()}}/{{venv}}/histetl demo --dir demo
+    chromium --headless --no-sandbox --disable-gpu --no-first-run --hide-scrollbars \
+        --user-data-dir=/tmp/histetl-screenshot/profile --window-size=1280,4000 \
+        --screenshot={{justfile_directory()}}/docs/report-demo.png \
+        file:///tmp/histetl-screenshot/demo/report.html
+
 # Regenerate sql/002_tables.sql from histetl/schemas.py
 sql:
     {{venv}}/python -m histetl.targets.postgres.schema > sql/002_tables.sql
