@@ -251,12 +251,9 @@ class Series:
         step, fresh = self._steps(prices, inst, starts, self.last_p)
         change = np.abs(step)
         # the smallest non-zero change per segment: change - 1 as unsigned puts 0 last
-        if len(starts) == 1:
-            least = np.array([(change - 1).view(np.uint64).min()])
-        else:
-            change -= 1
-            least = np.minimum.reduceat(change.view(np.uint64), starts)
-            change += 1
+        change -= 1
+        least = np.minimum.reduceat(change.view(np.uint64), starts)
+        change += 1
         none = least == np.uint64(np.iinfo(np.uint64).max)
         seg_min = np.where(none, np.iinfo(np.int64).max, (least + np.uint64(1)).view(np.int64))
         who = inst[starts]
