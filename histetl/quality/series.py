@@ -205,19 +205,14 @@ class Series:
 
     def _holes(self, ts: I64, inst: I64, starts: I64) -> None:
         gap, _ = self._steps(ts, inst, starts, self.last_t)
+        floor = self.best[inst[0]] if len(starts) == 1 else self.best[inst]
+        candidates = np.flatnonzero(gap > floor)
         f = self.f
         if f.bar_ns is not None:
             late = gap > f.bar_ns
             self._bars(ts[late] - gap[late], ts[late], inst[late], f.bar_ns)
-        if len(starts) == 1:  # one instrument: most batches hold no gap above its longest
-            floor = self.best[inst[0]]
-            if gap.max() <= floor:
-                return
-            candidates = np.flatnonzero(gap > floor)
-        else:
-            candidates = np.flatnonzero(gap > self.best[inst])
-            if not len(candidates):
-                return
+        if not len(candidates):
+            return
         if len(starts) == 1 and len(candidates) > 1:
             # a silence is at most its gap: only gaps at least as long as the silence of the
             # longest one can hold the longest silence
@@ -250,6 +245,8 @@ class Series:
         o = self.f.options
         step, fresh = self._steps(prices, inst, starts, self.last_p)
         change = np.abs(step)
+        have = np.ones(len(prices), dtype=np.bool_)
+        have[fresh] = False
         # the smallest non-zero change per segment: change - 1 as unsigned puts 0 last
         change -= 1
         least = np.minimum.reduceat(change.view(np.uint64), starts)
@@ -265,10 +262,10 @@ class Series:
             candidates = np.flatnonzero(change > int(bound)) if bound < 2**62 else _NO_ROWS
         else:
             candidates = np.flatnonzero(change > limit * tick)
-        for i in candidates.tolist():
+        for i in candidates:
             k = int(inst[i])
             seg = int(starts[np.searchsorted(starts, i, side="right") - 1])
-            window = _changes(change, fresh, max(seg, i - o.mad_window), i)
+            window = change[max(seg, i - o.mad_window) : i][have[max(seg, i - o.mad_window) : i]]
             if len(window) < o.mad_window and k in self.recent:
                 window = np.concatenate([self.recent[k], window])[-o.mad_window :]
             mad = float(np.median(window)) if len(window) >= 10 else float("nan")
@@ -296,7 +293,7 @@ class Series:
         ends = np.append(starts[1:], len(prices))
         for s, e in zip(starts, ends, strict=True):
             k = int(inst[s])
-            tail = _changes(change, fresh, max(s, e - o.mad_window), e)
+            tail = change[max(s, e - o.mad_window) : e][have[max(s, e - o.mad_window) : e]]
             if len(tail) < o.mad_window and k in self.recent:
                 tail = np.concatenate([self.recent[k], tail])[-o.mad_window :]
             self.recent[k] = tail
@@ -307,40 +304,27 @@ class Series:
     def _sequence(self, ts: I64, seq: I64, inst: I64, starts: I64) -> None:
         step, fresh = self._steps(seq, inst, starts, self.last_seq)
         n = len(self.seq)
-        if len(starts) == 1:  # one instrument: count only what its extremes say is there
+        if len(starts) == 1:
             k = inst[0]
             self.seq[k, 0] += len(seq) - len(fresh)
-            largest = np.array([step.max()])
-            back = step < 0 if step.min() < 0 else None
-            if back is not None:
-                self.seq[k, 1] += int(np.count_nonzero(back))
-            if largest[0] > 1:
-                self.seq[k, 2] += int(np.count_nonzero(step > 1))
+            back = step < 0
+            self.seq[k, 1] += int(np.count_nonzero(back))
+            self.seq[k, 2] += int(np.count_nonzero(step > 1))
         else:
             self.seq[:, 0] += np.bincount(inst, minlength=n) - np.bincount(inst[fresh], minlength=n)
             back = step < 0
             self.seq[:, 1] += np.bincount(inst[back], minlength=n)
             self.seq[:, 2] += np.bincount(inst[step > 1], minlength=n)
-            largest = np.maximum.reduceat(step, starts)
+        largest = np.maximum.reduceat(step, starts) - 1
         who = inst[starts]
-        self.seq[who, 3] = np.maximum(self.seq[who, 3], largest - 1)
+        self.seq[who, 3] = np.maximum(self.seq[who, 3], largest)
         room = self.f.options.max_listed - len(self.regressions)
-        listed = _NO_ROWS
-        if room > 0 and back is not None and back.any():
-            listed = np.flatnonzero(back)[:room]
+        listed = np.flatnonzero(back)[:room] if room > 0 and back.any() else _NO_ROWS
         for i in listed:
             self.regressions.append(
                 {"instrument": int(inst[i]), "t": int(ts[i]), "prev": int(seq[i] - step[i]),
                  "sequence": int(seq[i])}
             )  # fmt: skip
-
-
-def _changes(change: I64, fresh: I64, lo: int, hi: int) -> I64:
-    """A copy of change[lo:hi] without the rows of `fresh` (an instrument's first row: no
-    change); a copy, so a tail kept for the next batch holds no view of this one."""
-    inside = fresh[(fresh >= lo) & (fresh < hi)]
-    window = change[lo:hi]
-    return np.delete(window, inside - lo) if len(inside) else window.copy()
 
 
 def combine_series(parts: list[dict[str, Any]], max_listed: int) -> dict[str, Any]:
