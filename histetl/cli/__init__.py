@@ -17,7 +17,7 @@ import gc
 import click
 
 from histetl import __version__
-from histetl.cli import database, generate, load, read
+from histetl.cli import database, generate, lake, load, read
 from histetl.logs import configure
 
 
@@ -44,6 +44,7 @@ for command in (
     load.demo,
     database.db,
     database.status,
+    lake.lake,
     read.query_command,
     read.verify_command,
     read.resample_command,

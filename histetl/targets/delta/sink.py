@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 from loguru import logger
@@ -44,6 +44,10 @@ from histetl.targets.postgres.schema import pg_arrow_schema, to_pg_arrow
 PARTITION = "date"
 LEDGER_KEY = "histetl.ledger"
 _MAX_CONFLICT_RETRIES = 20
+# Checkpoints as usual, but never the clean-up of expired commit files: they hold the ledger
+# (the table property for every writer; the hook option for tables made without it).
+NO_LOG_CLEANUP = {"delta.enableExpiredLogCleanup": "false"}
+KEEP_LOG = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 # Row groups of 128Ki rows: the Parquet writer buffers a row group's rows (1Mi by default)
 _ROW_GROUP = 1 << 17  # rows per Parquet row group
 _ROWS_PER_FILE = 1 << 22  # rows per Parquet data file
@@ -137,6 +141,7 @@ class DeltaSink:
                 lake_schema(target),
                 partition_by=[PARTITION],
                 mode="ignore",
+                configuration=NO_LOG_CLEANUP,
                 storage_options=self.storage_options,
             )
         except OSError as exc:
@@ -317,7 +322,12 @@ class DeltaFileLoad:
         if inserted:
             actions += self._write_parts(stored)
         dtable.create_write_transaction(
-            actions, "append", dtable.schema(), [PARTITION], commit_properties=props
+            actions,
+            "append",
+            dtable.schema(),
+            [PARTITION],
+            commit_properties=props,
+            post_commithook_properties=KEEP_LOG,
         )
         return stored_entry
 
