@@ -34,16 +34,18 @@ from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Tr
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 from loguru import logger
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from histetl import objstore
 from histetl.errors import ConfigError, LoadError
+from histetl.interrupt import CANCEL
 from histetl.outputs import make_dir
 from histetl.targets.base import LedgerEntry, Reader, TableTarget, local_path
 from histetl.targets.postgres.schema import pg_arrow_schema, to_pg_arrow
 
 PARTITION = "date"
 LEDGER_KEY = "histetl.ledger"
-_MAX_CONFLICT_RETRIES = 20
+_MAX_CONFLICT_RETRIES = 20  # commit attempts of a file while other writers commit first
 # Checkpoints as usual, but never the clean-up of expired commit files: they hold the ledger
 # (the table property for every writer; the hook option for tables made without it).
 NO_LOG_CLEANUP = {"delta.enableExpiredLogCleanup": "false"}
@@ -273,29 +275,44 @@ class DeltaFileLoad:
         return spilled
 
     def commit(self, entry: LedgerEntry) -> LedgerEntry:
+        """The file's commit; after another writer's commit (a conflict) the check and the
+        commit are done again, with jittered backoff that a stop request ends at once."""
         name = self._target.name
-        for attempt in range(_MAX_CONFLICT_RETRIES):
-            dtable = self._sink.ensure_table(self._target)
-            done = dtable.transaction_version(app_id(self._sha256))
-            if done is not None and done >= self._version:
-                logger.info("{}: loaded meanwhile by another writer", entry.path)
-                return replace(entry, loaded=0, duplicates=entry.duplicates + entry.loaded)
-            try:
-                return self._append(dtable, entry)
-            except CommitFailedError as exc:
-                logger.debug("Delta commit conflict on {} (attempt {}): {}", name, attempt + 1, exc)
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-            except OSError as exc:
-                raise objstore.storage_error(exc, self._sink.table_uri(name)) from None
-            except DeltaError as exc:
-                raise LoadError(
-                    f"Delta commit failed: {exc}", where=self._sink.table_uri(name)
-                ) from None
-        raise LoadError(
-            f"Delta commit kept conflicting with other writers ({_MAX_CONFLICT_RETRIES} tries)",
-            where=self._sink.table_uri(name),
-            hint="run again: loaded files are skipped",
+        retrying = Retrying(
+            retry=retry_if_exception_type(CommitFailedError),
+            stop=stop_after_attempt(_MAX_CONFLICT_RETRIES),
+            wait=wait_exponential_jitter(initial=0.05, max=1.0, jitter=0.05),
+            sleep=CANCEL.sleep,
+            before_sleep=lambda state: logger.debug(
+                "Delta commit conflict on {} (attempt {}): {}",
+                name,
+                state.attempt_number,
+                state.outcome.exception() if state.outcome else "",
+            ),
+            reraise=True,
         )
+        try:
+            return retrying(self._commit_once, entry)
+        except CommitFailedError:
+            raise LoadError(
+                f"Delta commit kept conflicting with other writers ({_MAX_CONFLICT_RETRIES} tries)",
+                where=self._sink.table_uri(name),
+                hint="run again: loaded files are skipped",
+            ) from None
+        except OSError as exc:
+            raise objstore.storage_error(exc, self._sink.table_uri(name)) from None
+        except DeltaError as exc:
+            raise LoadError(
+                f"Delta commit failed: {exc}", where=self._sink.table_uri(name)
+            ) from None
+
+    def _commit_once(self, entry: LedgerEntry) -> LedgerEntry:
+        dtable = self._sink.ensure_table(self._target)
+        done = dtable.transaction_version(app_id(self._sha256))
+        if done is not None and done >= self._version:
+            logger.info("{}: loaded meanwhile by another writer", entry.path)
+            return replace(entry, loaded=0, duplicates=entry.duplicates + entry.loaded)
+        return self._append(dtable, entry)
 
     def _append(self, dtable: DeltaTable, entry: LedgerEntry) -> LedgerEntry:
         """One commit with the file's new rows, its transaction id and its ledger record
