@@ -173,6 +173,19 @@ class JobFile(_Model):
             )
         return value
 
+    @field_validator("raw_dir", mode="before")
+    @classmethod
+    def _local_raw_dir(cls, value: object) -> object:
+        scheme = (
+            re.match(r"^([a-z][a-z0-9+.-]*)://", value, re.I) if isinstance(value, str) else None
+        )
+        if scheme:
+            raise ValueError(
+                f"{scheme[1]}:// is not supported yet: raw_dir must be a local folder; fetch "
+                "into a local raw_dir and copy the files (histetl replay reads s3:// prefixes)"
+            )
+        return value
+
     @field_validator("cluster")
     @classmethod
     def _cluster_uri(cls, value: str | None) -> str | None:

@@ -124,6 +124,16 @@ def test_bad_keys_are_named_by_their_yaml_path(data: dict[str, Any], message: st
     assert message in error(data)
 
 
+@pytest.mark.parametrize("url", ["s3://bucket/raw", "S3://bucket", "gs://bucket/raw"])
+def test_raw_dir_in_object_storage_is_refused_in_one_line_saying_what_works(url: str) -> None:
+    scheme = url.split("://")[0]
+    assert error({"jobs": [JOB], "raw_dir": url}).splitlines()[0] == (
+        f"job.yaml: raw_dir: Value error, {scheme}:// is not supported yet: raw_dir must be a "
+        "local folder; fetch into a local raw_dir and copy the files (histetl replay reads "
+        "s3:// prefixes)"
+    )
+
+
 def test_unknown_schema_lists_the_supported_ones() -> None:
     message = job_error(schema="trade")
     assert "jobs[0].schema: Value error, unknown schema 'trade'; supported: " in message
