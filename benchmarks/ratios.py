@@ -83,6 +83,10 @@ def ratios(t: Timings) -> dict[str, float | None]:
         "duckdb_force_vs_first_load": _div(
             _secs(t, "duckdb.trades_force"), _secs(t, "duckdb.trades")
         ),
+        # issue 13: replay into a local Delta Lake vs the same into DuckDB, and --force on it
+        "delta_load_vs_duckdb_load": _div(_secs(t, "duckdb.load"), _secs(t, "delta.load")),
+        "delta_trades_vs_duckdb_trades": _div(_secs(t, "duckdb.trades"), _secs(t, "delta.trades")),
+        "delta_force_vs_first_load": _div(_secs(t, "delta.trades_force"), _secs(t, "delta.trades")),
         "workers_2_vs_1": _div(_secs(t, "workers.1"), _secs(t, "workers.2")),
         # issue 12: the same files on one worker, two local processes and a 2-worker LocalCluster
         "cluster_workers2_vs_workers1": _div(
@@ -270,6 +274,20 @@ TARGETS = (
         15,
         "peak RSS of the DuckDB load of trades at 4x the rows",
         "rss_growth.duckdb.trades",
+        f"<= {RSS_GROWTH_LIMIT}x",
+        lambda x: x <= RSS_GROWTH_LIMIT,
+    ),
+    Target(
+        13,
+        "peak RSS of the Delta Lake load at 4x the rows",
+        "rss_growth.delta.load",
+        f"<= {RSS_GROWTH_LIMIT}x",
+        lambda x: x <= RSS_GROWTH_LIMIT,
+    ),
+    Target(
+        13,
+        "peak RSS of the Delta Lake load of trades at 4x the rows",
+        "rss_growth.delta.trades",
         f"<= {RSS_GROWTH_LIMIT}x",
         lambda x: x <= RSS_GROWTH_LIMIT,
     ),

@@ -25,6 +25,7 @@ PACKAGES = (
     "pandas",
     "numpy",
     "duckdb",
+    "deltalake",
     "adbc-driver-postgresql",
     "psycopg",
     "pydantic",
@@ -36,6 +37,7 @@ SECTIONS = {
     "validate": "Validation throughput (full rule set, in memory)",
     "pg": "PostgreSQL load: trades",
     "duckdb": "DuckDB embedded load",
+    "delta": "Delta Lake load (a lake on local disk)",
     "workers": "Parallel replay into PostgreSQL",
     "cluster": "The same files: --workers 1, --workers 2, --cluster local:2 (Dask)",
 }
@@ -131,6 +133,10 @@ def _comparison(key: str, r: dict[str, Any], sizes: dict[str, int]) -> str:
         "duckdb.load": f"to_df(fixed) alone takes {_fx(r['duckdb_load_vs_to_df'])} the time "
         "this load spends on the trades file",
         "duckdb.trades_force": f"{_fx(r['duckdb_force_vs_first_load'])} the first load's time",
+        "delta.load": f"{_fx(r['delta_load_vs_duckdb_load'])} the speed of the same load "
+        "into DuckDB",
+        "delta.trades": f"{_fx(r['delta_trades_vs_duckdb_trades'])} the speed of DuckDB's",
+        "delta.trades_force": f"{_fx(r['delta_force_vs_first_load'])} the first load's time",
         "workers.2": f"{_fx(r['workers_2_vs_1'])} the speed of 1 worker",
         "cluster.workers2": f"{_fx(r['cluster_workers2_vs_workers1'])} the speed of --workers 1",
         "cluster.local2": f"{_fx(r['cluster_local2_vs_workers1'])} the speed of --workers 1, "

@@ -29,7 +29,7 @@ from benchmarks.report import machine, now, write
 
 ROWS_ENV = "HISTETL_BENCH_ROWS"
 DEFAULT_ROWS = 10_000_000
-ALL = ("startup", "decode", "validate", "pg", "duckdb", "workers", "cluster")
+ALL = ("startup", "decode", "validate", "pg", "duckdb", "delta", "workers", "cluster")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -70,7 +70,7 @@ def _check_postgres() -> None:
     except RuntimeError as exc:
         raise SystemExit(
             f"benchmarks: {exc}.\nOn a fresh machine `scripts/bootstrap --dev` installs them "
-            "(as root with apt); or run without the database: --only decode,validate,duckdb"
+            "(as root with apt); or run without the database: --only decode,validate,duckdb,delta"
         ) from None
 
 
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 pg_version, workers_info, cluster_info = _postgres(bench, data, sizes, tmp, only)
             if "duckdb" in only:
                 sections.duckdb(bench, data, sizes, tmp)
+            if "delta" in only:
+                sections.delta(bench, data, sizes, tmp)
     except BenchError as exc:
         print(f"benchmarks: a measured path failed: {exc}", file=sys.stderr)
         return 1

@@ -1,10 +1,12 @@
-"""The comparisons that need no database server: start-up, decode, zstd, validation, DuckDB."""
+"""The comparisons that need no database server: start-up, decode, zstd, validation, DuckDB,
+Delta Lake."""
 
 from __future__ import annotations
 
 import shutil
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.bench import Bench, Entry, Sample
@@ -135,9 +137,6 @@ def validate(bench: Bench, data: DataSet, sizes: Sizes) -> None:
 
 
 def duckdb(bench: Bench, data: DataSet, sizes: Sizes, tmp: Path) -> None:
-    def fresh() -> Path:
-        return tmp / f"bench-{uuid.uuid4().hex}.duckdb"
-
     def drop(target: Path) -> None:
         for leftover in tmp.glob(target.name + "*"):  # .wal, and .tmp/ if DuckDB spilled
             if leftover.is_dir():
@@ -145,31 +144,55 @@ def duckdb(bench: Bench, data: DataSet, sizes: Sizes, tmp: Path) -> None:
             else:
                 leftover.unlink()
 
+    _file_target(bench, data, sizes, tmp, "duckdb", "DuckDB", drop)
+
+
+def delta(bench: Bench, data: DataSet, sizes: Sizes, tmp: Path) -> None:
+    """Replay into a Delta Lake on local disk: a folder per table, one commit per file."""
+    _file_target(bench, data, sizes, tmp, "delta", "Delta Lake", shutil.rmtree)
+
+
+def _file_target(
+    bench: Bench,
+    data: DataSet,
+    sizes: Sizes,
+    tmp: Path,
+    scheme: str,
+    name: str,
+    drop: Callable[[Path], None],
+) -> None:
+    """A target that is a file or folder on this machine (`scheme:///path`): the three files
+    loaded together; then the trades file alone (its peak RSS at a quarter of the rows and at
+    all of them), and --force on the target that first load left: every row a duplicate."""
+
+    def fresh() -> Path:
+        return tmp / f"bench-{uuid.uuid4().hex}.{scheme}"
+
+    def load(target: Path, *files: Path, force: bool = False) -> Sample:
+        return replay(tmp, *files, db=f"{scheme}:///{target}", force=force)
+
     def run(rows: int) -> Sample:
         files = (data.trades(rows), data.mbp1(max(rows // 2, 1)), data.definition())
         target = fresh()
         try:
-            return replay(tmp, *files, db=f"duckdb:///{target}")
+            return load(target, *files)
         finally:
             drop(target)
 
     bench.measure(
-        "duckdb.load",
-        "histetl replay trades + mbp-1 + definition -> DuckDB",
+        f"{scheme}.load",
+        f"histetl replay trades + mbp-1 + definition -> {name}",
         run,
         sizes.trades,
         Sizes.small(sizes.trades),
     )
-
-    # The trades file alone (its peak RSS at a quarter of the rows and at all of them), then
-    # --force on the database that first load left: every row a duplicate.
     loaded: dict[int, Path] = {}
 
     def first(rows: int) -> Sample:
         if rows in loaded:  # its --force run was skipped (over the time budget)
             drop(loaded.pop(rows))
         target = loaded[rows] = fresh()
-        return replay(tmp, data.trades(rows), db=f"duckdb:///{target}")
+        return load(target, data.trades(rows))
 
     def forced(rows: int) -> Sample:
         target = loaded.pop(rows, None)
@@ -177,14 +200,18 @@ def duckdb(bench: Bench, data: DataSet, sizes: Sizes, tmp: Path) -> None:
             first(rows)
             target = loaded.pop(rows)
         try:
-            return replay(tmp, data.trades(rows), db=f"duckdb:///{target}", force=True)
+            return load(target, data.trades(rows), force=True)
         finally:
             drop(target)
 
     bench.group(
         [
-            Entry("duckdb.trades", "histetl replay trades -> DuckDB (first load)", first),
-            Entry("duckdb.trades_force", "histetl replay --force: trades already loaded", forced),
+            Entry(f"{scheme}.trades", f"histetl replay trades -> {name} (first load)", first),
+            Entry(
+                f"{scheme}.trades_force",
+                "histetl replay --force: trades already loaded",
+                forced,
+            ),
         ],
         sizes.trades,
         Sizes.small(sizes.trades),
