@@ -90,7 +90,9 @@ def optimize(
 
     def one(name: str, dtable: DeltaTable) -> Optimized:
         if zorder:
-            _check_columns(dtable, zorder, name)
+            schema: Any = dtable.schema()
+            columns = [f.name for f in schema.fields if f.name != PARTITION]
+            _check_known(zorder, columns, f"no column {{}} to Z-order {name} by", "--zorder")
         _keep_history(dtable)
         if zorder:
             metrics = dtable.optimize.z_order(
@@ -172,13 +174,7 @@ def _each_table(uri: str, names: Sequence[str], work: Callable[[str, DeltaTable]
     storage and Delta failures as one-line errors."""
     sink = _open_lake(uri)
     available = sink.table_names()
-    unknown = sorted(set(names) - set(available))
-    if unknown:
-        raise ConfigError(
-            f"no table {', '.join(unknown)} in the lake",
-            where="--table",
-            hint=f"choose from {', '.join(available) or '(none: nothing loaded yet)'}",
-        )
+    _check_known(names, available, "no table {} in the lake", "--table")
     out = []
     with stop_on_signals():
         for name in names or available:
@@ -225,13 +221,13 @@ def _keep_history(dtable: DeltaTable) -> None:
         dtable.alter.set_table_properties(NO_LOG_CLEANUP, post_commithook_properties=KEEP_LOG)
 
 
-def _check_columns(dtable: DeltaTable, columns: Sequence[str], name: str) -> None:
-    schema: Any = dtable.schema()
-    allowed = [f.name for f in schema.fields if f.name != PARTITION]
-    bad = [c for c in columns if c not in allowed]
-    if bad:
+def _check_known(given: Sequence[str], allowed: list[str], what: str, option: str) -> None:
+    """ConfigError naming the `given` values not `allowed` (`what` formats them) and the
+    allowed ones."""
+    unknown = [value for value in given if value not in allowed]
+    if unknown:
         raise ConfigError(
-            f"no column {', '.join(bad)} to Z-order {name} by",
-            where="--zorder",
-            hint=f"choose from {', '.join(allowed)}",
+            what.format(", ".join(unknown)),
+            where=option,
+            hint=f"choose from {', '.join(allowed) or '(none: nothing loaded yet)'}",
         )
