@@ -6,6 +6,7 @@ import click
 
 from histetl.cli.common import db_option, handle_errors, target
 
+_NO_TABLES = "no tables in the lake yet: nothing to do"
 _tables_option = click.option(
     "--table",
     "tables",
@@ -44,8 +45,11 @@ def optimize_command(
     from histetl.sinks.lake import optimize
 
     columns = [c.strip() for c in zorder.split(",") if c.strip()] if zorder else []
-    for result in optimize(target(db), tables, columns, target_size_mb):
+    results = optimize(target(db), tables, columns, target_size_mb)
+    for result in results:
         click.echo(result.line())
+    if not results:
+        click.echo(_NO_TABLES)
 
 
 @lake.command("vacuum")
@@ -82,5 +86,7 @@ def vacuum_command(
     results = vacuum(target(db), tables, retention_hours, apply, break_time_travel)
     for result in results:
         click.echo(result.line())
+    if not results:
+        click.echo(_NO_TABLES)
     if not apply and any(r.files for r in results):
         click.echo("dry run: add --apply to delete them")

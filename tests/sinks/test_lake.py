@@ -199,6 +199,9 @@ def test_lake_commands_refuse_a_missing_lake_folder_or_another_target(
         "  hint: check the --db path (delta:///relative/lake, delta:////absolute/lake)",
     ]
     assert not (tmp_path / "nope").exists()
+    (tmp_path / "empty").mkdir()
+    empty = Lake(f"delta:///{tmp_path / 'empty'}", str(tmp_path / "empty"))
+    assert _ok(empty, command) == ["no tables in the lake yet: nothing to do"]
     duck = Lake(f"duckdb:///{tmp_path / 'h.duckdb'}", "")
     assert _refused(duck, command) == [
         "error: --db: histetl lake works on Delta Lake targets only",
