@@ -42,7 +42,7 @@ def optimize_command(
 ) -> None:
     """Compact each table's small data files into larger ones (a new table version: the
     data, the ledger and what is already loaded stay as they are)."""
-    from histetl.sinks.lake import optimize
+    from histetl.targets.delta.lake import optimize
 
     columns = [c.strip() for c in zorder.split(",") if c.strip()] if zorder else []
     results = optimize(target(db), tables, columns, target_size_mb)
@@ -81,7 +81,7 @@ def vacuum_command(
 ) -> None:
     """Delete data files that no table version within the retention needs (files replaced
     by optimize, left by killed runs). A dry run unless --apply."""
-    from histetl.sinks.lake import vacuum
+    from histetl.targets.delta.lake import vacuum
 
     results = vacuum(target(db), tables, retention_hours, apply, break_time_travel)
     for result in results:

@@ -14,12 +14,12 @@ import pytest
 from deltalake import DeltaTable
 
 from histetl.pipeline import ledger
-from histetl.sinks.delta import KEEP_LOG
 from histetl.synth import SynthSpec, write_dbn
-from tests.sinks import test_delta
-from tests.sinks.test_delta import Lake
-from tests.sinks.test_duckdb import HISTETL, replay
+from histetl.targets.delta.sink import KEEP_LOG
 from tests.support.s3server import S3Server
+from tests.targets.delta import test_sink as test_delta
+from tests.targets.delta.test_sink import Lake
+from tests.targets.duckdb.test_sink import HISTETL, replay
 
 lake = test_delta.lake  # the fixture: a fresh lake on local disk, or on the S3 server
 

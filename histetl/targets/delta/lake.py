@@ -29,8 +29,14 @@ from deltalake.exceptions import DeltaError
 from histetl import objstore
 from histetl.errors import ConfigError, LoadError, first_line
 from histetl.interrupt import CANCEL, stop_on_signals
-from histetl.sinks import backend_of
-from histetl.sinks.delta import KEEP_LOG, NO_LOG_CLEANUP, PARTITION, DeltaSink, delta_location
+from histetl.targets import backend_of
+from histetl.targets.delta.sink import (
+    KEEP_LOG,
+    NO_LOG_CLEANUP,
+    PARTITION,
+    DeltaSink,
+    delta_location,
+)
 
 RETENTION_KEY = "delta.deletedFileRetentionDuration"
 DEFAULT_RETENTION_HOURS = 7 * 24  # Delta's default for RETENTION_KEY
