@@ -11,7 +11,7 @@ from benchmarks.conftest import ROWS
 from benchmarks.probe import zstd
 from histetl.decode import DbnFile
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
 from histetl.symbology import SymbolMap
 
 # DBNStore.from_file leaves its file handle to the garbage collector: not ours to fix.

@@ -12,7 +12,7 @@ from benchmarks.conftest import ROWS, ROWWISE_ROWS
 from benchmarks.data import DataSet
 from benchmarks.loaders import copy_load, rowwise_load
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
 
 # DBNStore.from_file leaves its file handle to the garbage collector: not ours to fix.
 pytestmark = [

@@ -190,7 +190,7 @@ class JobFile(_Model):
     @classmethod
     def _cluster_uri(cls, value: str | None) -> str | None:
         if value is not None:
-            from histetl.cluster import parse_cluster_uri
+            from histetl.pipeline.cluster import parse_cluster_uri
 
             try:
                 parse_cluster_uri(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,14 @@ class RunReport:
             ("TOTAL", "", *(str(t[c]) for c in COUNTS), f"{seconds:.2f}", f"{rate:,.0f}", "")
         )
         return render(rows, right=range(2, 9), rules=(0, len(rows) - 2))
+
+
+def progress_summary(report: RunReport, total: int) -> str:
+    """What an interrupted run did: files loaded (or validated), skipped, failed, not done."""
+    counts = Counter(f.status for f in report.files)
+    done = "loaded" if report.mode == "load" else "validated"
+    rows = sum(f.loaded for f in report.files)
+    parts = [f"{counts[done]} of {total} files {done}" + (f" ({rows:,} rows)" if rows else "")]
+    parts += [f"{counts[s]} {s}" for s in ("skipped", "failed") if counts[s]]
+    parts.append(f"{total - len(report.files)} not done (nothing of them is loaded)")
+    return ", ".join(parts)

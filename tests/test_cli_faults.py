@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.support.unprivileged import fill, run_cli, shared_dir, tiny_fs
 

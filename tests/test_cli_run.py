@@ -15,8 +15,7 @@ from loguru import logger
 from histetl.cli import main
 from histetl.source.databento.lock import JobLock
 from histetl.synth import Defects
-from tests.support.fake_gateway import FakeGateway, Scripted
-from tests.test_fetch import (  # fixtures and helpers shared with the library tests
+from tests.pipeline.test_run import (  # fixtures and helpers shared with the library tests
     DATASET,
     N_TRADES,
     RANGE,
@@ -28,6 +27,7 @@ from tests.test_fetch import (  # fixtures and helpers shared with the library t
     trades,
     write_job,
 )
+from tests.support.fake_gateway import FakeGateway, Scripted
 
 __all__ = ["gateway", "gw", "trades"]  # fixtures, imported to be registered here
 

@@ -20,11 +20,11 @@ import pytest
 
 from histetl.interrupt import CANCEL, Cancel, Interrupted, stop_on_signals
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer, ledger
+from histetl.pipeline.replay import Replayer, ledger
 from histetl.synth import Defects, SynthSpec, write_dbn
+from tests.pipeline.test_run import gateway, gw, raw_files, trades, write_job
 from tests.support.fake_gateway import FakeGateway, Scripted
 from tests.support.pgserver import PgServer, fresh_schema
-from tests.test_fetch import gateway, gw, raw_files, trades, write_job
 
 __all__ = ["gateway", "gw", "trades"]  # fixtures, imported to be registered here
 

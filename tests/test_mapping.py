@@ -11,7 +11,7 @@ import pytest
 from histetl.errors import ConfigError
 from histetl.mapping import Mapping
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
 from histetl.report import RunReport
 from histetl.source.files import expand_paths
 from histetl.synth import SynthSpec, write_dbn

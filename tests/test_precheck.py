@@ -16,20 +16,20 @@ from click.testing import CliRunner
 
 from histetl.cli import main
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
 from histetl.report import RunReport
 from histetl.source.files import expand_paths
 from histetl.synth import SynthSpec, write_dbn
+from tests.pipeline.test_run import db_trades, gateway, gw, trades, write_job
 from tests.support.fake_gateway import FakeGateway
 from tests.support.pgserver import PgServer, fresh_schema
-from tests.test_fetch import db_trades, gateway, gw, trades, write_job
 
 __all__ = ["gateway", "gw", "trades"]  # fixtures, imported to be registered here
 
 # Modules a skipped rerun or `--help` must not import: the stages and the driver stacks (the
 # PostgreSQL lookup reads one Arrow result, so pyarrow and numpy may load there).
 STAGES = (
-    "histetl.pipeline",
+    "histetl.pipeline.replay",
     "histetl.decode",
     "histetl.validate",
     "histetl.mapping",
@@ -135,7 +135,7 @@ def test_a_new_file_among_loaded_ones_goes_through_the_pipeline(
     result, imported = histetl(tmp_path, "replay", old, new, "--db", target, "--report", "r.json")
 
     assert result.returncode == 0, result.stderr
-    assert "histetl.pipeline" in imported
+    assert "histetl.pipeline.replay" in imported
     report = json.loads((tmp_path / "r.json").read_text())
     assert [(f["status"], f["skipped"], f["loaded"]) for f in report["files"]] == [
         ("skipped", 300, 0),

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from histetl.cli import main
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
 from histetl.quarantine import (
     QuarantineWriter,
     column_order,

@@ -17,7 +17,7 @@ import pytest
 import zstandard
 
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
 from histetl.source.files import expand_paths
 from histetl.synth import (
     BLOCK_RECORDS,

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from loguru import logger
 
-from histetl.cluster import CLUSTER_ENV
 from histetl.config import DB_ENV_VAR, default_db
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, HistetlError
 from histetl.options import ReplayOptions
+from histetl.pipeline.cluster import CLUSTER_ENV
 from histetl.report import FileReport, RunReport
 from histetl.targets import RetryPolicy
 
 if TYPE_CHECKING:
-    from histetl.pipeline import Replayer
+    from histetl.pipeline.replay import Replayer
 
 F = TypeVar("F", bound=Callable[..., Any])
 

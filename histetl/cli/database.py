@@ -64,7 +64,7 @@ def db_init(
         for name in ("chunk_interval", "compress_after", "retain_for")
         if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
     )
-    from histetl.pipeline import init_db
+    from histetl.pipeline.replay import init_db
 
     options = TimescaleOptions(chunk_interval, compress_after, retain_for, given)
     shown = init_db(target(db), options, RetryPolicy(db_retries, db_retry_max_wait))
@@ -78,7 +78,7 @@ def db_init(
 @handle_errors
 def status(db: str | None, limit: int, db_retries: int, db_retry_max_wait: float) -> None:
     """Show the load ledger: what was loaded when, from which files, with which counts."""
-    from histetl.pipeline import ledger
+    from histetl.pipeline.replay import ledger
 
     retry = RetryPolicy(db_retries, db_retry_max_wait)
     entries = ledger(target(db), retry)[-limit:]

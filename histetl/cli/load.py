@@ -136,7 +136,7 @@ def replay(
                 print_file(file_report)
             finish(skipped, report_path, fail_on_quarantine)
             return
-    from histetl.pipeline import Replayer
+    from histetl.pipeline.replay import Replayer
     from histetl.source.files import expand_paths
 
     replayer = Replayer(options)
@@ -179,7 +179,7 @@ def _skipped_run(options: ReplayOptions, patterns: tuple[str, ...]) -> RunReport
 def demo(db: str | None, directory: Path) -> None:
     """Generate sample Databento-style data (ES/NQ futures) and load it, end to end."""
     from histetl.demo import summary, write_demo_files  # generator: only when used
-    from histetl.pipeline import Replayer
+    from histetl.pipeline.replay import Replayer
 
     uri = target(db)
     files = write_demo_files(directory / "raw")
@@ -256,8 +256,8 @@ def run_command(
     Complete chunks are never fetched again and files already loaded are skipped, so a rerun
     (after a crash, or from cron) only does what is missing.
     """
-    from histetl.fetch import RunOptions, run_jobs
     from histetl.jobs import load_job_file
+    from histetl.pipeline.run import RunOptions, run_jobs
     from histetl.source.databento.lock import LockBusyError
     from histetl.source.databento.plan import format_plans
 

@@ -34,7 +34,7 @@ def sidecar_path(html: Path) -> Path:
 
 
 def observe(replayer: Any) -> ReportObserver:
-    """Attach a figures observer to a `histetl.pipeline.Replayer` (in-process runs only)."""
+    """Attach a figures observer to a `histetl.pipeline.replay.Replayer` (in-process runs only)."""
     if replayer.options.workers > 1 or replayer.options.cluster is not None:
         raise ConfigError(
             "the HTML report needs the batches in this process",

@@ -1,7 +1,7 @@
 """The pipeline observer of the quality report: each file's batches to its figures.
 
-`histetl.pipeline.Replayer` calls it (its `BatchObserver` protocol) with every batch's valid and
-quarantined rows; a file's figures are kept only if the file ends well.
+`histetl.pipeline.replay.Replayer` calls it (its `BatchObserver` protocol) with every batch's
+valid and quarantined rows; a file's figures are kept only if the file ends well.
 """
 
 from __future__ import annotations

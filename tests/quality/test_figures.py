@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
 from histetl.quality.figures import HOUR_NS, FigureOptions, TableFigures
 from histetl.quality.observer import ReportObserver
 from histetl.report import FileReport

@@ -19,8 +19,8 @@ from loguru import logger
 from histetl.cli import main
 from histetl.quality.build import sidecar_path
 from histetl.synth import Defects, SynthSpec, write_dbn
+from tests.pipeline.test_run import N_TRADES, gateway, gw, trades, write_job
 from tests.support.fake_gateway import FakeGateway
-from tests.test_fetch import N_TRADES, gateway, gw, trades, write_job
 
 __all__ = ["gateway", "gw", "trades"]  # fixtures, imported to be registered here
 

@@ -24,7 +24,7 @@ from loguru import logger
 from histetl.cli import main
 from histetl.errors import ConfigError
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
 from histetl.read.database import Database
 from histetl.read.query import QueryOptions, query_table, split_list
 from histetl.synth import SynthSpec, write_dbn

@@ -10,7 +10,7 @@ import psycopg
 import pyarrow as pa
 
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
 from histetl.schemas import table_spec
 from histetl.synth import SynthSpec, write_dbn
 from histetl.targets import TableTarget

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from histetl.pipeline import ledger
+from histetl.pipeline.replay import ledger
 from histetl.synth import SynthSpec, write_dbn
 from histetl.targets.delta.sink import KEEP_LOG
 from tests.support.s3server import S3Server

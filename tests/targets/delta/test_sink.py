@@ -19,7 +19,7 @@ import pytest
 from deltalake import DeltaTable
 
 from histetl.faults import FAULT_ENV
-from histetl.pipeline import ledger
+from histetl.pipeline.replay import ledger
 from histetl.synth import SynthSpec, write_dbn
 from tests.conftest import SAMPLES
 from tests.support.pgserver import free_port

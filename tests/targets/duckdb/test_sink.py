@@ -17,7 +17,7 @@ import pytest
 from histetl.decode import DbnFile
 from histetl.faults import FAULT_ENV
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer, expand_paths
+from histetl.pipeline.replay import Replayer, expand_paths
 from histetl.report import FileReport, RunReport
 from histetl.synth import SynthSpec, write_dbn
 from histetl.targets.duckdb import sink as duckdb_sink

@@ -18,7 +18,7 @@ import pytest
 
 from histetl.faults import FAULT_ENV
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer, init_db
+from histetl.pipeline.replay import Replayer, init_db
 from histetl.report import RunReport
 from histetl.schemas import all_specs
 from histetl.source.files import expand_paths

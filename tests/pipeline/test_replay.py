@@ -20,7 +20,7 @@ import zstandard
 from histetl.decode import DbnFile
 from histetl.errors import ConfigError
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer, ledger
+from histetl.pipeline.replay import Replayer, ledger
 from histetl.report import RunReport
 from histetl.source.files import expand_paths
 from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS

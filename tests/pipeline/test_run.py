@@ -19,11 +19,11 @@ import pytest
 from loguru import logger
 
 from histetl.errors import ConfigError, SourceError
-from histetl.fetch import RunOptions, RunResult, run_jobs
 from histetl.jobs import JobFile, load_job_file, plan_chunks
 from histetl.options import ReplayOptions
 from histetl.outputs import write_json
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
+from histetl.pipeline.run import RunOptions, RunResult, run_jobs
 from histetl.source.databento.download import (
     chunk_state,
     data_path,

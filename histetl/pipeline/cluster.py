@@ -2,7 +2,7 @@
 
 The driver (this process) plans the files, checks that every worker can read them, submits
 one task per file and gathers the `FileReport`s into the same run report as a local run. The
-task is the function the `--workers` pool runs (`pipeline._process_in_worker`): each worker
+task is the function the `--workers` pool runs (`pipeline.replay.process_in_worker`): each worker
 process keeps its Replayer and its database connection, and a file is one transaction with
 its ledger row, so a task rerun after a worker died equals one clean load.
 
@@ -30,6 +30,7 @@ from histetl.targets import single_writer
 
 if TYPE_CHECKING:
     from histetl.options import ReplayOptions
+    from histetl.pipeline.workers import Task
 
 CLUSTER_ENV = "HISTETL_CLUSTER"
 INSTALL_HINT = "--cluster needs the cluster extra: pip install 'histetl[cluster]'"
@@ -91,6 +92,7 @@ def check_cluster_options(options: ReplayOptions) -> ClusterSpec:
 
 
 def run_on_cluster(
+    task: Task,
     options: ReplayOptions,
     run_id: str,
     paths: Sequence[Path | str],
@@ -123,6 +125,7 @@ def run_on_cluster(
         futures = [
             client.submit(
                 _task,
+                task,
                 options,
                 run_id,
                 path,
@@ -171,19 +174,17 @@ def run_on_cluster(
 
 
 def _task(
-    options: ReplayOptions, run_id: str, path: Path | str, writers: Any | None
+    task: Task, options: ReplayOptions, run_id: str, path: Path | str, writers: Any | None
 ) -> FileReport | None:  # pragma: no cover - runs in the worker processes
     """On a worker: the same per-file function as the local pool, under the writers' cap."""
     import pyarrow as pa
-
-    from histetl.pipeline import _process_in_worker
 
     # Dask's nanny starts workers with OMP_NUM_THREADS=1, which Arrow takes as the size of its
     # CPU pool: that halves a file's speed here. Give it the cores, as a local pool has them.
     pa.set_cpu_count(max(pa.cpu_count(), len(os.sched_getaffinity(0))))
 
     with writers if writers is not None else nullcontext():
-        return _process_in_worker(options, run_id, path)
+        return task(options, run_id, path)
 
 
 def _unusable(paths: list[str], quarantine_dir: str) -> list[tuple[str, str]]:  # pragma: no cover

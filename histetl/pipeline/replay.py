@@ -7,14 +7,8 @@ the middle) in bounded batches, so memory follows the batch size, not the file s
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
-import os
-import signal
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Protocol
 
@@ -31,14 +25,14 @@ from tenacity import (
 )
 
 from histetl.decode import DbnFile
-from histetl.errors import ConfigError, HistetlError, LoadError, TransientError
+from histetl.errors import HistetlError, TransientError
 from histetl.faults import fault_point
-from histetl.interrupt import CANCEL, GRACE_S, Interrupted, busy, init_worker
+from histetl.interrupt import CANCEL, Interrupted, busy
 from histetl.mapping import Mapping, TableMapping, to_arrow
 from histetl.options import ReplayOptions
 from histetl.prefetch import Prefetch
 from histetl.quarantine import QuarantineWriter, quarantine_path, remove_stale_partials
-from histetl.report import FileReport, RunReport, new_run_id
+from histetl.report import FileReport, RunReport, new_run_id, progress_summary
 from histetl.schemas import SYMBOL_COLUMN, TableSpec, table_spec
 from histetl.source.files import Source, expand_paths, sha256_file
 from histetl.symbology import SymbolMap
@@ -53,7 +47,6 @@ from histetl.targets import (
     canonical_targets,
     open_sink,
     redact,
-    single_writer,
 )
 from histetl.validate import RuleBook, RuleSet
 
@@ -79,7 +72,7 @@ class Replayer:
         self.mapping = Mapping.load(options.mapping_file)
         options.check()
         if options.cluster is not None:
-            from histetl.cluster import check_cluster_options
+            from histetl.pipeline.cluster import check_cluster_options
 
             check_cluster_options(options)
 
@@ -90,7 +83,7 @@ class Replayer:
         mode = "validate-only" if options.validate_only else "load"
         remove_stale_partials(options.quarantine_dir)  # left by a killed run
         if options.cluster is not None:  # the same per-file task, on a Dask cluster
-            from histetl.cluster import run_on_cluster
+            from histetl.pipeline.cluster import run_on_cluster
 
             report = RunReport(self.run_id, redact(options.db), mode)
 
@@ -100,14 +93,16 @@ class Replayer:
                     on_file(file_report)
 
             try:
-                files = run_on_cluster(options, self.run_id, paths, finished)
+                files = run_on_cluster(process_in_worker, options, self.run_id, paths, finished)
             except Interrupted as exc:
-                raise Interrupted(exc.signum, _progress_summary(report, len(paths))) from None
+                raise Interrupted(exc.signum, progress_summary(report, len(paths))) from None
             report.files = files
             report.finished_at = dt.datetime.now(dt.UTC).isoformat()
             return report
-        if options.workers > 1:
-            return self._run_parallel(paths, on_file, mode)
+        if options.workers > 1:  # the same per-file task, in a local pool of processes
+            from histetl.pipeline.workers import run_in_pool
+
+            return run_in_pool(process_in_worker, options, self.run_id, paths, on_file)
         try:
             with CANCEL.raising():  # waiting for the database (connect, lock) stops at once
                 sink = None if options.validate_only else open_sink(options.db, options.db_retry)
@@ -121,77 +116,10 @@ class Replayer:
                 if on_file is not None:
                     on_file(file_report)
         except Interrupted as exc:
-            raise Interrupted(exc.signum, _progress_summary(report, len(paths))) from None
+            raise Interrupted(exc.signum, progress_summary(report, len(paths))) from None
         finally:
             if sink is not None:
                 sink.close()
-        report.finished_at = dt.datetime.now(dt.UTC).isoformat()
-        return report
-
-    def _run_parallel(
-        self, paths: Sequence[Source], on_file: Callable[[FileReport], None] | None, mode: str
-    ) -> RunReport:
-        """Files spread over worker processes, each with its own database connection."""
-        options = self.options
-        if not options.validate_only and single_writer(options.db):
-            raise ConfigError(
-                "DuckDB allows one writing process per database file",
-                where="--workers",
-                hint="use --workers 1 with DuckDB, or a PostgreSQL/TimescaleDB target",
-            )
-        report = RunReport(self.run_id, redact(options.db), mode)
-        done: dict[int, FileReport] = {}
-        context = multiprocessing.get_context("spawn")  # no fork of threads or connections
-        stop = context.Event()  # tells the workers to stop; they also stop if this one dies
-        CANCEL.check()
-        with ProcessPoolExecutor(
-            options.workers,
-            mp_context=context,
-            initializer=init_worker,
-            initargs=(os.getpid(), stop),
-        ) as pool:
-            futures = {
-                pool.submit(_process_in_worker, options, self.run_id, path): i
-                for i, path in enumerate(paths)
-            }
-
-            def collect(finished: set[Future[FileReport | None]]) -> None:
-                for future in finished:
-                    if future.cancelled():
-                        continue
-                    try:
-                        file_report = future.result()
-                    except BrokenProcessPool as exc:
-                        raise LoadError(
-                            "a worker process died (killed, or out of memory?)",
-                            where="--workers",
-                            hint="rerun: files loaded are skipped, the others load again",
-                        ) from exc
-                    if file_report is None:  # the worker was stopped by a signal
-                        if not CANCEL.requested:
-                            CANCEL.signum = signal.SIGTERM
-                        continue
-                    done[futures[future]] = file_report
-                    if on_file is not None:
-                        on_file(file_report)
-
-            pending: set[Future[FileReport | None]] = set(futures)
-            while pending and not CANCEL.requested:
-                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                collect(finished)
-            if CANCEL.signum is not None:
-                stop.set()
-                for future in pending:
-                    future.cancel()
-                finished, _ = wait(pending, timeout=GRACE_S)  # files in progress roll back
-                collect(finished)
-                # wait=True: the pool's manager thread must end before the interpreter's exit
-                # hook wakes it, or that hook writes to a pipe the thread just closed (a
-                # traceback at exit). Idle workers end at once; a stuck one within GRACE_S.
-                pool.shutdown(wait=True, cancel_futures=True)
-                report.files = [done[i] for i in sorted(done)]
-                raise Interrupted(CANCEL.signum, _progress_summary(report, len(paths)))
-        report.files = [done[i] for i in range(len(paths))]
         report.finished_at = dt.datetime.now(dt.UTC).isoformat()
         return report
 
@@ -438,9 +366,10 @@ class _Counter:
 _WORKER: dict[str, tuple[Replayer, Sink | None]] = {}
 
 
-def _process_in_worker(options: ReplayOptions, run_id: str, path: Source) -> FileReport | None:
-    """One file in a worker process; the worker keeps its Replayer and connection. None when
-    a stop was requested (the file was rolled back, or not started)."""
+def process_in_worker(options: ReplayOptions, run_id: str, path: Source) -> FileReport | None:
+    """The per-file task of the executors (`--workers`, `--cluster`): one file in a worker
+    process, which keeps its Replayer and connection. None when a stop was requested (the
+    file was rolled back, or not started)."""
     with busy():
         try:
             if run_id not in _WORKER:
@@ -453,17 +382,6 @@ def _process_in_worker(options: ReplayOptions, run_id: str, path: Source) -> Fil
             return replayer.process(path, sink)
         except Interrupted:
             return None
-
-
-def _progress_summary(report: RunReport, total: int) -> str:
-    """What an interrupted run did: files loaded (or validated), skipped, failed, not done."""
-    counts = Counter(f.status for f in report.files)
-    done = "loaded" if report.mode == "load" else "validated"
-    rows = sum(f.loaded for f in report.files)
-    parts = [f"{counts[done]} of {total} files {done}" + (f" ({rows:,} rows)" if rows else "")]
-    parts += [f"{counts[s]} {s}" for s in ("skipped", "failed") if counts[s]]
-    parts.append(f"{total - len(report.files)} not done (nothing of them is loaded)")
-    return ", ".join(parts)
 
 
 def _failed(report: FileReport, exc: HistetlError) -> FileReport:

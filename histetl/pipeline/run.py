@@ -30,7 +30,7 @@ from histetl.source.databento.plan import ChunkPlan, JobPlan, check_budget, loca
 from histetl.targets import backend_of, display
 
 if TYPE_CHECKING:
-    from histetl.pipeline import BatchObserver, Replayer
+    from histetl.pipeline.replay import BatchObserver, Replayer
 
 
 # -- a run: plan, guard, fetch, load ----------------------------------------------------------
@@ -172,7 +172,7 @@ class _Loader:
 
     def replayer(self) -> Replayer:
         if self._replayer is None:
-            from histetl.pipeline import Replayer
+            from histetl.pipeline.replay import Replayer
 
             self._replayer = Replayer(self.options, self.run_id)
             self._replayer.observer = self.observer

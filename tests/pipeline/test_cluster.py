@@ -24,12 +24,12 @@ from histetl.config import validate_model
 from histetl.errors import ConfigError
 from histetl.jobs import JobFile
 from histetl.options import ReplayOptions
-from histetl.pipeline import Replayer
+from histetl.pipeline.replay import Replayer
 from histetl.source.files import expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
+from tests.pipeline.test_run import N_TRADES, gateway, gw, trades, write_job
 from tests.support.fake_gateway import FakeGateway
 from tests.support.pgserver import PgServer, fresh_schema
-from tests.test_fetch import N_TRADES, gateway, gw, trades, write_job
 
 __all__ = ["gateway", "gw", "trades"]  # fixtures, imported to be registered here
 
