@@ -20,7 +20,7 @@ import pytest
 
 from histetl.quality.figures import DAY_NS, HOUR_NS, FigureOptions, TableFigures
 from histetl.quality.series import MAX_GROUPS, instrument_groups
-from histetl.read.verify import calendar_for, covered
+from histetl.read.calendars import calendar_for, covered
 from histetl.schemas import table_spec
 
 DATASET = "GLBX.MDP3"
