@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from histetl.cli.common import db_option, handle_errors, target
+from histetl.targets import need_deltalake
 
 _NO_TABLES = "no tables in the lake yet: nothing to do"
 _tables_option = click.option(
@@ -42,10 +43,12 @@ def optimize_command(
 ) -> None:
     """Compact each table's small data files into larger ones (a new table version: the
     data, the ledger and what is already loaded stay as they are)."""
+    uri = target(db)
+    need_deltalake()
     from histetl.targets.delta.lake import optimize
 
     columns = [c.strip() for c in zorder.split(",") if c.strip()] if zorder else []
-    results = optimize(target(db), tables, columns, target_size_mb)
+    results = optimize(uri, tables, columns, target_size_mb)
     for result in results:
         click.echo(result.line())
     if not results:
@@ -81,9 +84,11 @@ def vacuum_command(
 ) -> None:
     """Delete data files that no table version within the retention needs (files replaced
     by optimize, left by killed runs). A dry run unless --apply."""
+    uri = target(db)
+    need_deltalake()
     from histetl.targets.delta.lake import vacuum
 
-    results = vacuum(target(db), tables, retention_hours, apply, break_time_travel)
+    results = vacuum(uri, tables, retention_hours, apply, break_time_travel)
     for result in results:
         click.echo(result.line())
     if not results:

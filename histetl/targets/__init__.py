@@ -102,7 +102,7 @@ def open_sink(
     uri: str, retry: RetryPolicy | None = None, timescale: TimescaleOptions | None = None
 ) -> Sink:
     if backend_of(uri) == "delta":
-        _need_deltalake()
+        need_deltalake()
         from histetl.targets.delta.sink import DeltaSink
 
         return DeltaSink(uri)
@@ -121,7 +121,7 @@ def open_sink(
 def open_reader(uri: str) -> Reader:
     """Read access to what a target holds (query, verify, status, the quality page)."""
     if backend_of(uri) == "delta":
-        _need_deltalake()
+        need_deltalake()
         from histetl.targets.delta.read import DeltaReader
 
         return DeltaReader(uri)
@@ -134,7 +134,8 @@ def open_reader(uri: str) -> Reader:
     return open_postgres(uri)
 
 
-def _need_deltalake() -> None:
+def need_deltalake() -> None:
+    """Refuse a Delta Lake command in one line when the lake extra is not installed."""
     import importlib.util
 
     if importlib.util.find_spec("deltalake") is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -219,3 +220,24 @@ def test_lake_optimize_when_the_bucket_does_not_exist_is_one_line(
         "error: delta+s3://no-such-bucket/lake: the bucket does not exist",
         f"  hint: create it on {s3_server.endpoint}, or fix the bucket name",
     ]
+
+
+@pytest.mark.parametrize("command", ["optimize", "vacuum"])
+def test_lake_command_when_deltalake_is_not_installed_says_how_to_install_it(
+    tmp_path: Path, command: str
+) -> None:
+    no_lake = "import sys; sys.modules['deltalake'] = None; from histetl.cli import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", no_lake, "lake", command, "--db", "delta:///lake"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: --db: Delta Lake targets need the deltalake package, which is not installed",
+        "  hint: install the lake extra: pip install 'histetl[lake]'",
+    ]
+    assert not (tmp_path / "lake").exists()
