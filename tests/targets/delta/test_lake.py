@@ -7,17 +7,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
 from deltalake import DeltaTable
 
 from histetl.pipeline.replay import ledger
 from histetl.synth import SynthSpec, write_dbn
 from histetl.targets.delta.sink import KEEP_LOG
-from tests.support.s3server import S3Server
 from tests.targets.delta import test_sink as test_delta
 from tests.targets.delta.test_sink import Lake
 from tests.targets.duckdb.test_sink import HISTETL, replay
@@ -188,56 +185,3 @@ def test_lake_optimize_by_an_unknown_column_or_table_names_the_allowed_ones(
         "error: --table: no table mbp_1 in the lake",
         "  hint: choose from trades",
     ]
-
-
-@pytest.mark.parametrize("command", ["optimize", "vacuum"])
-def test_lake_commands_refuse_a_missing_lake_folder_or_another_target(
-    tmp_path: Path, command: str
-) -> None:
-    missing = Lake(f"delta:///{tmp_path / 'nope'}", str(tmp_path / "nope"))
-    assert _refused(missing, command) == [
-        f"error: {tmp_path / 'nope'}: no such lake folder",
-        "  hint: check the --db path (delta:///relative/lake, delta:////absolute/lake)",
-    ]
-    assert not (tmp_path / "nope").exists()
-    (tmp_path / "empty").mkdir()
-    empty = Lake(f"delta:///{tmp_path / 'empty'}", str(tmp_path / "empty"))
-    assert _ok(empty, command) == ["no tables in the lake yet: nothing to do"]
-    duck = Lake(f"duckdb:///{tmp_path / 'h.duckdb'}", "")
-    assert _refused(duck, command) == [
-        "error: --db: histetl lake works on Delta Lake targets only",
-        "  hint: use --db delta:///path/to/lake or --db delta+s3://bucket/prefix",
-    ]
-
-
-def test_lake_optimize_when_the_bucket_does_not_exist_is_one_line(
-    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    lines = _refused(Lake("delta+s3://no-such-bucket/lake", ""), "optimize")
-    assert lines == [
-        "error: delta+s3://no-such-bucket/lake: the bucket does not exist",
-        f"  hint: create it on {s3_server.endpoint}, or fix the bucket name",
-    ]
-
-
-@pytest.mark.parametrize("command", ["optimize", "vacuum"])
-def test_lake_command_when_deltalake_is_not_installed_says_how_to_install_it(
-    tmp_path: Path, command: str
-) -> None:
-    no_lake = "import sys; sys.modules['deltalake'] = None; from histetl.cli import main; main()"
-    result = subprocess.run(
-        [sys.executable, "-c", no_lake, "lake", command, "--db", "delta:///lake"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [
-        "error: --db: Delta Lake targets need the deltalake package, which is not installed",
-        "  hint: install the lake extra: pip install 'histetl[lake]'",
-    ]
-    assert not (tmp_path / "lake").exists()

@@ -128,13 +128,14 @@ def test_replay_into_delta_when_some_files_already_loaded_stores_each_record_onc
     assert rows.select("ts_event_ns", "instrument_id", "sequence").is_unique().all()
 
 
-def test_replay_into_delta_when_deltalake_is_not_installed_says_how_to_install_it(
-    tmp_path: Path,
+@pytest.mark.parametrize("command", ["replay", "lake optimize", "lake vacuum"])
+def test_delta_command_when_deltalake_is_not_installed_says_how_to_install_it(
+    tmp_path: Path, command: str
 ) -> None:
-    paths = trades(tmp_path)
+    inputs = [str(trades(tmp_path)[0])] if command == "replay" else []
     no_lake = "import sys; sys.modules['deltalake'] = None; from histetl.cli import main; main()"
     result = subprocess.run(
-        [sys.executable, "-c", no_lake, "replay", str(paths[0]), "--db", "delta:///lake"],
+        [sys.executable, "-c", no_lake, *command.split(), *inputs, "--db", "delta:///lake"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -146,6 +147,7 @@ def test_replay_into_delta_when_deltalake_is_not_installed_says_how_to_install_i
         "error: --db: Delta Lake targets need the deltalake package, which is not installed",
         "  hint: install the lake extra: pip install 'histetl[lake]'",
     ]
+    assert not (tmp_path / "lake").exists()
 
 
 def test_replay_into_delta_when_a_file_repeats_its_records_stores_each_once_and_counts_repeats(
