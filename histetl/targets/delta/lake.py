@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from deltalake import CommitProperties, DeltaTable
@@ -35,7 +34,7 @@ from histetl.targets.delta.sink import (
     NO_LOG_CLEANUP,
     PARTITION,
     DeltaSink,
-    delta_location,
+    existing_lake,
 )
 
 RETENTION_KEY = "delta.deletedFileRetentionDuration"
@@ -203,20 +202,14 @@ def _each_table(uri: str, names: Sequence[str], work: Callable[[str, DeltaTable]
 
 
 def _open_lake(uri: str) -> DeltaSink:
+    """The lake to maintain; any other target is refused."""
     if backend_of(uri) != "delta":
         raise ConfigError(
             "histetl lake works on Delta Lake targets only",
             where="--db",
             hint="use --db delta:///path/to/lake or --db delta+s3://bucket/prefix",
         )
-    location = delta_location(uri)
-    if not objstore.is_s3(location) and not Path(location).is_dir():
-        raise ConfigError(
-            "no such lake folder",
-            where=location,
-            hint="check the --db path (delta:///relative/lake, delta:////absolute/lake)",
-        )
-    return DeltaSink(uri)
+    return existing_lake(uri)
 
 
 def _keep_history(dtable: DeltaTable) -> None:

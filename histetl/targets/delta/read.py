@@ -9,7 +9,6 @@ partition column is the lake's own and is not shown."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -19,7 +18,7 @@ from histetl import objstore
 from histetl.errors import ConfigError
 from histetl.sqltext import quote
 from histetl.targets.base import LEDGER_COLUMNS, LEDGER_TABLE, DbColumn, SqlReader
-from histetl.targets.delta.sink import PARTITION, DeltaSink, delta_location
+from histetl.targets.delta.sink import PARTITION, existing_lake
 from histetl.targets.duckdb.read import duckdb_column
 from histetl.targets.postgres.read import folded_column
 from histetl.targets.postgres.schema import NS_SUFFIX
@@ -38,14 +37,7 @@ _SCAN = "histetl_scan_"  # the registered dataset behind each table's view
 
 class DeltaReader(SqlReader):
     def __init__(self, uri: str) -> None:
-        location = delta_location(uri)
-        if not objstore.is_s3(location) and not Path(location).is_dir():
-            raise ConfigError(
-                f"no Delta lake at {location}",
-                where="--db",
-                hint="load something first (histetl replay / run) or fix the path",
-            )
-        lake = DeltaSink(uri)  # on S3: a missing bucket or bad credentials fail here
+        lake = existing_lake(uri)
         self._datasets: dict[str, Any] = {}
         for name in lake.table_names():
             table = lake.open_table(name)

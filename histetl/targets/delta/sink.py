@@ -85,6 +85,19 @@ def to_lake_arrow(batch: pa.Table, target: TableTarget) -> pa.Table:
     )
 
 
+def existing_lake(uri: str) -> DeltaSink:
+    """The lake at `uri` for commands that read or maintain one: a local lake folder must
+    exist (nothing is created); on S3 a missing bucket or bad credentials fail when used."""
+    location = delta_location(uri)
+    if not objstore.is_s3(location) and not Path(location).is_dir():
+        raise ConfigError(
+            f"no Delta lake at {location}",
+            where="--db",
+            hint="load something first (histetl replay / run) or fix the path",
+        )
+    return DeltaSink(uri)
+
+
 class DeltaSink:
     def __init__(self, uri: str) -> None:
         location = delta_location(uri)

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from deltalake import DeltaTable
 
 from histetl.pipeline.replay import ledger
@@ -185,3 +186,20 @@ def test_lake_optimize_by_an_unknown_column_or_table_names_the_allowed_ones(
         "error: --table: no table mbp_1 in the lake",
         "  hint: choose from trades",
     ]
+
+
+@pytest.mark.parametrize("command", ["optimize", "vacuum"])
+def test_lake_command_on_a_missing_lake_or_another_target_refuses_in_one_line(
+    tmp_path: Path, command: str
+) -> None:
+    missing = Lake(f"delta:///{tmp_path / 'nolake'}", str(tmp_path / "nolake"))
+    assert _refused(missing, command) == [
+        f"error: --db: no Delta lake at {tmp_path / 'nolake'}",
+        "  hint: load something first (histetl replay / run) or fix the path",
+    ]
+    assert not (tmp_path / "nolake").exists()
+    duck = Lake(f"duckdb:///{tmp_path / 'x.duckdb'}", str(tmp_path / "x.duckdb"))
+    assert _refused(duck, command)[0] == (
+        "error: --db: histetl lake works on Delta Lake targets only"
+    )
+    assert not (tmp_path / "x.duckdb").exists()
