@@ -110,6 +110,7 @@ def loads(bench: Bench, pg: Pg, data: DataSet, sizes: Sizes, tmp: Path) -> None:
 
     def histetl_load(rows: int) -> Sample:
         uri, schema = pg.new_schema("histetl")
+        pg.checkpoint()  # as before the server-side COPY: neither pays for earlier writes
         sample = replay(tmp, data.trades(rows), db=uri)
         if sample.extra["totals"]["loaded"] != rows:
             raise BenchError(f"histetl loaded {sample.extra['totals']} of {rows} rows")

@@ -96,6 +96,29 @@ def test_replay_html_when_defects_injected_shows_them_with_the_run_report_counts
     assert shown["records"] == shown["loaded"] + shown["duplicates"] + shown["quarantined"]
 
 
+def _headers(html: str) -> list[list[str]]:
+    return [
+        re.findall(r"<th[^>]*>([^<]*)</th>", head)
+        for head in re.findall(r"<thead>(.*?)</thead>", html)
+    ]
+
+
+def test_page_shows_the_count_columns_of_its_mode(replayed: dict[str, Any]) -> None:
+    """A load shows `loaded` and no `valid` (0 everywhere); validate-only the other way."""
+    summary, reconciliation = _headers(replayed["html"])[:2]
+    assert summary[3:7] == ["records", "loaded", "duplicates", "quarantined"]
+    assert "valid" not in summary + reconciliation
+    assert "records = loaded + duplicates + quarantined." in _text(replayed["html"])
+    tmp = replayed["dir"]
+    result = run("replay", "tbbo.dbn.zst", "--validate-only", "--html", "vo.html", cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    html = (tmp / "vo.html").read_text("utf-8")
+    summary, reconciliation = _headers(html)[:2]
+    assert summary[3:7] == ["records", "duplicates", "quarantined", "valid"]
+    assert reconciliation[1:6] == ["records", "duplicates", "quarantined", "valid", "skipped"]
+    assert "records = duplicates + quarantined + valid (valid: rows" in _text(html)
+
+
 def test_sidecar_holds_every_figure_behind_the_charts(replayed: dict[str, Any]) -> None:
     (file,) = replayed["run"]["files"]
     doc = replayed["sidecar"]
