@@ -29,6 +29,7 @@ from histetl.options import ReplayOptions
 from histetl.pipeline.replay import Replayer
 from histetl.source.databento.download import local_dir
 from histetl.source.databento.lock import JobLock, LockBusyError
+from histetl.source.databento.plan import local_plans
 from histetl.source.files import expand_paths
 from tests.pipeline.test_run import (
     N_TRADES,
@@ -41,6 +42,7 @@ from tests.pipeline.test_run import (
     write_job,
 )
 from tests.support.fake_gateway import FakeGateway
+from tests.support.pgserver import free_port
 from tests.support.s3server import REGION, SECRET_KEY, S3Server, start_s3
 
 __all__ = ["gateway", "gw", "trades"]  # fixtures, imported to be registered here
@@ -53,6 +55,7 @@ def s3env(s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(objstore, "_FILESYSTEMS", {})  # made afresh from these variables
     return s3_server
 
 
@@ -117,6 +120,13 @@ def test_run_into_s3_loads_what_a_local_run_loads_keeps_manifests_there_and_reru
     assert [f.status for f in again.report.files] == ["skipped"] * 3
     assert again.report.totals["loaded"] == 0
     assert len(db_trades(tmp_path / "h.duckdb")) == N_TRADES
+    job_file = load_job_file(path)
+    plans = local_plans(list(job_file.jobs), job_file.raw_dir)  # what `histetl jobs` shows
+    assert [(c.status, c.records) for c in plans[0].chunks] == [
+        ("complete", 1577),
+        ("complete", 1423),
+        ("complete", 0),
+    ]
 
     # replay == what run did: the prefix replayed into a fresh database gives the same table
     fresh = tmp_path / "fresh.duckdb"
@@ -147,6 +157,23 @@ def test_missing_bucket_is_one_line_before_any_request_to_the_api(
     assert SECRET_KEY not in result.output
 
 
+def test_unreachable_endpoint_is_one_line_before_any_request_to_the_api(
+    gw: FakeGateway, s3env: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed)
+    path = s3_job(tmp_path, gw, "s3://bucket/raw")
+
+    result = CliRunner().invoke(main, ["run", str(path)], catch_exceptions=False)
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: s3://bucket/raw: cannot reach {closed}",
+        "  hint: check AWS_ENDPOINT_URL and the network; rerun: loaded files are skipped",
+    ]
+    assert gw.requests == []
+
+
 @pytest.fixture
 def no_uploads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[S3Server, str]]:
     """An S3 server of its own, checking credentials: the run's user may do anything in the
@@ -173,8 +200,7 @@ def no_uploads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-        # the process's s3fs filesystem was made from other variables: a fresh one reads these
-        monkeypatch.setattr(objstore, "_FILESYSTEMS", {})
+        monkeypatch.setattr(objstore, "_FILESYSTEMS", {})  # made afresh from these variables
         yield server, bucket
     finally:
         server.stop()
