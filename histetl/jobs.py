@@ -27,6 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from histetl import objstore
 from histetl.config import DB_ENV_VAR, DEFAULT_DB, load_model
 from histetl.dbn import SUPPORTED_SCHEMAS
 from histetl.errors import ConfigError
@@ -37,6 +38,7 @@ ALL_SYMBOLS = "ALL_SYMBOLS"
 MAX_SYMBOLS = 2000  # per request, the API's limit
 STYPES = ("raw_symbol", "parent", "continuous", "instrument_id")
 STYPE_OUT = "instrument_id"
+RawDir = Path | str  # a `run` job's raw_dir: a local folder, or an s3:// URL
 
 STypeIn = Literal["raw_symbol", "parent", "continuous", "instrument_id"]
 DateSpec = dt.datetime | dt.date | str
@@ -152,7 +154,7 @@ class JobSpec(_Model):
 
 class JobFile(_Model):
     databento: DatabentoSettings = Field(default_factory=DatabentoSettings)
-    raw_dir: Path = Path("raw")
+    raw_dir: RawDir = Path("raw")
     db: str | None = None
     quarantine_dir: Path = Path("quarantine")
     on_invalid: Literal["quarantine", "fail"] = "quarantine"
@@ -175,16 +177,21 @@ class JobFile(_Model):
 
     @field_validator("raw_dir", mode="before")
     @classmethod
-    def _local_raw_dir(cls, value: object) -> object:
-        scheme = (
-            re.match(r"^([a-z][a-z0-9+.-]*)://", value, re.I) if isinstance(value, str) else None
-        )
+    def _raw_dir(cls, value: object) -> object:
+        """A local folder (a Path), or an s3:// URL (a str, checked by histetl.objstore)."""
+        if not isinstance(value, str):
+            return value
+        if objstore.is_s3(value):
+            try:
+                return objstore.check_url(value, "raw_dir")
+            except ConfigError as exc:
+                raise ValueError(f"{exc.what}; {exc.hint}") from None
+        scheme = re.match(r"^([a-z][a-z0-9+.-]*)://", value, re.I)
         if scheme:
             raise ValueError(
-                f"{scheme[1]}:// is not supported yet: raw_dir must be a local folder; fetch "
-                "into a local raw_dir and copy the files (histetl replay reads s3:// prefixes)"
+                f"{scheme[1]}:// is not supported: raw_dir is a local folder or s3://bucket/prefix"
             )
-        return value
+        return Path(value)
 
     @field_validator("cluster")
     @classmethod
@@ -245,13 +252,15 @@ def _anchor(job_file: JobFile, base: Path) -> JobFile:
     def at(p: Path) -> Path:
         return p if p.is_absolute() else base / p
 
+    raw_dir = job_file.raw_dir
+
     db = job_file.db
     path = file_path(db) if db is not None else None
     if db is not None and path is not None and path != ":memory:":  # relative: the job file's
         db = f"{db.partition(':')[0]}:///{at(Path(path))}"
     return job_file.model_copy(
         update={
-            "raw_dir": at(job_file.raw_dir),
+            "raw_dir": at(raw_dir) if isinstance(raw_dir, Path) else raw_dir,  # or s3://
             "quarantine_dir": at(job_file.quarantine_dir),
             "rules": tuple(at(p) for p in job_file.rules),
             "mapping": at(job_file.mapping) if job_file.mapping is not None else None,

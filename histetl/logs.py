@@ -13,13 +13,17 @@ from loguru import logger
 LOG_DIR_ENV = "HISTETL_LOG_DIR"
 
 
-def log_dir() -> Path:
-    """Where the rotating log file goes: $HISTETL_LOG_DIR, else ~/.local/state/histetl."""
-    configured = os.environ.get(LOG_DIR_ENV)
-    if configured:
-        return Path(configured)
+def state_dir() -> Path:
+    """histetl's folder for state kept between runs: $XDG_STATE_HOME/histetl, else
+    ~/.local/state/histetl."""
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "histetl"
+
+
+def log_dir() -> Path:
+    """Where the rotating log file goes: $HISTETL_LOG_DIR, else the state folder."""
+    configured = os.environ.get(LOG_DIR_ENV)
+    return Path(configured) if configured else state_dir()
 
 
 _level = 20  # INFO

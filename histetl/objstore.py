@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from pathlib import Path
 from typing import IO, Any, cast
 
 from histetl.errors import ConfigError, HistetlError, LoadError, TransientLoadError
@@ -221,5 +222,62 @@ def create(url: str) -> IO[bytes]:
     """A new object at `url`, written as a stream (multipart upload) and stored on close."""
     try:
         return cast(IO[bytes], filesystem().open(url, "wb", block_size=BLOCK_SIZE))
+    except Exception as exc:
+        raise storage_error(exc, url) from None
+
+
+# -- the objects of a `run` job's raw_dir (raw_dir: s3://bucket/prefix) ----------------------
+
+
+def sizes(url: str) -> dict[str, int]:
+    """The size of every object under the prefix `url`, by s3:// URL (one listing);
+    ConfigError when the bucket does not exist."""
+    fs = filesystem()
+    path = url[len(SCHEME) :]
+    try:
+        found = fs.find(path, detail=True)
+        if not found and not fs.exists(path.split("/", 1)[0]):
+            raise FileNotFoundError("NoSuchBucket")
+    except Exception as exc:  # botocore and aiohttp errors have no common base
+        raise storage_error(exc, url) from None
+    return {SCHEME + k: int(v["size"]) for k, v in found.items() if v.get("type") != "directory"}
+
+
+def read_bytes(url: str) -> bytes | None:
+    """The whole (small) object at `url`, or None when there is none."""
+    try:
+        return bytes(filesystem().cat_file(url))
+    except FileNotFoundError:
+        return None
+    except Exception as exc:
+        raise storage_error(exc, url) from None
+
+
+def put_bytes(url: str, data: bytes) -> None:
+    """Store `data` at `url` in one PUT (small objects only): S3 stores all of it or nothing."""
+    try:
+        filesystem().pipe_file(url, data)
+    except Exception as exc:
+        raise storage_error(exc, url) from None
+
+
+def upload(path: Path, url: str) -> int:
+    """Copy the local file to `url` and return the size S3 reports for the stored object. The
+    object appears whole or not at all (one PUT, or a multipart upload S3 assembles at its
+    completion)."""
+    fs = filesystem()
+    try:
+        fs.put_file(str(path), url)
+        return int(fs.info(url)["size"])
+    except Exception as exc:
+        raise storage_error(exc, url) from None
+
+
+def delete(url: str) -> None:
+    """Remove the object at `url`; nothing when there is none."""
+    try:
+        filesystem().rm_file(url)
+    except FileNotFoundError:
+        pass
     except Exception as exc:
         raise storage_error(exc, url) from None

@@ -124,14 +124,31 @@ def test_bad_keys_are_named_by_their_yaml_path(data: dict[str, Any], message: st
     assert message in error(data)
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/raw", "S3://bucket", "gs://bucket/raw"])
-def test_raw_dir_in_object_storage_is_refused_in_one_line_saying_what_works(url: str) -> None:
-    scheme = url.split("://")[0]
-    assert error({"jobs": [JOB], "raw_dir": url}).splitlines()[0] == (
-        f"job.yaml: raw_dir: Value error, {scheme}:// is not supported yet: raw_dir must be a "
-        "local folder; fetch into a local raw_dir and copy the files (histetl replay reads "
-        "s3:// prefixes)"
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [("s3://bucket/raw/", "s3://bucket/raw"), ("S3://bucket", "s3://bucket")],
+)
+def test_raw_dir_on_s3_is_kept_as_a_url_and_never_anchored(
+    url: str, kept: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({"jobs": [{**JOB, "start": "2023-12-14"}], "raw_dir": url}))
+    assert load_job_file(path).raw_dir == kept
+    assert job_file().raw_dir == Path("raw")
+
+
+def test_raw_dir_with_another_scheme_is_refused_in_one_line_saying_what_works() -> None:
+    assert error({"jobs": [JOB], "raw_dir": "gs://bucket/raw"}).splitlines()[0] == (
+        "job.yaml: raw_dir: Value error, gs:// is not supported: raw_dir is a local folder or "
+        "s3://bucket/prefix"
     )
+
+
+def test_raw_dir_with_credentials_in_the_url_is_refused_without_showing_them() -> None:
+    message = error({"jobs": [JOB], "raw_dir": "s3://AKIAEXAMPLE:very-secret@bucket/raw"})
+    assert "credentials in the URL" in message
+    assert "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead" in message
+    assert "very-secret" not in message
 
 
 def test_unknown_schema_lists_the_supported_ones() -> None:

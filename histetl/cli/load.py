@@ -308,7 +308,7 @@ def run_command(
 )
 @handle_errors
 def jobs_command(job_file: Path, job_names: tuple[str, ...]) -> None:
-    """List JOB_FILE's jobs and the status of their chunks under raw_dir (no network)."""
+    """List JOB_FILE's jobs and the status of their chunks under raw_dir (no API request)."""
     from histetl.jobs import load_job_file
     from histetl.source.databento.plan import format_plans, local_plans
 

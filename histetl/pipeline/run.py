@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from histetl.dbn import table_name
 from histetl.errors import SourceError
 from histetl.interrupt import CANCEL, Interrupted
-from histetl.jobs import JobFile, plan_chunks
+from histetl.jobs import JobFile, RawDir, plan_chunks
 from histetl.options import DEFAULT_BATCH_SIZE, ReplayOptions
 from histetl.precheck import ledger_hits
 from histetl.report import FileReport, RunReport, new_run_id
 from histetl.source.databento.client import DatabentoApi, api_key
-from histetl.source.databento.download import data_path, fetch_chunk
+from histetl.source.databento.download import data_location, fetch_chunk
 from histetl.source.databento.lock import JobLock
 from histetl.source.databento.plan import ChunkPlan, JobPlan, check_budget, local_plans, price_plans
 from histetl.targets import backend_of, display
@@ -126,7 +126,7 @@ def run_jobs(
 def _fetch_all(
     plans: list[JobPlan],
     api: DatabentoApi,
-    raw_dir: Path,
+    raw_dir: RawDir,
     on_chunk: Callable[[ChunkPlan], None] | None,
 ) -> SourceError | None:
     """Fetch pending chunks in order; stop at the first failure and return it. A signal
@@ -189,7 +189,7 @@ class _Loader:
 
 def _load(
     plans: list[JobPlan],
-    raw_dir: Path,
+    raw_dir: RawDir,
     loader: _Loader,
     on_file: Callable[[FileReport], None] | None,
 ) -> RunReport:
@@ -212,11 +212,12 @@ def _load(
         if known and not options.force
         else None
     ) or {}
-    todo, skipped = [], []
+    todo: list[Path | str] = []
+    skipped = []
     for item in ready:
         assert item.manifest is not None
         entry = hits.get(item.manifest.sha256) if item.status == "complete" else None
-        path = data_path(raw_dir, item.chunk)
+        path = data_location(raw_dir, item.chunk)  # an s3:// raw_dir is read back from S3
         if entry is None:
             todo.append(path)
             continue

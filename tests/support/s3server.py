@@ -5,7 +5,8 @@ answers, returning an :class:`S3Server`. ``env()`` gives the standard ``AWS_*`` 
 point histetl (delta-rs, s3fs) and boto3 at it: fake credentials, ``AWS_ENDPOINT_URL``, and
 ``AWS_ALLOW_HTTP=true`` (delta-rs refuses plain http otherwise). ``bucket()`` creates a fresh,
 uniquely named bucket. ``start_s3(auth=True)`` checks every request's credentials (moto's
-IAM: the test keys are unknown to it, so everything is denied).
+IAM: the test keys are unknown to it, so everything is denied); ``free_requests=N`` lets the
+first N requests through unchecked, to create a bucket and IAM users with their policies.
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ class S3Server:
                 self._proc.wait()
 
 
-def start_s3(auth: bool = False, timeout_s: float = 30.0) -> S3Server:
+def start_s3(auth: bool = False, timeout_s: float = 30.0, free_requests: int = 0) -> S3Server:
     port = free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"} if auth else None
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(free_requests)} if auth else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         env=env,

@@ -2,7 +2,13 @@
 when its zstd frame is complete and its records equal `metadata.get_record_count`, renamed
 into place, and last a manifest (`<file>.manifest.json`: request, sha256, bytes, records,
 cost) is written. The manifest is the commit marker: a crash at any point leaves a chunk that
-is either complete or fetched again, never a partial file taken for a whole one."""
+is either complete or fetched again, never a partial file taken for a whole one.
+
+A raw_dir on object storage (`s3://bucket/prefix`, through `histetl.objstore`) keeps the same
+layout and order: the `.part` is a local file in the raw_dir's state folder (`local_dir`),
+verified the same way, then uploaded (S3 shows an object whole or not at all, and its size is
+checked), and only then is the manifest stored, in one PUT.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
-from histetl import __version__
+from histetl import __version__, objstore
 from histetl.dbn import DBN_MAGIC, PRELUDE, RECORD_LENGTH_UNIT, ZSTD_MAGIC
-from histetl.jobs import Chunk
+from histetl.errors import LoadError
+from histetl.faults import fault_point
+from histetl.jobs import Chunk, RawDir
+from histetl.logs import state_dir
 from histetl.secrets import redact
 
 if TYPE_CHECKING:
@@ -58,14 +67,38 @@ class Manifest:
     def read(cls, path: Path) -> Manifest | None:
         """None when missing or unreadable (an unreadable manifest is an incomplete chunk)."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**data) if data.get("format") == MANIFEST_FORMAT else None
-        except (OSError, ValueError, TypeError):
+            return parse_manifest(path.read_bytes())
+        except OSError:
             return None
+
+
+def parse_manifest(text: bytes | None) -> Manifest | None:
+    """None when missing or unreadable."""
+    try:
+        data = json.loads(text) if text is not None else None
+        return Manifest(**data) if data and data.get("format") == MANIFEST_FORMAT else None
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def data_path(raw_dir: Path, chunk: Chunk) -> Path:
     return raw_dir / chunk.relpath
+
+
+def local_dir(raw_dir: RawDir) -> Path:
+    """Where a run keeps local files: raw_dir itself, or for an s3:// raw_dir a folder of the
+    user's state folder named by a digest of the URL (the job locks and the `.part` files
+    being downloaded)."""
+    if not isinstance(raw_dir, str):
+        return raw_dir
+    return state_dir() / "s3-raw" / hashlib.sha256(raw_dir.encode()).hexdigest()[:16]
+
+
+def data_location(raw_dir: RawDir, chunk: Chunk) -> Path | str:
+    """The chunk's data file: a path, or an s3:// URL."""
+    if isinstance(raw_dir, str):
+        return f"{raw_dir}/{chunk.relpath.as_posix()}"
+    return data_path(raw_dir, chunk)
 
 
 def manifest_path(raw_dir: Path, chunk: Chunk) -> Path:
@@ -82,6 +115,30 @@ def part_path(raw_dir: Path, chunk: Chunk) -> Path:
 class ChunkState:
     status: str  # complete | partial | missing
     manifest: Manifest | None = None
+
+
+def chunk_states(raw_dir: RawDir, chunks: list[Chunk]) -> list[ChunkState]:
+    """The state of each chunk; under an s3:// raw_dir from one listing of the prefix and a GET
+    of each manifest there is (a missing bucket is a ConfigError)."""
+    if not isinstance(raw_dir, str):
+        return [chunk_state(raw_dir, chunk) for chunk in chunks]
+    sizes = objstore.sizes(raw_dir)
+    states = []
+    for chunk in chunks:
+        url = str(data_location(raw_dir, chunk))
+        manifest_url = url + MANIFEST_SUFFIX
+        manifest = (
+            parse_manifest(objstore.read_bytes(manifest_url)) if manifest_url in sizes else None
+        )
+        if (
+            manifest is not None
+            and manifest.request == chunk.request()
+            and sizes.get(url) == manifest.bytes
+        ):
+            states.append(ChunkState("complete", manifest))
+            continue
+        states.append(ChunkState("partial" if url in sizes or manifest_url in sizes else "missing"))
+    return states
 
 
 def chunk_state(raw_dir: Path, chunk: Chunk) -> ChunkState:
@@ -196,22 +253,32 @@ def inspect_download(path: Path) -> DownloadCheck:
     return DownloadCheck(digest.hexdigest(), size, records, problem is None, problem)
 
 
-def fetch_chunk(api: DatabentoApi, raw_dir: Path, item: ChunkPlan) -> None:
-    """Download one pending chunk: verify, rename into place, then write its manifest."""
+def fetch_chunk(api: DatabentoApi, raw_dir: RawDir, item: ChunkPlan) -> None:
+    """Download one pending chunk: verify, put it in place (rename, or upload to an s3://
+    raw_dir), then write its manifest."""
     chunk = item.chunk
+    remote = str(data_location(raw_dir, chunk)) if isinstance(raw_dir, str) else None
+    local = local_dir(raw_dir)
     final, part, manifest = (
-        data_path(raw_dir, chunk),
-        part_path(raw_dir, chunk),
-        manifest_path(raw_dir, chunk),
+        data_path(local, chunk),
+        part_path(local, chunk),
+        manifest_path(local, chunk),
     )
     final.parent.mkdir(parents=True, exist_ok=True)
-    manifest.unlink(missing_ok=True)  # the chunk is incomplete until the new one is written
+    # the chunk is incomplete until the new manifest is written
+    if remote is None:
+        manifest.unlink(missing_ok=True)
+    elif item.status != "missing":  # the listing saw something under the chunk's name
+        objstore.delete(remote + MANIFEST_SUFFIX)
     started = time.perf_counter()
     records = item.records if item.records is not None else api.record_count(chunk)
     try:
         check = api.download(chunk, part, records)
-        _fsync(part)
-        part.replace(final)
+        if remote is None:
+            _fsync(part)
+            part.replace(final)
+        else:
+            _upload(part, remote, check.bytes)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -226,10 +293,27 @@ def fetch_chunk(api: DatabentoApi, raw_dir: Path, item: ChunkPlan) -> None:
         fetched_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         gateway=redact(api.gateway),
     )
-    _write_atomic(manifest, item.manifest.to_json())
-    _fsync_dir(final.parent)
+    fault_point("before_manifest")
+    if remote is None:
+        _write_atomic(manifest, item.manifest.to_json())
+        _fsync_dir(final.parent)
+    else:
+        objstore.put_bytes(remote + MANIFEST_SUFFIX, item.manifest.to_json().encode())
     item.status, item.records = "downloaded", check.records
     item.seconds = time.perf_counter() - started
+
+
+def _upload(part: Path, url: str, size: int) -> None:
+    """Upload the verified `.part` to `url` and remove it; a stored size other than the
+    verified one is an error (the chunk then stays incomplete)."""
+    stored = objstore.upload(part, url)
+    part.unlink()
+    if stored != size:
+        raise LoadError(
+            f"the uploaded object has {stored:,} bytes, the verified download {size:,}",
+            where=url,
+            hint="rerun: the chunk is fetched again",
+        )
 
 
 def _fsync(path: Path) -> None:

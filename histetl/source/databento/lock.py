@@ -1,7 +1,11 @@
 """One run at a time per job: an fcntl lock on `raw_dir/.locks/<job>.lock` for each job, held for
 the whole fetch and load and released when the process ends (even by a crash). A second run of
 the same job waits up to `lock_wait_s`, then gives up with `LockBusyError` (the CLI reports it
-and exits 0: the running one does the work). Runs of other jobs go ahead side by side."""
+and exits 0: the running one does the work). Runs of other jobs go ahead side by side.
+
+S3 has no lock a crashed process releases, so for an s3:// raw_dir the lock files live in the
+raw_dir's local folder (`download.local_dir`: the user's state folder, keyed by the URL). They
+keep runs on this machine apart; runs on two machines are not (see the README)."""
 
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from tenacity import (
 
 from histetl.errors import ConfigError, HistetlError
 from histetl.interrupt import CANCEL
+from histetl.jobs import RawDir
+from histetl.source.databento.download import local_dir
 
 LOCK_DIR = ".locks"
 
@@ -33,11 +39,18 @@ class LockBusyError(HistetlError):
 
 
 class JobLock:
-    """Exclusive fcntl locks on raw_dir/.locks/<job>.lock, one per job, released when the
+    """Exclusive fcntl locks on <local_dir>/.locks/<job>.lock, one per job, released when the
     process ends (even by a crash). Runs of different jobs go ahead side by side."""
 
-    def __init__(self, raw_dir: Path, jobs: list[str], wait_s: float = 0.0) -> None:
-        self.paths = [raw_dir / LOCK_DIR / f"{name}.lock" for name in sorted(set(jobs))]
+    def __init__(self, raw_dir: RawDir, jobs: list[str], wait_s: float = 0.0) -> None:
+        folder = local_dir(raw_dir) / LOCK_DIR
+        self.paths = [folder / f"{name}.lock" for name in sorted(set(jobs))]
+        self.hint = (
+            "raw_dir must be a writable directory"
+            if isinstance(raw_dir, Path)
+            else "the locks of an s3:// raw_dir live in histetl's state folder "
+            "($XDG_STATE_HOME/histetl), which must be writable"
+        )
         self.wait_s = wait_s
         self._handles: list[IO[str]] = []
 
@@ -70,7 +83,7 @@ class JobLock:
                 raise ConfigError(
                     f"cannot create the lock file: {exc.strerror}",
                     where=str(path),
-                    hint="raw_dir must be a writable directory",
+                    hint=self.hint,
                 ) from None
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

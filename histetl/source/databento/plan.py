@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from histetl.errors import SourceError
-from histetl.jobs import Chunk, JobSpec, plan_chunks
-from histetl.source.databento.download import Manifest, chunk_state
+from histetl.jobs import Chunk, JobSpec, RawDir, plan_chunks
+from histetl.source.databento.download import Manifest, chunk_states
 
 if TYPE_CHECKING:
     from histetl.source.databento.client import DatabentoApi
@@ -62,14 +61,17 @@ class JobPlan:
 
 
 def local_plans(
-    jobs: list[JobSpec], raw_dir: Path, force: bool = False, today: dt.date | None = None
+    jobs: list[JobSpec], raw_dir: RawDir, force: bool = False, today: dt.date | None = None
 ) -> list[JobPlan]:
-    """Every chunk of the jobs with its status under raw_dir; no network."""
+    """Every chunk of the jobs with its status under raw_dir; no request to the API (an
+    s3:// raw_dir is listed once)."""
+    chunks = {job.name: plan_chunks(job, today) for job in jobs}
+    states = iter(chunk_states(raw_dir, [c for job in jobs for c in chunks[job.name]]))
     plans = []
     for job in jobs:
         plan = JobPlan(job)
-        for chunk in plan_chunks(job, today):
-            state = chunk_state(raw_dir, chunk)
+        for chunk in chunks[job.name]:
+            state = next(states)
             status = "partial" if force and state.status == "complete" else state.status
             records = state.manifest.records if state.manifest else None
             cost = state.manifest.cost_usd if state.manifest else None
