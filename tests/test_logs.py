@@ -10,20 +10,15 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
+import histetl.logs
 from histetl.logs import configure, log_dir, logger_level
 
 
 @pytest.fixture(autouse=True)
-def _reset_sinks() -> Iterator[None]:
+def _reset_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(histetl.logs, "_level", histetl.logs._level)  # restored after
     yield
     logger.remove()  # closes the log file configure() opened
-    configure_level_back()
-
-
-def configure_level_back() -> None:
-    import histetl.logs
-
-    histetl.logs._level = 20
 
 
 def test_log_dir_is_histetl_log_dir_else_xdg_state_else_home(
