@@ -39,6 +39,8 @@ class _LogFile(logging.handlers.RotatingFileHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if not self.broken:
+            if isinstance(record.msg, str) and record.msg.endswith("\n"):
+                record.msg = record.msg[:-1]  # a --log-json record ends in one: no blank lines
             super().emit(record)
 
     def close(self) -> None:

@@ -3,7 +3,6 @@ defects are quarantined exactly, corrupt files leave nothing behind."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -423,44 +422,6 @@ def small(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_dbn(SynthSpec(schema="trades", records=20, seed=seed), path)
     return path
-
-
-def test_expand_paths_follows_symlinked_folders_and_files(tmp_path: Path) -> None:
-    elsewhere = small(tmp_path / "elsewhere" / "a.dbn")
-    other = small(tmp_path / "other" / "b.dbn.zst", seed=1)
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    (raw / "linked").symlink_to(elsewhere.parent, target_is_directory=True)
-    (raw / "b.dbn.zst").symlink_to(other)
-
-    assert expand_paths([raw]) == [other.resolve(), elsewhere.resolve()]
-
-
-def test_expand_paths_when_symlinks_loop_searches_each_folder_once(tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
-    f = small(raw / "sub" / "a.dbn")
-    (raw / "sub" / "up").symlink_to(raw, target_is_directory=True)  # raw/sub/up/sub/up/...
-    (raw / "again").symlink_to(raw / "sub", target_is_directory=True)
-
-    assert expand_paths([raw]) == [f.resolve()]
-
-
-def test_expand_paths_when_a_symlink_is_broken_fails_naming_it(tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
-    small(raw / "a.dbn")
-    (raw / "gone.dbn").symlink_to(tmp_path / "deleted.dbn")
-    with pytest.raises(ConfigError, match="broken symbolic link") as caught:
-        expand_paths([raw])
-    assert caught.value.where == str(raw / "gone.dbn")
-    assert caught.value.exit_code == 2
-
-
-def test_expand_paths_when_a_dbn_file_is_a_fifo_fails_instead_of_hanging(tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
-    small(raw / "a.dbn")
-    os.mkfifo(raw / "pipe.dbn")
-    with pytest.raises(ConfigError, match="not a regular file"):
-        expand_paths([raw])
 
 
 @pytest.mark.parametrize("locked", ["file", "folder"])

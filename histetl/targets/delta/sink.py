@@ -294,7 +294,7 @@ class DeltaFileLoad:
         retrying = Retrying(
             retry=retry_if_exception_type(CommitFailedError),
             stop=stop_after_attempt(_MAX_CONFLICT_RETRIES),
-            wait=wait_exponential_jitter(initial=0.05, max=1.0, jitter=0.05),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
             sleep=CANCEL.sleep,
             before_sleep=lambda state: logger.debug(
                 "Delta commit conflict on {} (attempt {}): {}",
@@ -318,6 +318,8 @@ class DeltaFileLoad:
             raise LoadError(
                 f"Delta commit failed: {exc}", where=self._sink.table_uri(name)
             ) from None
+        finally:
+            self._spill.close()  # its temporary file: not left for the garbage collector
 
     def _commit_once(self, entry: LedgerEntry) -> LedgerEntry:
         dtable = self._sink.ensure_table(self._target)

@@ -302,51 +302,6 @@ def test_timescale_hypertables_take_reruns_into_compressed_chunks(
     assert query(timescale_uri, "SELECT count(*) FROM trades") == [(3000,)]
 
 
-def test_workers_load_the_same_rows_as_one_process(pg_uri: str, tmp_path: Path) -> None:
-    paths = []
-    for day in (11, 12, 13):
-        path = tmp_path / f"w{day}.dbn"
-        write_dbn(
-            SynthSpec(
-                schema="trades",
-                records=2000,
-                days=1,
-                seed=day,
-                start=SynthSpec.start.replace(day=day),
-            ),
-            path,
-        )
-        paths.append(path)
-    report = load(pg_uri, paths, tmp_path, workers=2)
-    assert [Path(f.path).name for f in report.files] == ["w11.dbn", "w12.dbn", "w13.dbn"]
-    assert [f.status for f in report.files] == ["loaded"] * 3
-    assert query(pg_uri, "SELECT count(*) FROM trades") == [(6000,)]
-    rerun = load(pg_uri, paths, tmp_path, workers=2)
-    assert rerun.totals["skipped"] == 6000
-
-
-def test_workers_with_duckdb_is_a_usage_error(tmp_path: Path) -> None:
-    path = tmp_path / "t.dbn"
-    write_dbn(SynthSpec(schema="trades", records=10, seed=1), path)
-    result = subprocess.run(
-        [
-            *HISTETL,
-            "replay",
-            str(path),
-            str(path),
-            "--workers",
-            "2",
-            "--db",
-            f"duckdb:///{tmp_path / 'x.duckdb'}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "DuckDB allows one writing process" in result.stderr
-
-
 def test_db_init_adds_timescale_policies_from_options(timescale_uri: str) -> None:
     options = TimescaleOptions(
         chunk_interval="12 hours", compress_after="7 days", retain_for="730 days"

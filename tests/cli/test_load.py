@@ -1,10 +1,12 @@
-"""`histetl run` and `histetl jobs` end to end: the CLI, the real databento client, the fake
-gateway, a DuckDB target. Exit codes: 0 ok, 1 failed, 2 config error, 3 quarantined rows with
---fail-on-quarantine; a run that finds another one holding the lock exits 0 with a message."""
+"""histetl.cli.load: `histetl replay` and `demo`, and `histetl run` and `histetl jobs` end to
+end: the CLI, the real databento client, the fake gateway, a DuckDB target. Exit codes: 0 ok,
+1 failed, 2 config error, 3 quarantined rows with --fail-on-quarantine; a run that finds another
+one holding the lock exits 0 with a message."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from loguru import logger
 from histetl.cli import main
 from histetl.source.databento.lock import JobLock
 from histetl.synth import Defects
+from tests.cli.conftest import cli
 from tests.pipeline.test_run import (  # fixtures and helpers shared with the library tests
     DATASET,
     N_TRADES,
@@ -250,3 +253,74 @@ def test_jobs_lists_chunk_status_without_the_network(gw: FakeGateway, tmp_path: 
     assert "1,577 records" in after.stdout
     assert "nothing to fetch" in after.stdout
     assert gw.requests == []
+
+
+# -- replay and demo ---------------------------------------------------------------------------
+
+
+def test_replay_writes_a_reconciled_report_and_no_progress_redraws(
+    trades_dbn: Path, tmp_path: Path
+) -> None:
+    result = cli("replay", str(trades_dbn), "--report", "r.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr + result.stdout  # not a terminal: no redraws
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report) >= {"run_id", "files", "totals"}
+    file = report["files"][0]
+    assert set(file) >= {
+        "path",
+        "dataset",
+        "schema",
+        "table",
+        "records",
+        "loaded",
+        "duplicates",
+        "quarantined",
+        "skipped",
+        "rules",
+        "quarantine_file",
+    }
+    assert (file["records"], file["loaded"], file["duplicates"], file["quarantined"]) == (
+        301,
+        298,
+        1,
+        2,
+    )
+    assert file["rules"] == {"size_positive": 2}
+    assert Path(tmp_path, file["quarantine_file"]).is_file()
+    assert report["totals"]["records"] == 301
+    assert (tmp_path / "histetl.duckdb").is_file()  # the documented default target
+
+
+def test_replay_exit_codes(trades_dbn: Path, tmp_path: Path) -> None:
+    assert cli("replay", str(trades_dbn), "--fail-on-quarantine", cwd=tmp_path).returncode == 3
+    missing = cli("replay", "nope/*.dbn", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "no DBN files match 'nope/*.dbn'" in missing.stderr
+    broken = tmp_path / "broken.dbn"
+    broken.write_bytes(b"DBN\x03" + b"\x00" * 10)
+    failed = cli("replay", str(broken), cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "broken.dbn" in failed.stderr
+    bad_db = cli("replay", str(trades_dbn), "--db", "mysql://x", cwd=tmp_path)
+    assert bad_db.returncode == 2
+    assert "unsupported database URI scheme 'mysql'" in bad_db.stderr
+    for result in (missing, failed, bad_db):
+        assert "Traceback" not in result.stderr
+
+
+def test_histetl_db_env_sets_the_default_target(trades_dbn: Path, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.duckdb"
+    result = cli("replay", str(trades_dbn), cwd=tmp_path, env={"HISTETL_DB": f"duckdb:///{target}"})
+    assert result.returncode == 0, result.stderr
+    assert target.is_file()
+    assert not (tmp_path / "histetl.duckdb").exists()
+
+
+def test_demo_loads_the_sample_data(tmp_path: Path) -> None:
+    result = cli("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "what was loaded:" in result.stdout
+    assert re.search(r"^trades\s+40000\s+ES\.c\.0,NQ\.c\.0", result.stdout, re.MULTILINE)
+    again = cli("demo", cwd=tmp_path)  # idempotent: everything is already loaded
+    assert "skipped" in again.stdout

@@ -1,0 +1,84 @@
+"""histetl.cli.read: what the read commands add over the library (their own checks before any
+work, messages on stderr, the quarantine listing and sample). The library behind query, verify,
+resample and report is tested in tests/read/ and tests/quality/."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from histetl.cli import main
+
+
+def histetl(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def loaded(trades_dbn: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """trades_dbn replayed into tmp_path/h.duckdb (quarantine under tmp_path/quarantine)."""
+    monkeypatch.chdir(tmp_path)
+    db = f"duckdb:///{tmp_path / 'h.duckdb'}"
+    assert histetl("replay", trades_dbn, "--db", db).exit_code == 0
+    return db
+
+
+def test_query_to_a_file_writes_every_row_and_says_so_on_stderr(
+    loaded: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "trades.csv"
+    result = histetl("query", "--db", loaded, "--schema", "trades", "--format", "csv", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert (result.stdout, result.stderr) == ("", f"wrote 298 rows to {out}\n")
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 298
+    assert {"ts_recv", "price", "size", "instrument_id"} <= set(rows[0])
+
+
+def test_query_to_a_path_under_a_file_is_refused_before_reading(
+    loaded: str, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("a file")
+    out = tmp_path / "notes.txt" / "x.csv"
+    result = histetl("query", "--db", loaded, "--schema", "trades", "-o", out)
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: -o: cannot use {out}: Not a directory\n",
+    )
+
+
+def test_resample_with_a_table_and_two_intervals_is_refused_before_any_work(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "h.duckdb"
+    args = ["--interval", "5m", "--interval", "15m", "--table", "bars"]
+    result = histetl("resample", "--db", f"duckdb:///{db}", *args)
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: --table: --table needs a single --interval\n",
+    )
+    assert not db.exists()
+
+
+def test_quarantine_without_files_says_where_it_looked(tmp_path: Path) -> None:
+    result = histetl("quarantine", "--quarantine-dir", tmp_path / "none")
+    assert (result.exit_code, result.stdout) == (
+        0,
+        f"no quarantine files under {tmp_path / 'none'}\n",
+    )
+
+
+def test_quarantine_of_a_file_shows_the_rule_counts_its_source_and_a_sample(
+    loaded: str, trades_dbn: Path, tmp_path: Path
+) -> None:
+    (qfile,) = (tmp_path / "quarantine").rglob("*.parquet")
+    result = histetl("quarantine", qfile, "--rows", "1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["2", "size_positive"]
+    assert f"source: {trades_dbn.resolve()}" in lines
+    assert "shape: (1, " in result.stdout  # one sample row, the source column dropped
