@@ -16,7 +16,6 @@ from histetl.quality.observer import ReportObserver
 from histetl.report import FileReport
 from histetl.schemas import table_spec
 from histetl.synth import Defects, SynthSpec, write_dbn
-from tests.support.pgserver import PgServer, fresh_schema
 
 DEFECTS = Defects(crossed_quotes=7, locked_quotes=5, zero_size=3, unmapped_instrument=4)
 
@@ -83,18 +82,6 @@ def test_figure_state_does_not_grow_with_the_number_of_batches(tmp_path: Path) -
     # latency histograms fill in a few more of their (bounded) buckets
     assert sizes[100_000] <= sizes[10_000] * 1.25, sizes
     assert sizes[100_000] < 100_000 / 20, sizes
-
-
-def test_observer_when_file_fails_keeps_its_counts_but_no_figures(tmp_path: Path) -> None:
-    path = tmp_path / "trades.dbn"
-    write_dbn(SynthSpec(schema="trades", records=5_000), path)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) - 17])  # a truncated last record
-    report, observer = _replay(path, tmp_path, batch_size=500)
-    assert report.status == "failed"
-    (seen,) = observer.files
-    assert seen.figures is None
-    assert seen.report is report
 
 
 # -- hand-made series -----------------------------------------------------------------------------
@@ -169,39 +156,3 @@ def test_volume_counts_records_and_size_per_hour() -> None:
         (T0 // HOUR_NS, 6, 6),
         (T0 // HOUR_NS + 1, 6, 6),
     ]
-
-
-class _Counting(ReportObserver):
-    starts = 0
-
-    def file_started(self, report: FileReport) -> None:
-        self.starts += 1
-        super().file_started(report)
-
-
-@pytest.mark.postgres
-def test_observer_when_a_load_is_retried_in_merge_mode_counts_each_row_once(
-    pg_server: PgServer, tmp_path: Path
-) -> None:
-    first, second = tmp_path / "a.dbn", tmp_path / "b.dbn"
-    write_dbn(SynthSpec(schema="trades", records=2_000), first)
-    # new rows of the same day and symbols, one of them twice: the direct load (which skips
-    # rows already stored) meets the repeat inside the file, so the pipeline replays the file
-    # in merge mode
-    write_dbn(
-        SynthSpec(schema="trades", records=2_000, seed=1, defects=Defects(exact_duplicates=1)),
-        second,
-    )
-    with fresh_schema(pg_server.uri) as (uri, _schema):
-        options = ReplayOptions(db=uri, quarantine_dir=tmp_path / "q")
-        Replayer(options).run([first])
-        replayer = Replayer(options)
-        observer = _Counting(replayer.rules)
-        replayer.observer = observer
-        (report,) = replayer.run([second]).files
-    assert report.status == "loaded"
-    assert (report.loaded, report.duplicates) == (2_000, 1)
-    assert observer.starts == 2  # the direct attempt, then the merge
-    (seen,) = observer.files
-    assert seen.figures is not None
-    assert sum(v["records"] for v in seen.figures.to_dict()["volume"]) == report.records

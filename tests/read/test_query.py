@@ -22,7 +22,6 @@ from click.testing import CliRunner, Result
 from loguru import logger
 
 from histetl.cli import main
-from histetl.errors import ConfigError
 from histetl.options import ReplayOptions
 from histetl.pipeline.replay import Replayer
 from histetl.read.database import Database
@@ -287,22 +286,3 @@ def test_query_when_database_is_missing_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no DuckDB database at" in result.stderr
     assert not (tmp_path / "none.duckdb").exists()
-
-
-@pytest.mark.parametrize(
-    ("text", "ns"),
-    [
-        ("2023-12-14", 1702512000 * SCALE),
-        ("2023-12-14T14:30", (1702512000 + 14 * 3600 + 1800) * SCALE),
-        ("2023-12-14 14:30:00.000000001Z", (1702512000 + 14 * 3600 + 1800) * SCALE + 1),
-        ("2023-12-14T09:30:00-05:00", (1702512000 + 14 * 3600 + 1800) * SCALE),
-        ("1702512000000000007", 1702512000 * SCALE + 7),
-    ],
-)
-def test_parse_time_reads_dates_times_offsets_and_nanoseconds(text: str, ns: int) -> None:
-    assert parse_time(text, "--start") == ns
-
-
-def test_parse_time_rejects_garbage_naming_the_option() -> None:
-    with pytest.raises(ConfigError, match="--end"):
-        parse_time("2023-13-45", "--end")

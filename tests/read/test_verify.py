@@ -1,28 +1,23 @@
 """`histetl verify`: passes on a clean load, fails (exit 1) on a deliberately corrupted one with
-each check naming what it found; calendars, status sessions and the range arithmetic behind
-the gap check."""
+each check naming what it found (the calendars and range arithmetic behind the gap check are in
+tests/read/test_calendars.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pytest
 from loguru import logger
 
-from histetl.errors import ConfigError
-from histetl.read.calendars import Calendar, buckets, covered, status_ranges
 from histetl.read.resample import ResampleOptions, resample
 from histetl.read.verify import VerifyOptions, verify
 from tests.read.test_query import ES_H4, histetl, load, write_files
 
 STATUSES = ("PASS", "FAIL", "WARN", "SKIP")
-M = 60 * 10**9
 
 
 @pytest.fixture(autouse=True)
@@ -195,63 +190,3 @@ def test_verify_with_a_time_range_skips_the_ledger_and_checks_only_that_range(db
     assert inside[("gaps", "ohlcv_1m")] == "FAIL"
     assert inside[("ledger", "ohlcv_1m")] == "SKIP"
     assert outside[("gaps", "ohlcv_1m")] == "PASS"
-
-
-# -- calendars and range arithmetic -----------------------------------------------------------
-
-
-def _utc(*args: int) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp()) * 10**9
-
-
-def test_cme_calendar_follows_chicago_daylight_saving_time() -> None:
-    cme = Calendar.load("cme-globex")
-
-    winter = cme.ranges(_utc(2023, 12, 11), _utc(2023, 12, 12))
-    summer = cme.ranges(_utc(2023, 7, 11), _utc(2023, 7, 12))
-
-    assert [_utc(2023, 12, 10, 23), _utc(2023, 12, 11, 22)] in winter.tolist()  # CST
-    assert [_utc(2023, 7, 10, 22), _utc(2023, 7, 11, 21)] in summer.tolist()  # CDT
-
-
-def test_calendar_file_holidays_drop_the_session_closing_that_day(tmp_path: Path) -> None:
-    path = tmp_path / "cal.yaml"
-    path.write_text(
-        "timezone: America/New_York\n"
-        "sessions: [{days: [mon, tue, wed, thu, fri], open: '09:30', close: '16:00'}]\n"
-        "holidays: [2023-12-25]\n"
-    )
-
-    ranges = Calendar.load(str(path)).ranges(_utc(2023, 12, 25), _utc(2023, 12, 27))
-
-    assert ranges.tolist() == [[_utc(2023, 12, 26, 14, 30), _utc(2023, 12, 26, 21)]]
-
-
-def test_calendar_file_with_an_unknown_key_is_a_config_error(tmp_path: Path) -> None:
-    path = tmp_path / "cal.yaml"
-    path.write_text("timezone: UTC\nsessions: []\nopen_days: 5\n")
-
-    with pytest.raises(ConfigError, match="open_days"):
-        Calendar.load(str(path))
-
-
-def test_buckets_and_covered_count_expected_bars_between_two_bars() -> None:
-    sessions = np.array([[0, 10 * M], [11 * M, 20 * M + 1]], dtype=np.int64)
-    expected = buckets(sessions, M)  # minutes 0-9 and 11-20 (20:00.000000001 opens minute 20)
-
-    missing = covered(expected, np.array([3, 8, 12]), np.array([9, 12, 30]))
-
-    assert expected.tolist() == [[0, 10], [11, 21]]
-    assert missing.tolist() == [6, 3, 9]  # [3,9), [8,12) = 8,9,11, [12,30) = 12..20
-
-
-def test_status_ranges_use_is_trading_then_action_and_the_calendar_before() -> None:
-    calendar = np.array([[0, 100], [200, 300]], dtype=np.int64)
-    ts = np.array([250, 260, 270, 280], dtype=np.int64)
-
-    ranges = status_ranges(
-        ts, ["N", None, "~", "Y"], np.array([0, 7, 8, 0], dtype=np.int64), calendar, 400
-    )
-
-    # calendar until 250, off at 250, TRADING (action 7) at 260, HALT (8) at 270, Y from 280
-    assert ranges.tolist() == [[0, 100], [200, 250], [260, 270], [280, 400]]

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from histetl.schemas import all_specs
 from histetl.source.files import expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
 from histetl.targets import TimescaleOptions
-from histetl.targets.postgres import load as pg_load
 from tests.reference import decode_with_symbols
 
 HISTETL = [sys.executable, "-m", "histetl.cli"]
@@ -472,53 +470,3 @@ def test_replay_when_database_refuses_fails_at_once_with_what_to_do(
     assert reason in lines[0]
     assert hint in lines[1]
     assert "Traceback" not in result.stderr
-
-
-@pytest.mark.parametrize(
-    "held",
-    [
-        "ts_recv < (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ts_recv) FROM trades)",
-        "ts_recv >= (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ts_recv) FROM trades)",
-        "record_hash % 2 = 0",
-    ],
-    ids=["first-half-held", "second-half-held", "every-other-row-held"],
-)
-def test_half_overlapping_file_loads_only_the_missing_rows_with_exact_counts(
-    db_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: str
-) -> None:
-    # small chunks and flushes: the overlap is found chunk by chunk, across batch boundaries
-    monkeypatch.setattr(pg_load, "COPY_CHUNK_ROWS", 300)
-    monkeypatch.setattr(pg_load, "MISSING_FLUSH_ROWS", 700)
-    path = tmp_path / "trades.dbn"
-    spec = SynthSpec(schema="trades", records=6000, seed=7, shared_key_trades=40)
-    write_dbn(replace(spec, defects=Defects(exact_duplicates=4)), path)
-    clean = load(db_uri, [path], tmp_path, batch_size=1000)
-    assert not clean.failed, [f.error for f in clean.failed]
-    one_load = snapshot(db_uri, ["trades"])
-    with psycopg.connect(db_uri) as conn:
-        conn.execute(f"DELETE FROM trades WHERE NOT ({held})")  # the table holds part of it
-    kept = query(db_uri, "SELECT count(*) FROM trades")[0][0]
-    assert 0 < kept < clean.files[0].loaded
-
-    rerun = load(db_uri, [path], tmp_path, batch_size=1000, force=True)
-
-    report = rerun.files[0]
-    assert report.status == "loaded", report.error
-    assert report.loaded == clean.files[0].loaded - kept
-    assert report.loaded + report.duplicates + report.quarantined == report.records
-    assert snapshot(db_uri, ["trades"]) == one_load
-
-
-def test_file_of_other_symbols_for_a_loaded_day_loads_every_row(
-    db_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(pg_load, "COPY_CHUNK_ROWS", 500)
-    paths = []
-    for symbol in ("ES.c.0", "NQ.c.0"):
-        paths.append(tmp_path / f"{symbol}.dbn")
-        write_dbn(SynthSpec(schema="trades", records=3000, seed=3, symbols=(symbol,)), paths[-1])
-    first = load(db_uri, paths[:1], tmp_path)
-    second = load(db_uri, paths[1:], tmp_path)
-    assert (first.totals["loaded"], second.totals["loaded"]) == (3000, 3000)
-    assert second.totals["duplicates"] == 0
-    assert query(db_uri, "SELECT count(DISTINCT symbol), count(*) FROM trades") == [(2, 6000)]
