@@ -52,12 +52,7 @@ def replace_window(
         exact = target.time_column
     first_day = _EPOCH + dt.timedelta(days=start // _DAY_NS)
     last_day = _EPOCH + dt.timedelta(days=(end - 1) // _DAY_NS)
-    in_window = (
-        (pc.field(PARTITION) >= first_day)
-        & (pc.field(PARTITION) <= last_day)
-        & (pc.field(exact) >= start)
-        & (pc.field(exact) < end)
-    )
+    in_window = (pc.field(exact) >= start) & (pc.field(exact) < end)
     predicate = (
         f"{quote(PARTITION)} >= '{first_day.isoformat()}' AND "
         f"{quote(PARTITION)} <= '{last_day.isoformat()}' AND "
@@ -67,7 +62,9 @@ def replace_window(
 
     def once() -> tuple[int, LedgerEntry | None]:
         dtable = sink.ensure_table(target)
-        replaced = dtable.to_pyarrow_dataset().count_rows(filter=in_window)
+        # the data files that may hold rows of the window (by partition and statistics)
+        stored = dtable.to_pyarrow_dataset(file_pruning_predicate=predicate)
+        replaced = stored.count_rows(filter=in_window)
         if not new.num_rows and not replaced:
             return 0, None
         stored = replace(entry, loaded=new.num_rows, duplicates=entry.records - new.num_rows)
