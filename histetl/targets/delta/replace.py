@@ -46,10 +46,7 @@ def replace_window(
     """`Sink.replace_window` on a lake: (rows replaced, the record as stored), or (0, None)
     with nothing committed when the window holds no rows and gets none."""
     start, end = window
-    schema = lake_schema(target)
-    exact = target.time_column + NS_SUFFIX
-    if exact not in schema.names:
-        exact = target.time_column
+    exact = target.time_column + NS_SUFFIX  # the lake's exact nanoseconds
     first_day = _EPOCH + dt.timedelta(days=start // _DAY_NS)
     last_day = _EPOCH + dt.timedelta(days=(end - 1) // _DAY_NS)
     in_window = (pc.field(exact) >= start) & (pc.field(exact) < end)
@@ -58,13 +55,13 @@ def replace_window(
         f"{quote(PARTITION)} <= '{last_day.isoformat()}' AND "
         f"{quote(exact)} >= {int(start)} AND {quote(exact)} < {int(end)}"
     )
-    new = _first_per_key(to_lake_arrow(rows, target).cast(schema), target)
+    new = _first_per_key(to_lake_arrow(rows, target).cast(lake_schema(target)), target)
 
     def once() -> tuple[int, LedgerEntry | None]:
         dtable = sink.ensure_table(target)
         # the data files that may hold rows of the window (by partition and statistics)
-        stored = dtable.to_pyarrow_dataset(file_pruning_predicate=predicate)
-        replaced = stored.count_rows(filter=in_window)
+        files = dtable.to_pyarrow_dataset(file_pruning_predicate=predicate)
+        replaced = files.count_rows(filter=in_window)
         if not new.num_rows and not replaced:
             return 0, None
         stored = replace(entry, loaded=new.num_rows, duplicates=entry.records - new.num_rows)
