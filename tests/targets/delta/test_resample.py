@@ -1,13 +1,16 @@
 """`histetl resample` into a Delta lake, on a local lake and on S3 (the session's moto server):
 the derived bars read back through `query` and `verify` exactly as the same resample into
 DuckDB; one commit per window; a rerun changes nothing; a late source file corrects its
-windows; two resamples at once equal one."""
+windows; two resamples at once equal one, and so does a SIGKILLed one rerun."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +149,30 @@ def test_two_resamples_into_a_lake_at_once_equal_one(
     assert [run.returncode for run in runs] == [0, 0], logs
     assert "Traceback" not in "".join(logs)
     print(sum(log.count("Delta commit conflict") for log in logs), "commit conflicts retried")
+    for interval in INTERVALS:
+        assert _csv(db, interval) == _csv(duck, interval)
+        assert _windows(db, interval) == _windows(duck, interval)
+
+
+def test_resample_into_a_lake_killed_midway_then_rerun_equals_one(
+    duck: str, minute_files: dict[str, Path], tmp_path: Path
+) -> None:
+    db = f"delta:///{tmp_path / 'lake'}"
+    load(db, [minute_files["full"]], tmp_path / "quarantine")
+    log = tmp_path / "lake" / "ohlcv_5m" / "_delta_log"
+    command = [*HISTETL, "-q", "resample", "--db", db, "--interval", "5m", "--interval", "7m"]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while run.poll() is None and len(list(log.glob("*.json"))) < 3:  # create, then 2 windows
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(run.pid, signal.SIGKILL)
+    assert run.wait(timeout=60) == -signal.SIGKILL, "finished before the kill"
+    assert not (tmp_path / "lake" / "ohlcv_7m").exists() or _csv(db, "7m") != _csv(duck, "7m")
+
+    again = histetl("resample", "--db", db, "--interval", "5m", "--interval", "7m")
+
+    assert again.exit_code == 0, again.output
     for interval in INTERVALS:
         assert _csv(db, interval) == _csv(duck, interval)
         assert _windows(db, interval) == _windows(duck, interval)
