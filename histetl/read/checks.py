@@ -272,10 +272,13 @@ def gaps_check(ctx: Context, table: str, spec: TableSpec) -> Check:
             "gaps", table, "PASS", f"no bars missing inside sessions (calendar {calendar.name})"
         )
     series = frame.select("instrument_id", "symbol").unique().height
+    longest = frame.sort(  # the longest holes, earliest first: the same list on every target
+        ["missing", "ts_ns", "instrument_id"], descending=[True, False, False]
+    )
     examples = [
         f"{r['symbol']} ({r['instrument_id']}): {r['missing']} missing between "
         f"{format_ns(r['prev_ns'])} and {format_ns(r['ts_ns'])}"
-        for r in frame.sort("missing", descending=True).head(options.examples).iter_rows(named=True)
+        for r in longest.head(options.examples).iter_rows(named=True)
     ]
     total = int(frame["missing"].sum())
     return Check(

@@ -108,11 +108,6 @@ class Database:
     def time_order(self, column: str) -> str:
         return self.target.time_order(column)
 
-    def delete(self, table: str, where: list[str]) -> int:
-        """Delete the rows of `table` matching all of `where`, in the reader's transaction
-        (resample over a sink's reader); returns how many."""
-        return self.target.delete(table, where)
-
     def read(
         self,
         table: str,

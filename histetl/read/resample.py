@@ -2,8 +2,8 @@
 computed with Polars `group_by_dynamic` and stored like the source bars.
 
 A derived table (`ohlcv_5m`) has exactly the columns and types of `ohlcv_1m` and the same
-primary key, and loads through the sink's ordinary path (`begin` / `write_stream` / `commit`)
-with a ledger row, so `query`, `verify` and `status` treat it like any loaded table.
+primary key, and is stored by the target's `replace_window` with a ledger row, so `query`,
+`verify` and `status` treat it like any loaded table, in DuckDB, PostgreSQL or a Delta lake.
 
 Bars: per instrument_id, publisher_id and symbol, buckets of the interval aligned to the epoch,
 closed on the left and labelled by their start; open = first open, high = max, low = min,
@@ -13,10 +13,11 @@ the interval when DBN has one (60m -> 34, the 1-hour rtype), otherwise the sourc
 depends only on the bucket.
 
 Work is done in windows of whole buckets (about a UTC day), aligned to the epoch so that every
-run cuts the same windows. A window is replaced in one transaction: its derived bars are
-deleted, recomputed from the source and inserted, and its ledger row (one per target and
-window, `loaded` = the bars now in the window) is written. Rerunning over a range whose source
-changed (a late file) therefore corrects the bars instead of leaving stale ones.
+run cuts the same windows. A window is replaced in one transaction (a lake: one Delta commit):
+its bars are recomputed from the source, the stored ones deleted and the new ones inserted, and
+its ledger row (one per target and window, `loaded` = the bars now in the window) is written.
+Rerunning over a range whose source changed (a late file) therefore corrects the bars instead
+of leaving stale ones.
 """
 
 from __future__ import annotations
@@ -38,11 +39,9 @@ from histetl.sqltext import literal, quote
 from histetl.targets import (
     LEDGER_TABLE,
     LedgerEntry,
-    MergeRequired,
     Sink,
     TableTarget,
     open_sink,
-    replaces_rows,
 )
 from histetl.times import format_ns, parse_time
 
@@ -130,13 +129,6 @@ def target_name(options: ResampleOptions) -> str:
 
 def check_options(options: ResampleOptions) -> tuple[int, int, str]:
     """(interval ns, source interval ns, target table), or ConfigError: nothing is touched."""
-    if not replaces_rows(options.db):
-        raise ConfigError(
-            "resample does not write derived bars into a Delta lake (its commits only append)",
-            where="--db",
-            hint="resample in a duckdb:/// or postgresql:// target; query, verify and status "
-            "read lakes",
-        )
     interval_ns = parse_interval(options.interval)
     if options.source not in SOURCES:
         raise ConfigError(
@@ -277,50 +269,33 @@ def _window(
     dataset: str,
     report: ResampleReport,
 ) -> None:
-    """Replace one window's derived bars in one transaction, with its ledger row."""
+    """Recompute one window's derived bars and replace the stored ones in one transaction,
+    with its ledger row (the target's `replace_window`)."""
     w_start, w_end = window
     sha = hashlib.sha256(f"histetl-resample|{target.name}|{w_start}|{w_end}".encode()).hexdigest()
-    merge = False
-    while True:
-        load = sink.begin(target, sha, force=True, merge=merge)
-        assert load is not None  # force: never skipped
-        try:
-            replaced = db.delete(target.name, db.time_range("ts_event", w_start, w_end))
-            rows = db.read(
-                source, where=db.time_range("ts_event", w_start, w_end), order_by=None
-            ).read_all()
-            frame = pl.from_arrow(rows)
-            assert isinstance(frame, pl.DataFrame)
-            bars = resample_frame(frame, interval_ns)
-            if bars.is_empty() and not replaced:
-                load.rollback()
-                return
-            table = to_arrow(bars).cast(target.schema)
-            inserted = load.write_stream(iter([table])) if table.num_rows else 0
-            load.commit(
-                LedgerEntry(
-                    sha,
-                    target.name,
-                    f"resample:{source}@{format_ns(w_start)}",
-                    dataset,
-                    "ohlcv-" + report.interval.strip(),
-                    table.num_rows,
-                    inserted,
-                    table.num_rows - inserted,
-                    0,
-                    "resample",
-                    dt.datetime.now(dt.UTC),
-                )
-            )
-        except MergeRequired:
-            merge = True  # the sink rolled back; replay the window in merge mode
-            continue
-        except BaseException:
-            load.rollback()
-            raise
-        break
+    rows = db.read(source, where=db.time_range("ts_event", w_start, w_end), order_by=None)
+    frame = pl.from_arrow(rows.read_all())
+    assert isinstance(frame, pl.DataFrame)
+    bars = resample_frame(frame, interval_ns)
+    table = to_arrow(bars).cast(target.schema)
+    entry = LedgerEntry(
+        sha,
+        target.name,
+        f"resample:{source}@{format_ns(w_start)}",
+        dataset,
+        "ohlcv-" + report.interval.strip(),
+        table.num_rows,
+        table.num_rows,
+        0,
+        0,
+        "resample",
+        dt.datetime.now(dt.UTC),
+    )
+    replaced, stored = sink.replace_window(target, window, table, entry)
+    if stored is None:
+        return  # no bars before or after: nothing written
     report.windows += 1
-    report.source_rows += rows.num_rows
+    report.source_rows += frame.height
     report.bars += table.num_rows
     report.replaced += replaced
     if table.num_rows:

@@ -80,12 +80,6 @@ def single_writer(uri: str) -> bool:
     return backend_of(uri) == "duckdb"
 
 
-def replaces_rows(uri: str) -> bool:
-    """Whether the target can replace rows in place (`histetl resample`'s windows): a SQL
-    database, not a Delta lake (append-only commits)."""
-    return backend_of(uri) != "delta"
-
-
 def display(uri: str) -> str:
     """The target as reports show it: a file target by its path, a server without secrets."""
     path = file_path(uri)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from histetl.errors import ConfigError, LoadError, first_line
@@ -154,8 +154,8 @@ class Sink(Protocol):
     display: str  # the target without secrets, for logs and reports
 
     def reader(self) -> Reader:
-        """A reader over the sink's own connection: reads and deletes that must share the
-        sink's transaction (`histetl resample` replacing a window) go through it."""
+        """A reader of what the sink holds (a SQL sink's over its own connection):
+        `histetl resample` reads its source bars through it."""
 
     def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None: ...
 
@@ -171,6 +171,15 @@ class Sink(Protocol):
     ) -> FileLoad | None:
         """Start a file's transaction; None when the ledger already has the file (checked
         again under the sink's lock, so concurrent loaders never load it twice)."""
+
+    def replace_window(
+        self, target: TableTarget, window: tuple[int, int], rows: pa.Table, entry: LedgerEntry
+    ) -> tuple[int, LedgerEntry | None]:
+        """Replace the rows of `target` whose time column lies in [start, end) of `window` by
+        `rows` (all inside it), with the ledger record `entry`, in one transaction (a Delta
+        lake: one commit, retried after another writer's). Returns how many rows were
+        replaced and the record as stored, or (0, None) with nothing committed when the
+        window had no rows and gets none."""
 
     def init_tables(self, targets: list[TableTarget]) -> None:
         """Create these tables now (`histetl db init`)."""
@@ -216,11 +225,36 @@ class Reader(Protocol):
     def time_order(self, column: str) -> str:
         """ORDER BY terms for a timestamp column, exact to the nanosecond."""
 
-    def delete(self, table: str, where: list[str]) -> int:
-        """Delete the rows matching all of `where` in the reader's transaction; how many."""
-
     def close(self) -> None:
         """End the read transaction and close the connection the reader owns."""
+
+
+def replace_in_transaction(
+    sink: Sink, target: TableTarget, rows: pa.Table, entry: LedgerEntry, delete: Callable[[], int]
+) -> tuple[int, LedgerEntry | None]:
+    """`Sink.replace_window` for a SQL sink: in one file transaction (`begin`), `delete` (the
+    window's rows, in the sink's dialect and transaction), then merge `rows` and commit with
+    `entry`; replayed in merge mode when the sink asks for it."""
+    merge = False
+    while True:
+        load = sink.begin(target, entry.sha256, force=True, merge=merge)
+        assert load is not None  # force: never skipped
+        try:
+            replaced = delete()
+            if not rows.num_rows and not replaced:
+                load.rollback()
+                return 0, None
+            inserted = load.write_stream(iter([rows])) if rows.num_rows else 0
+            stored = load.commit(
+                replace(entry, loaded=inserted, duplicates=entry.records - inserted)
+            )
+        except MergeRequired:
+            merge = True  # the sink rolled back; do the window again in merge mode
+            continue
+        except BaseException:
+            load.rollback()
+            raise
+        return replaced, stored
 
 
 class SqlReader:

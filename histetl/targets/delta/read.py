@@ -15,7 +15,6 @@ import duckdb
 import pyarrow as pa
 
 from histetl import objstore
-from histetl.errors import ConfigError
 from histetl.sqltext import quote
 from histetl.targets.base import LEDGER_COLUMNS, LEDGER_TABLE, DbColumn, SqlReader
 from histetl.targets.delta.sink import PARTITION, existing_lake
@@ -92,13 +91,6 @@ class DeltaReader(SqlReader):
 
     def time_order(self, column: str) -> str:
         return quote(column + NS_SUFFIX)
-
-    def delete(self, table: str, where: list[str]) -> int:
-        raise ConfigError(
-            "a Delta lake's rows are not replaced in place (its commits only append)",
-            where=self.display,
-            hint="use a duckdb:/// or postgresql:// target for this command",
-        )
 
 
 class _Lake:

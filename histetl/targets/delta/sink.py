@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -30,22 +30,19 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Transaction
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake import DeltaTable, PostCommitHookProperties
+from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 from loguru import logger
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from histetl import objstore
 from histetl.errors import ConfigError, LoadError
-from histetl.interrupt import CANCEL
 from histetl.outputs import make_dir
 from histetl.targets.base import LedgerEntry, Reader, TableTarget, local_path
+from histetl.targets.delta.commit import LEDGER_KEY, app_id, commit_retrying, ledger_commit
 from histetl.targets.postgres.schema import pg_arrow_schema, to_pg_arrow
 
 PARTITION = "date"
-LEDGER_KEY = "histetl.ledger"
-_MAX_CONFLICT_RETRIES = 20  # commit attempts of a file while other writers commit first
 # Checkpoints as usual, but never the clean-up of expired commit files: they hold the ledger
 # (the table property for every writer; the hook option for tables made without it).
 NO_LOG_CLEANUP = {"delta.enableExpiredLogCleanup": "false"}
@@ -65,10 +62,6 @@ def delta_location(uri: str) -> str:
         "Delta Lake",
         "use delta:///relative/lake, delta:////absolute/lake or delta+s3://bucket/prefix",
     )
-
-
-def app_id(sha256: str) -> str:
-    return f"histetl:{sha256}"
 
 
 def lake_schema(target: TableTarget) -> pa.Schema:
@@ -101,6 +94,7 @@ def existing_lake(uri: str) -> DeltaSink:
 class DeltaSink:
     def __init__(self, uri: str) -> None:
         location = delta_location(uri)
+        self.uri = uri
         self.storage_options: dict[str, str] | None = None
         self.local: Path | None = None
         if objstore.is_s3(location):
@@ -119,11 +113,17 @@ class DeltaSink:
         )
 
     def reader(self) -> Reader:
-        raise ConfigError(
-            "this command replaces rows in place, which a Delta Lake target does not do",
-            where="--db",
-            hint="use a duckdb:/// or postgresql:// target for this command",
-        )
+        """The lake as it is now (a snapshot of each table's current version)."""
+        from histetl.targets.delta.read import DeltaReader
+
+        return DeltaReader(self.uri)
+
+    def replace_window(
+        self, target: TableTarget, window: tuple[int, int], rows: pa.Table, entry: LedgerEntry
+    ) -> tuple[int, LedgerEntry | None]:
+        from histetl.targets.delta.replace import replace_window
+
+        return replace_window(self, target, window, rows, entry)
 
     def table_uri(self, name: str) -> str:
         if self.local is None:
@@ -243,7 +243,7 @@ class DeltaFileLoad:
         self._target = target
         self._sha256 = sha256
         self._version = (prior or 0) + 1
-        self._keys = [PARTITION, *_key(target)]
+        self._keys = [PARTITION, *lake_key(target)]
         self._spill = _Spill(lake_schema(target))
         self._new = pl.DataFrame(schema=_key_schema(target))  # keys of the spilled rows
         self._stored = pl.DataFrame(schema=_key_schema(target))  # the table's, on _days
@@ -289,37 +289,15 @@ class DeltaFileLoad:
 
     def commit(self, entry: LedgerEntry) -> LedgerEntry:
         """The file's commit; after another writer's commit (a conflict) the check and the
-        commit are done again, with jittered backoff that a stop request ends at once."""
-        name = self._target.name
-        retrying = Retrying(
-            retry=retry_if_exception_type(CommitFailedError),
-            stop=stop_after_attempt(_MAX_CONFLICT_RETRIES),
-            wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
-            sleep=CANCEL.sleep,
-            before_sleep=lambda state: logger.debug(
-                "Delta commit conflict on {} (attempt {}): {}",
-                name,
-                state.attempt_number,
-                state.outcome.exception() if state.outcome else "",
-            ),
-            reraise=True,
-        )
+        commit are done again."""
         try:
-            return retrying(self._commit_once, entry)
-        except CommitFailedError:
-            raise LoadError(
-                f"Delta commit kept conflicting with other writers ({_MAX_CONFLICT_RETRIES} tries)",
-                where=self._sink.table_uri(name),
-                hint="run again: loaded files are skipped",
-            ) from None
-        except OSError as exc:
-            raise objstore.storage_error(exc, self._sink.table_uri(name)) from None
-        except DeltaError as exc:
-            raise LoadError(
-                f"Delta commit failed: {exc}", where=self._sink.table_uri(name)
-            ) from None
+            return commit_retrying(
+                self._sink.table_uri(self._target.name),
+                lambda: self._commit_once(entry),
+                "run again: loaded files are skipped",
+            )
         finally:
-            self._spill.close()  # its temporary file: not left for the garbage collector
+            self._spill.close()  # committed, or failed (the caller rolls back)
 
     def _commit_once(self, entry: LedgerEntry) -> LedgerEntry:
         dtable = self._sink.ensure_table(self._target)
@@ -340,13 +318,7 @@ class DeltaFileLoad:
         stored_entry = replace(
             entry, loaded=inserted, duplicates=entry.duplicates + entry.loaded - inserted
         )
-        fields = asdict(stored_entry)
-        fields["loaded_at"] = stored_entry.loaded_at.astimezone(dt.UTC).isoformat()
-        props = CommitProperties(
-            custom_metadata={LEDGER_KEY: json.dumps(fields)},
-            app_transactions=[Transaction(app_id(self._sha256), self._version)],
-            max_commit_retries=0,  # any commit after `dtable`'s version: CommitFailedError
-        )
+        props = ledger_commit(stored_entry, self._version)
         # An append based on `dtable`'s version, which the keys were checked against: it
         # commits only if no other writer committed since (else it is retried from the top).
         # Without new rows it commits the transaction and the record alone.
@@ -463,7 +435,8 @@ class _Spill:
         self._file = self._writer = None
 
 
-def _key(target: TableTarget) -> list[str]:
+def lake_key(target: TableTarget) -> list[str]:
+    """The primary key in the lake's columns (a timestamp by its exact X_ns)."""
     schema = pg_arrow_schema(target)
     keys = []
     for col in target.key:
@@ -472,7 +445,7 @@ def _key(target: TableTarget) -> list[str]:
 
 
 def _key_schema(target: TableTarget) -> pl.Schema:
-    return _frame(lake_schema(target).empty_table().select([PARTITION, *_key(target)])).schema
+    return _frame(lake_schema(target).empty_table().select([PARTITION, *lake_key(target)])).schema
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:
@@ -487,7 +460,7 @@ def _stored_keys(
     """The keys of the table's rows on these days (only those partitions are read), at
     `dtable`'s version (default: the latest)."""
     dtable = dtable or sink.open_table(target.name)
-    keys = [PARTITION, *_key(target)]
+    keys = [PARTITION, *lake_key(target)]
     if dtable is None or not days:
         return pl.DataFrame(schema=_key_schema(target))
     ds = dtable.to_pyarrow_dataset()

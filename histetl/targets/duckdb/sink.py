@@ -49,6 +49,7 @@ from histetl.targets.base import (
     TableTarget,
     ledger_params,
     ledger_upsert_sql,
+    replace_in_transaction,
 )
 from histetl.targets.duckdb import duckdb_path
 from histetl.targets.duckdb.read import DuckDBReader
@@ -237,6 +238,15 @@ class DuckDBSink:
 
     def reader(self) -> DuckDBReader:
         return DuckDBReader(self._conn, self.display, owned=False)
+
+    def replace_window(
+        self, target: TableTarget, window: tuple[int, int], rows: pa.Table, entry: LedgerEntry
+    ) -> tuple[int, LedgerEntry | None]:
+        def delete() -> int:  # on the connection of the transaction begun
+            reader = self.reader()
+            return reader.delete(target.name, reader.time_range(target.time_column, *window))
+
+        return replace_in_transaction(self, target, rows, entry, delete)
 
     def ensure_table(self, target: TableTarget) -> None:
         if target.name not in self._created:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -49,6 +49,7 @@ from histetl.targets.base import (
     RetryPolicy,
     TableTarget,
     TimescaleOptions,
+    replace_in_transaction,
 )
 from histetl.targets.postgres.conn import (
     StallGuard,
@@ -65,6 +66,9 @@ from histetl.targets.postgres.schema import (
     index_name,
     pg_columns,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _MIGRATIONS_TABLE = "histetl_migrations"
 
@@ -190,6 +194,15 @@ class PostgresSink:
 
     def reader(self) -> PostgresReader:
         return PostgresReader(self._live(), self.display, owned=False)
+
+    def replace_window(
+        self, target: TableTarget, window: tuple[int, int], rows: pa.Table, entry: LedgerEntry
+    ) -> tuple[int, LedgerEntry | None]:
+        def delete() -> int:  # on the connection of the transaction begun
+            reader = self.reader()
+            return reader.delete(target.name, reader.time_range(target.time_column, *window))
+
+        return replace_in_transaction(self, target, rows, entry, delete)
 
     def reconnect(self) -> None:
         """Drop the connection; the next call connects again (one attempt: the caller's retry

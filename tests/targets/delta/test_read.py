@@ -1,6 +1,6 @@
 """Reading a Delta lake back, on a local lake and on S3 (the session's moto server): `query`
 gives byte for byte what it gives from a DuckDB target loaded with the same files, `verify`
-the same checks; `resample` refuses a lake in one line, and a missing lake is one line."""
+the same checks, and a missing lake is one line (`resample` into a lake: test_resample.py)."""
 
 from __future__ import annotations
 
@@ -90,21 +90,6 @@ def test_verify_on_a_lake_runs_the_same_checks_as_on_duckdb(both: tuple[str, Lak
     assert lines[:-1] == on_duck.stdout.splitlines()[:-1]
     assert lines[-1].startswith(f"verify {lake.db.split('://')[0]}")
     assert "checks passed" in lines[-1]
-
-
-def test_resample_into_a_lake_refuses_in_one_line_and_writes_nothing(
-    both: tuple[str, Lake],
-) -> None:
-    _duck, lake = both
-    version = lake.table("ohlcv_1m").version()
-    result = histetl("resample", "--db", lake.db, "--interval", "5m")
-    assert result.exit_code == 2
-    assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[0] == (
-        "error: --db: resample does not write derived bars into a Delta lake (its commits "
-        "only append)"
-    )
-    assert lake.table("ohlcv_1m").version() == version
 
 
 @pytest.mark.parametrize("command", [["query", "--schema", "trades"], ["verify"]])
