@@ -11,7 +11,8 @@ rows whose primary key is neither earlier in the file nor in the table, carrying
 application transaction `histetl:<sha256>` and the ledger record as commit metadata. The commit
 is made on the table version the duplicate check read, without Delta's own retries: after
 another writer's commit it fails, and the check and the commit are done again. A rerun checks
-the transaction id (no data is read).
+the transaction id (no data is read); its version is the commit's table version, which holds
+the record (`ledger`).
 
 Memory is flat in the file size: the new rows wait in a temporary file, and each batch is
 checked against only the keys in its own span of the index timestamp (the partition's source
@@ -43,15 +44,21 @@ from loguru import logger
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from histetl import objstore
-from histetl.errors import ConfigError, LoadError
+from histetl.errors import ConfigError, HistetlError, LoadError
 from histetl.interrupt import CANCEL
 from histetl.outputs import make_dir
 from histetl.targets.base import LedgerEntry, Reader, TableTarget, local_path
+from histetl.targets.delta.ledger import (
+    LEDGER_KEY,
+    app_id,
+    commit_path,
+    record_in_commit,
+    records,
+)
 from histetl.targets.delta.spill import KEYS_IN_MEMORY, KeyLog, RowSpill
 from histetl.targets.postgres.schema import pg_arrow_schema, to_pg_arrow
 
 PARTITION = "date"
-LEDGER_KEY = "histetl.ledger"
 _MAX_CONFLICT_RETRIES = 20  # commit attempts of a file while other writers commit first
 # Checkpoints as usual, but never the clean-up of expired commit files: they hold the ledger
 # (the table property for every writer; the hook option for tables made without it).
@@ -72,10 +79,6 @@ def delta_location(uri: str) -> str:
         "Delta Lake",
         "use delta:///relative/lake, delta:////absolute/lake or delta+s3://bucket/prefix",
     )
-
-
-def app_id(sha256: str) -> str:
-    return f"histetl:{sha256}"
 
 
 def lake_schema(target: TableTarget) -> pa.Schema:
@@ -148,6 +151,12 @@ class DeltaSink:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path.open("wb")
 
+    def open_file(self, relative: str) -> IO[bytes]:
+        """The file at `relative` under the lake root, for reading."""
+        if self.local is None:
+            return objstore.open_file(f"{self.root}/{relative}")[0]
+        return (self.local / relative).open("rb")
+
     def open_table(self, name: str) -> DeltaTable | None:
         try:
             return DeltaTable(self.table_uri(name), storage_options=self.storage_options)
@@ -184,20 +193,28 @@ class DeltaSink:
             self.ensure_table(target)
 
     def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None:
+        """The file's ledger record, from the one commit its transaction version names; by
+        the whole history in a lake written by an earlier histetl (its versions counted
+        loads)."""
         dtable = self.open_table(table)
-        if dtable is None or dtable.transaction_version(app_id(sha256)) is None:
+        version = None if dtable is None else dtable.transaction_version(app_id(sha256))
+        if dtable is None or version is None:
             return None
-        for entry in self._entries(dtable):
-            if entry.sha256 == sha256:
-                return entry
-        return None
+        try:
+            with self.open_file(commit_path(table, version)) as handle:
+                entry = record_in_commit(handle.read())
+        except (OSError, HistetlError):  # no such commit file (cleaned up): read the history
+            entry = None
+        if entry is not None and entry.sha256 == sha256:
+            return entry
+        return next((e for e in records(dtable) if e.sha256 == sha256), None)
 
     def ledger(self) -> list[LedgerEntry]:
         entries: list[LedgerEntry] = []
         for name in self.table_names():
             dtable = self.open_table(name)
             if dtable is not None:
-                entries.extend(self._entries(dtable))
+                entries.extend(records(dtable))
         latest = {(e.sha256, e.table): e for e in sorted(entries, key=lambda e: e.loaded_at)}
         return sorted(latest.values(), key=lambda e: (e.loaded_at, e.path))
 
@@ -208,17 +225,6 @@ class DeltaSink:
         if not self.local.is_dir():
             return []
         return sorted(c.name for c in self.local.iterdir() if (c / "_delta_log").is_dir())
-
-    @staticmethod
-    def _entries(dtable: DeltaTable) -> list[LedgerEntry]:
-        out = []
-        for commit in dtable.history():
-            raw = commit.get(LEDGER_KEY)
-            if raw:
-                fields = json.loads(raw)
-                fields["loaded_at"] = dt.datetime.fromisoformat(fields["loaded_at"])
-                out.append(LedgerEntry(**fields))
-        return out
 
     def begin(
         self,
@@ -258,7 +264,7 @@ class DeltaFileLoad:
         self._sink = sink
         self._target = target
         self._sha256 = sha256
-        self._version = (prior or 0) + 1
+        self._prior = prior  # the file's transaction version when the load began
         self._key = _key(target)  # the index timestamp (exact ns) first: it sets the day
         self._spill = RowSpill(lake_schema(target))
         self._seen = KeyLog(_key_schema(target), self._key[0], keys_in_memory)
@@ -331,7 +337,7 @@ class DeltaFileLoad:
     def _commit_once(self, entry: LedgerEntry) -> LedgerEntry:
         dtable = self._sink.ensure_table(self._target)
         done = dtable.transaction_version(app_id(self._sha256))
-        if done is not None and done >= self._version:
+        if done is not None and done != self._prior:
             logger.info("{}: loaded meanwhile by another writer", entry.path)
             return replace(entry, loaded=0, duplicates=entry.duplicates + entry.loaded)
         return self._append(dtable, entry)
@@ -354,7 +360,8 @@ class DeltaFileLoad:
         fields["loaded_at"] = stored_entry.loaded_at.astimezone(dt.UTC).isoformat()
         props = CommitProperties(
             custom_metadata={LEDGER_KEY: json.dumps(fields)},
-            app_transactions=[Transaction(app_id(self._sha256), self._version)],
+            # the transaction's version is this commit's table version: it finds the record
+            app_transactions=[Transaction(app_id(self._sha256), dtable.version() + 1)],
             max_commit_retries=0,  # any commit after `dtable`'s version: CommitFailedError
         )
         dtable.create_write_transaction(

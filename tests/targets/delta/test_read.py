@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from deltalake import CommitProperties
 
-from histetl.targets.delta.sink import LEDGER_KEY
+from histetl.targets.delta.ledger import LEDGER_KEY
 from tests.conftest import SAMPLES
 from tests.read.test_query import histetl, write_files
 from tests.targets.delta.test_sink import Lake
