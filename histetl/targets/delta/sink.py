@@ -24,6 +24,7 @@ whose statistics overlap the span.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import time
 import uuid
@@ -267,7 +268,7 @@ class DeltaFileLoad:
         self._prior = prior  # the file's transaction version when the load began
         self._key = _key(target)  # the index timestamp (exact ns) first: it sets the day
         self._spill = RowSpill(lake_schema(target))
-        self._seen = KeyLog(_key_schema(target), self._key[0], keys_in_memory)
+        self._seen = KeyLog(self._key[0], keys_in_memory)
         self._spilled = 0
         self._checked: ds.Dataset | None = None  # the table at the version checked against
         self._checked_at: int | None = None
@@ -287,12 +288,11 @@ class DeltaFileLoad:
             rows = to_lake_arrow(batch, self._target)
             keys = _frame(rows.select(self._key)).with_row_index()
             low, high = _span(keys, self._key[0])
-            fresh = _absent(
-                keys.unique(subset=self._key, keep="first", maintain_order=True),
-                self._seen.between(low, high),
-                self._key,
-            )
-            fresh = _absent(fresh, self._table_keys(self._checked, rows, low, high), self._key)
+            fresh = keys.unique(subset=self._key, keep="first", maintain_order=True)
+            for present in itertools.chain(
+                self._seen.between(low, high), self._table_keys(self._checked, rows, low, high)
+            ):
+                fresh = fresh.join(present, on=self._key, how="anti")
             if fresh.height:
                 self._spill.write(rows.take(fresh["index"].to_arrow()))
                 self._seen.add(fresh.drop("index"))
@@ -389,8 +389,9 @@ class DeltaFileLoad:
             if recheck is not None:
                 keys = _frame(rows.select(self._key)).with_row_index()
                 low, high = _span(keys, self._key[0])
-                keep = _absent(keys, self._table_keys(recheck, rows, low, high), self._key)
-                rows = rows.take(keep["index"].to_arrow())
+                for present in self._table_keys(recheck, rows, low, high):
+                    keys = keys.join(present, on=self._key, how="anti")
+                rows = rows.take(keys["index"].to_arrow())
             written += rows.num_rows
             for day in pc.unique(rows.column(PARTITION)).to_pylist():
                 part = parts.get(day)
@@ -413,12 +414,13 @@ class DeltaFileLoad:
 
     def _table_keys(
         self, dataset: ds.Dataset | None, rows: pa.Table, low: int, high: int
-    ) -> pl.DataFrame:
-        """The keys of the table's rows whose index timestamp is in [low, high]: only the day
-        partitions of `rows` are listed, only the row groups whose statistics overlap are
-        read (a key shares its day and its timestamp with any duplicate of it)."""
+    ) -> Iterator[pl.DataFrame]:
+        """The keys of the table's rows whose index timestamp is in [low, high], a scan batch
+        at a time: only the day partitions of `rows` are listed, only the row groups whose
+        statistics overlap are read (a key shares its day and its timestamp with any
+        duplicate of it)."""
         if dataset is None:
-            return pl.DataFrame(schema=_key_schema(self._target))
+            return
         days = pc.min_max(rows.column(PARTITION))
         ts = pc.field(self._key[0])
         where = (
@@ -428,7 +430,9 @@ class DeltaFileLoad:
             & (ts <= high)
         )
         try:
-            return _frame(dataset.to_table(columns=self._key, filter=where))
+            for batch in dataset.to_batches(columns=self._key, filter=where):
+                if batch.num_rows:
+                    yield _frame(pa.Table.from_batches([batch]))
         except OSError as exc:
             raise objstore.storage_error(exc, self._sink.table_uri(self._target.name)) from None
 
@@ -477,19 +481,10 @@ def _key(target: TableTarget) -> list[str]:
     return keys
 
 
-def _key_schema(target: TableTarget) -> pl.Schema:
-    return _frame(lake_schema(target).empty_table().select(_key(target))).schema
-
-
 def _frame(table: pa.Table) -> pl.DataFrame:
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
-
-
-def _absent(keys: pl.DataFrame, present: pl.DataFrame, on: list[str]) -> pl.DataFrame:
-    """The rows of `keys` whose key `on` is not in `present`, in their order."""
-    return keys.join(present, on=on, how="anti") if present.height else keys
 
 
 def _span(keys: pl.DataFrame, ts: str) -> tuple[int, int]:

@@ -11,6 +11,7 @@ reads back the runs that overlap each batch, slower but with the same bounded me
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -62,10 +63,9 @@ class KeyLog:
     up to `in_memory` keys are held in memory; past that they go to a temporary file as a run
     sorted by `ts`, in chunks whose time span is remembered (a few numbers per chunk)."""
 
-    def __init__(self, schema: pl.Schema, ts: str, in_memory: int = KEYS_IN_MEMORY) -> None:
+    def __init__(self, ts: str, in_memory: int = KEYS_IN_MEMORY) -> None:
         if in_memory < 1:
             raise ValueError(f"in_memory must be at least 1, not {in_memory}")
-        self._schema = schema
         self._ts = ts
         self._limit = in_memory
         self._recent: list[pl.DataFrame] = []
@@ -90,17 +90,18 @@ class KeyLog:
         if self._held >= self._limit:
             self._flush()
 
-    def between(self, low: int, high: int) -> pl.DataFrame:
-        """The keys added whose `ts` is in [low, high]."""
+    def between(self, low: int, high: int) -> Iterator[pl.DataFrame]:
+        """The keys added whose `ts` is in [low, high], a chunk at a time (a file out of time
+        order may overlap every chunk: never all of them in memory at once)."""
         span = pl.col(self._ts).is_between(low, high)
-        found = [frame.filter(span) for frame in self._recent]
-        for first, last, offset, length in self._chunks:
-            if last >= low and first <= high:
-                found.append(self._read(offset, length).filter(span))
-        found = [frame for frame in found if frame.height]
-        if not found:
-            return pl.DataFrame(schema=self._schema)
-        return pl.concat(found, rechunk=False)
+        chunks = (
+            self._read(offset, length)
+            for first, last, offset, length in self._chunks
+            if last >= low and first <= high
+        )
+        for frame in itertools.chain(self._recent, chunks):
+            if (found := frame.filter(span)).height:
+                yield found
 
     def _flush(self) -> None:
         run = pl.concat(self._recent).sort(self._ts)
