@@ -294,7 +294,8 @@ class DeltaFileLoad:
             ):
                 fresh = fresh.join(present, on=self._key, how="anti")
             if fresh.height:
-                self._spill.write(rows.take(fresh["index"].to_arrow()))
+                # in file order (a join keeps no order): tight time statistics per row group
+                self._spill.write(rows.take(fresh["index"].sort().to_arrow()))
                 self._seen.add(fresh.drop("index"))
                 spilled += fresh.height
         self._spilled += spilled
@@ -391,7 +392,7 @@ class DeltaFileLoad:
                 low, high = _span(keys, self._key[0])
                 for present in self._table_keys(recheck, rows, low, high):
                     keys = keys.join(present, on=self._key, how="anti")
-                rows = rows.take(keys["index"].to_arrow())
+                rows = rows.take(keys["index"].sort().to_arrow())
             written += rows.num_rows
             for day in pc.unique(rows.column(PARTITION)).to_pylist():
                 part = parts.get(day)
