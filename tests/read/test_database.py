@@ -119,14 +119,3 @@ def test_time_ns_is_exact_nanoseconds(uri: str) -> None:
 
     assert exact == read.column(0).cast(pa.int64()).to_pylist()
     assert sum(ns % 1_000 != 0 for ns in exact) > RECORDS // 2  # sub-microsecond digits kept
-
-
-def test_delete_counts_what_it_removes(uri: str) -> None:
-    with Database.open(uri) as db:
-        ts = db.read("trades", ["ts_recv"], order_by=db.time_order("ts_recv")).read_all()
-        cut = ts.column(0).cast(pa.int64()).to_pylist()[1_000]
-        removed = db.delete("trades", db.time_range("ts_recv", None, cut))
-        left = db.rows("SELECT count(*) FROM trades")[0][0]
-
-    assert removed == 1_000
-    assert left == RECORDS - 1_000

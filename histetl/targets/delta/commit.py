@@ -20,14 +20,10 @@ from histetl import objstore
 from histetl.errors import LoadError
 from histetl.interrupt import CANCEL
 from histetl.targets.base import LedgerEntry
+from histetl.targets.delta.ledger import LEDGER_KEY, app_id
 
-LEDGER_KEY = "histetl.ledger"
 _MAX_CONFLICT_RETRIES = 20  # commit attempts while other writers commit first
 _T = TypeVar("_T")
-
-
-def app_id(sha256: str) -> str:
-    return f"histetl:{sha256}"
 
 
 def commit_retrying(where: str, attempt: Callable[[], _T], hint: str) -> _T:

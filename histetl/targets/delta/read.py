@@ -1,6 +1,8 @@
 """Reading a Delta lake back: an in-memory DuckDB over the lake's tables (each scanned as its
 current version's Arrow dataset: projections and filters reach the Parquet files), plus the
-ledger from the tables' commit records as `histetl_ledger`.
+ledger from the tables' commit records as `histetl_ledger`. The ledger is read (every commit of
+every table) only for a statement that names it, once per reader: `verify` reads it, `query`
+does not.
 
 The lake keeps PostgreSQL's layout (`targets.postgres.schema`), so columns fold as there: each
 timestamp read from its exact `X_ns` bigint, decimal(20,0) back to uint64; the `date`
@@ -46,17 +48,27 @@ class DeltaReader(SqlReader):
                 self._datasets[name] = table.to_pyarrow_dataset()
             except OSError as exc:
                 raise objstore.storage_error(exc, lake.table_uri(name)) from None
-        entries = lake.ledger()
-        self._ledger = pa.Table.from_pylist(
-            [dict(zip(LEDGER_COLUMNS, vars(e).values(), strict=True)) for e in entries],
-            schema=_LEDGER_SCHEMA,
-        )
+        self._lake = lake
+        self._ledger: pa.Table | None = None  # read when a statement first names it
         super().__init__(_Lake(self._connect), lake.display)
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection that sees the lake's tables (views are per connection)."""
+    def _ledger_table(self) -> pa.Table:
+        if self._ledger is None:
+            self._ledger = pa.Table.from_pylist(
+                [
+                    dict(zip(LEDGER_COLUMNS, vars(e).values(), strict=True))
+                    for e in self._lake.ledger()
+                ],
+                schema=_LEDGER_SCHEMA,
+            )
+        return self._ledger
+
+    def _connect(self, sql: str) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection for the statement `sql` that sees the lake's tables (views are
+        per connection), and the ledger if `sql` names it (an identifier is in the text)."""
         con = duckdb.connect(":memory:")
-        con.register(LEDGER_TABLE, self._ledger)
+        if LEDGER_TABLE in sql.lower():
+            con.register(LEDGER_TABLE, self._ledger_table())
         for name, dataset in self._datasets.items():
             con.register(_SCAN + name, dataset)
             con.execute(
@@ -94,14 +106,15 @@ class DeltaReader(SqlReader):
 
 
 class _Lake:
-    """The DB-API face SqlReader uses: each cursor is a fresh in-memory DuckDB connection with
-    the lake registered (a statement's stream never shares a connection with the next one)."""
+    """The DB-API face SqlReader uses: each statement runs on a fresh in-memory DuckDB
+    connection with the lake registered (a statement's stream never shares a connection with
+    the next one)."""
 
-    def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection]) -> None:
+    def __init__(self, connect: Callable[[str], duckdb.DuckDBPyConnection]) -> None:
         self._connect = connect
 
     def cursor(self) -> _Cursor:
-        return _Cursor(self._connect())
+        return _Cursor(self._connect)
 
     def rollback(self) -> None:
         """Nothing to roll back: every statement has its own connection."""
@@ -113,11 +126,13 @@ class _Lake:
 class _Cursor:
     """A statement on its own connection, with the DB-API names SqlReader calls."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self._con = con
+    def __init__(self, connect: Callable[[str], duckdb.DuckDBPyConnection]) -> None:
+        self._connect = connect
+        self._con: duckdb.DuckDBPyConnection | None = None
         self._result: duckdb.DuckDBPyRelation | None = None
 
     def execute(self, sql: str) -> None:
+        self._con = self._connect(sql)
         self._result = self._con.sql(sql)
 
     def fetch_record_batch(self) -> pa.RecordBatchReader:
@@ -125,4 +140,5 @@ class _Cursor:
         return self._result.to_arrow_reader(_BATCH_ROWS)  # streamed, a batch at a time
 
     def close(self) -> None:
-        self._con.close()
+        if self._con is not None:
+            self._con.close()

@@ -21,7 +21,7 @@ from deltalake import write_deltalake
 
 from histetl.sqltext import quote
 from histetl.targets.base import LedgerEntry, TableTarget
-from histetl.targets.delta.commit import app_id, commit_retrying, ledger_commit
+from histetl.targets.delta.commit import commit_retrying, ledger_commit
 from histetl.targets.delta.sink import (
     KEEP_LOG,
     PARTITION,
@@ -65,7 +65,7 @@ def replace_window(
         if not new.num_rows and not replaced:
             return 0, None
         stored = replace(entry, loaded=new.num_rows, duplicates=entry.records - new.num_rows)
-        version = (dtable.transaction_version(app_id(entry.sha256)) or 0) + 1
+        version = dtable.version() + 1  # the transaction's version: this commit's (ledger.py)
         write_deltalake(
             dtable,  # the version counted: a commit since makes this one fail (and retry)
             new,

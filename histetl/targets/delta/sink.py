@@ -11,14 +11,21 @@ rows whose primary key is neither earlier in the file nor in the table, carrying
 application transaction `histetl:<sha256>` and the ledger record as commit metadata. The commit
 is made on the table version the duplicate check read, without Delta's own retries: after
 another writer's commit it fails, and the check and the commit are done again. A rerun checks
-the transaction id (no data is read).
+the transaction id (no data is read); its version is the commit's table version, which holds
+the record (`ledger`).
+
+Memory is flat in the file size: the new rows wait in a temporary file, and each batch is
+checked against only the keys in its own span of the index timestamp (the partition's source
+and the key's first column, so a duplicate shares both): the file's earlier keys from a
+`KeyLog` (on disk past a threshold), the table's from the Parquet row groups of those days
+whose statistics overlap the span.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,6 +36,7 @@ from typing import IO
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, PostCommitHookProperties
 from deltalake.exceptions import DeltaError, TableNotFoundError
@@ -36,10 +44,17 @@ from deltalake.transaction import AddAction, RemoveAction
 from loguru import logger
 
 from histetl import objstore
-from histetl.errors import ConfigError, LoadError
+from histetl.errors import ConfigError, HistetlError, LoadError
 from histetl.outputs import make_dir
 from histetl.targets.base import LedgerEntry, Reader, TableTarget, local_path
-from histetl.targets.delta.commit import LEDGER_KEY, app_id, commit_retrying, ledger_commit
+from histetl.targets.delta.commit import commit_retrying, ledger_commit
+from histetl.targets.delta.ledger import (
+    app_id,
+    commit_path,
+    record_in_commit,
+    records,
+)
+from histetl.targets.delta.spill import KEYS_IN_MEMORY, KeyLog, RowSpill
 from histetl.targets.postgres.schema import pg_arrow_schema, to_pg_arrow
 
 PARTITION = "date"
@@ -92,9 +107,12 @@ def existing_lake(uri: str) -> DeltaSink:
 
 
 class DeltaSink:
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, keys_in_memory: int = KEYS_IN_MEMORY) -> None:
+        """`keys_in_memory`: how many keys of a file's new rows a load holds in memory before
+        it writes them to disk (see `KeyLog`)."""
         location = delta_location(uri)
         self.uri = uri
+        self.keys_in_memory = keys_in_memory
         self.storage_options: dict[str, str] | None = None
         self.local: Path | None = None
         if objstore.is_s3(location):
@@ -138,6 +156,12 @@ class DeltaSink:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path.open("wb")
 
+    def open_file(self, relative: str) -> IO[bytes]:
+        """The file at `relative` under the lake root, for reading."""
+        if self.local is None:
+            return objstore.open_file(f"{self.root}/{relative}")[0]
+        return (self.local / relative).open("rb")
+
     def open_table(self, name: str) -> DeltaTable | None:
         try:
             return DeltaTable(self.table_uri(name), storage_options=self.storage_options)
@@ -174,20 +198,28 @@ class DeltaSink:
             self.ensure_table(target)
 
     def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None:
+        """The file's ledger record, from the one commit its transaction version names; by
+        the whole history in a lake written by an earlier histetl (its versions counted
+        loads)."""
         dtable = self.open_table(table)
-        if dtable is None or dtable.transaction_version(app_id(sha256)) is None:
+        version = None if dtable is None else dtable.transaction_version(app_id(sha256))
+        if dtable is None or version is None:
             return None
-        for entry in self._entries(dtable):
-            if entry.sha256 == sha256:
-                return entry
-        return None
+        try:
+            with self.open_file(commit_path(table, version)) as handle:
+                entry = record_in_commit(handle.read())
+        except (OSError, HistetlError):  # no such commit file (cleaned up): read the history
+            entry = None
+        if entry is not None and entry.sha256 == sha256:
+            return entry
+        return next((e for e in records(dtable) if e.sha256 == sha256), None)
 
     def ledger(self) -> list[LedgerEntry]:
         entries: list[LedgerEntry] = []
         for name in self.table_names():
             dtable = self.open_table(name)
             if dtable is not None:
-                entries.extend(self._entries(dtable))
+                entries.extend(records(dtable))
         latest = {(e.sha256, e.table): e for e in sorted(entries, key=lambda e: e.loaded_at)}
         return sorted(latest.values(), key=lambda e: (e.loaded_at, e.path))
 
@@ -198,17 +230,6 @@ class DeltaSink:
         if not self.local.is_dir():
             return []
         return sorted(c.name for c in self.local.iterdir() if (c / "_delta_log").is_dir())
-
-    @staticmethod
-    def _entries(dtable: DeltaTable) -> list[LedgerEntry]:
-        out = []
-        for commit in dtable.history():
-            raw = commit.get(LEDGER_KEY)
-            if raw:
-                fields = json.loads(raw)
-                fields["loaded_at"] = dt.datetime.fromisoformat(fields["loaded_at"])
-                out.append(LedgerEntry(**fields))
-        return out
 
     def begin(
         self,
@@ -221,7 +242,7 @@ class DeltaSink:
         prior = self.ensure_table(target).transaction_version(app_id(sha256))
         if not force and prior is not None:
             return None
-        return DeltaFileLoad(self, target, sha256, prior)
+        return DeltaFileLoad(self, target, sha256, prior, self.keys_in_memory)
 
     def reconnect(self) -> None:
         """Nothing to reconnect: every table is opened anew."""
@@ -231,24 +252,30 @@ class DeltaSink:
 
 
 class DeltaFileLoad:
-    """Spills the file's new rows (Arrow IPC, in the lake layout) to an unlinked temporary file
-    as the batches stream, and appends them in one commit that streams them back: memory holds
-    a batch, the keys of the file's new rows and those of the table's rows on its days, never
-    the file's rows."""
+    """Spills the file's new rows (Arrow IPC, in the lake layout) to a temporary file as the
+    batches stream, and appends them in one commit that streams them back. Memory holds a
+    batch and a bounded number of keys, never the file's rows or all of its keys: each batch
+    is checked against the earlier keys of the file (`KeyLog`, on disk past `keys_in_memory`)
+    and the table's keys (read from the table) in its own span of the index timestamp."""
 
     def __init__(
-        self, sink: DeltaSink, target: TableTarget, sha256: str, prior: int | None
+        self,
+        sink: DeltaSink,
+        target: TableTarget,
+        sha256: str,
+        prior: int | None,
+        keys_in_memory: int = KEYS_IN_MEMORY,
     ) -> None:
         self._sink = sink
         self._target = target
         self._sha256 = sha256
-        self._version = (prior or 0) + 1
-        self._keys = [PARTITION, *lake_key(target)]
-        self._spill = _Spill(lake_schema(target))
-        self._new = pl.DataFrame(schema=_key_schema(target))  # keys of the spilled rows
-        self._stored = pl.DataFrame(schema=_key_schema(target))  # the table's, on _days
-        self._days: set[dt.date] = set()
-        self._checked_at: int | None = None  # the table version _stored was read at
+        self._prior = prior  # the file's transaction version when the load began
+        self._key = lake_key(target)  # the index timestamp (exact ns) first: it sets the day
+        self._spill = RowSpill(lake_schema(target))
+        self._seen = KeyLog(self._key[0], keys_in_memory)
+        self._spilled = 0
+        self._checked: ds.Dataset | None = None  # the table at the version checked against
+        self._checked_at: int | None = None
 
     def write_stream(self, batches: Iterator[pa.Table]) -> int:
         """Spills each batch's rows whose key is neither earlier in the file (the first one
@@ -257,52 +284,42 @@ class DeltaFileLoad:
         if self._checked_at is None:
             table = self._sink.open_table(name)  # the version before the read-backs
             self._checked_at = table.version() if table is not None else -1
+            self._checked = self._dataset(table)
         spilled = 0
         for batch in batches:
             if not batch.num_rows:
                 continue
             rows = to_lake_arrow(batch, self._target)
-            keys = _frame(rows.select(self._keys)).with_row_index()
-            days = set(keys[PARTITION].unique().to_list()) - self._days
-            if days:
-                try:
-                    self._stored = pl.concat(
-                        [self._stored, _stored_keys(self._sink, self._target, days)]
-                    )
-                except OSError as exc:
-                    raise objstore.storage_error(exc, self._sink.table_uri(name)) from None
-                self._days |= days
-            # Only keys within the batch's time span can match: a file in time order
-            # compares each batch with a few earlier keys, not all of them.
-            ts = pl.col(self._keys[1])
-            span = ts.is_between(keys[self._keys[1]].min(), keys[self._keys[1]].max())
-            fresh = (
-                keys.unique(subset=self._keys, keep="first", maintain_order=True)
-                .join(self._new.filter(span), on=self._keys, how="anti")
-                .join(self._stored.filter(span), on=self._keys, how="anti")
-            )
+            keys = _frame(rows.select(self._key)).with_row_index()
+            low, high = _span(keys, self._key[0])
+            fresh = keys.unique(subset=self._key, keep="first", maintain_order=True)
+            for present in itertools.chain(
+                self._seen.between(low, high), self._table_keys(self._checked, rows, low, high)
+            ):
+                fresh = fresh.join(present, on=self._key, how="anti")
             if fresh.height:
-                self._spill.write(rows.take(fresh["index"].to_arrow()))
-                self._new = pl.concat([self._new, fresh.drop("index")], rechunk=False)
+                # in file order (a join keeps no order): tight time statistics per row group
+                self._spill.write(rows.take(fresh["index"].sort().to_arrow()))
+                self._seen.add(fresh.drop("index"))
                 spilled += fresh.height
+        self._spilled += spilled
         return spilled
 
     def commit(self, entry: LedgerEntry) -> LedgerEntry:
         """The file's commit; after another writer's commit (a conflict) the check and the
         commit are done again."""
-        try:
-            return commit_retrying(
-                self._sink.table_uri(self._target.name),
-                lambda: self._commit_once(entry),
-                "run again: loaded files are skipped",
-            )
-        finally:
-            self._spill.close()  # committed, or failed (the caller rolls back)
+        stored = commit_retrying(
+            self._sink.table_uri(self._target.name),
+            lambda: self._commit_once(entry),
+            "run again: loaded files are skipped",
+        )
+        self.rollback()  # nothing left to roll back: only the temporary files go
+        return stored
 
     def _commit_once(self, entry: LedgerEntry) -> LedgerEntry:
         dtable = self._sink.ensure_table(self._target)
         done = dtable.transaction_version(app_id(self._sha256))
-        if done is not None and done >= self._version:
+        if done is not None and done != self._prior:
             logger.info("{}: loaded meanwhile by another writer", entry.path)
             return replace(entry, loaded=0, duplicates=entry.duplicates + entry.loaded)
         return self._append(dtable, entry)
@@ -310,21 +327,19 @@ class DeltaFileLoad:
     def _append(self, dtable: DeltaTable, entry: LedgerEntry) -> LedgerEntry:
         """One commit with the file's new rows, its transaction id and its ledger record
         (without new rows: a commit of the transaction and the record alone)."""
-        inserted, stored = self._new.height, None
-        if inserted and dtable.version() != self._checked_at:
+        recheck = None
+        if self._spilled and dtable.version() != self._checked_at:
             logger.debug("{}: another writer committed since the check; again", entry.path)
-            stored = _stored_keys(self._sink, self._target, self._days, dtable)
-            inserted -= self._new.join(stored, on=self._keys, how="semi").height
-        stored_entry = replace(
-            entry, loaded=inserted, duplicates=entry.duplicates + entry.loaded - inserted
-        )
-        props = ledger_commit(stored_entry, self._version)
+            recheck = self._dataset(dtable)
         # An append based on `dtable`'s version, which the keys were checked against: it
         # commits only if no other writer committed since (else it is retried from the top).
         # Without new rows it commits the transaction and the record alone.
-        actions: list[AddAction | RemoveAction] = []
-        if inserted:
-            actions += self._write_parts(stored)
+        actions, inserted = self._write_parts(recheck) if self._spilled else ([], 0)
+        stored_entry = replace(
+            entry, loaded=inserted, duplicates=entry.duplicates + entry.loaded - inserted
+        )
+        # the transaction's version is this commit's table version: it finds the record
+        props = ledger_commit(stored_entry, dtable.version() + 1)
         dtable.create_write_transaction(
             actions,
             "append",
@@ -335,14 +350,25 @@ class DeltaFileLoad:
         )
         return stored_entry
 
-    def _write_parts(self, stored: pl.DataFrame | None) -> list[AddAction]:
-        """The spilled rows (less those in `stored`) as Parquet files in their day folders,
-        streamed: a file per day holds up to _ROWS_PER_FILE rows. Files of a commit that
-        fails stay unreferenced (invisible to readers; Delta's vacuum removes them)."""
+    def _write_parts(
+        self, recheck: ds.Dataset | None
+    ) -> tuple[list[AddAction | RemoveAction], int]:
+        """The spilled rows (less those now in `recheck`) as Parquet files in their day
+        folders, streamed: a file per day holds up to _ROWS_PER_FILE rows; and how many rows.
+        Files of a commit that fails stay unreferenced (invisible to readers; Delta's vacuum
+        removes them)."""
         parts: dict[dt.date, _Part] = {}
-        actions: list[AddAction] = []
-        for batch in self._spill.reader(self._keys, stored):
+        actions: list[AddAction | RemoveAction] = []
+        written = 0
+        for batch in self._spill.batches():
             rows = pa.Table.from_batches([batch])
+            if recheck is not None:
+                keys = _frame(rows.select(self._key)).with_row_index()
+                low, high = _span(keys, self._key[0])
+                for present in self._table_keys(recheck, rows, low, high):
+                    keys = keys.join(present, on=self._key, how="anti")
+                rows = rows.take(keys["index"].sort().to_arrow())
+            written += rows.num_rows
             for day in pc.unique(rows.column(PARTITION)).to_pylist():
                 part = parts.get(day)
                 if part is None:
@@ -351,11 +377,44 @@ class DeltaFileLoad:
                 if part.rows >= _ROWS_PER_FILE:
                     actions.append(parts.pop(day).close())
         actions += [part.close() for part in parts.values()]
-        return actions
+        return actions, written
+
+    def _dataset(self, dtable: DeltaTable | None) -> ds.Dataset | None:
+        """The table's rows at `dtable`'s version, to read keys from; None without rows."""
+        if dtable is None or not dtable.file_uris():
+            return None
+        try:
+            return dtable.to_pyarrow_dataset()
+        except OSError as exc:
+            raise objstore.storage_error(exc, self._sink.table_uri(self._target.name)) from None
+
+    def _table_keys(
+        self, dataset: ds.Dataset | None, rows: pa.Table, low: int, high: int
+    ) -> Iterator[pl.DataFrame]:
+        """The keys of the table's rows whose index timestamp is in [low, high], a scan batch
+        at a time: only the day partitions of `rows` are listed, only the row groups whose
+        statistics overlap are read (a key shares its day and its timestamp with any
+        duplicate of it)."""
+        if dataset is None:
+            return
+        days = pc.min_max(rows.column(PARTITION))
+        ts = pc.field(self._key[0])
+        where = (
+            (pc.field(PARTITION) >= days["min"])
+            & (pc.field(PARTITION) <= days["max"])
+            & (ts >= low)
+            & (ts <= high)
+        )
+        try:
+            for batch in dataset.to_batches(columns=self._key, filter=where):
+                if batch.num_rows:
+                    yield _frame(pa.Table.from_batches([batch]))
+        except OSError as exc:
+            raise objstore.storage_error(exc, self._sink.table_uri(self._target.name)) from None
 
     def rollback(self) -> None:
         self._spill.close()
-        self._new = self._new.clear()
+        self._seen.close()
 
 
 class _Part:
@@ -390,51 +449,6 @@ class _Part:
         )
 
 
-class _Spill:
-    """Record batches written to an unlinked temporary file (gone with the process, even a
-    killed one) and read back as a stream, as often as asked."""
-
-    def __init__(self, schema: pa.Schema) -> None:
-        self._schema = schema
-        self._file: IO[bytes] | None = None
-        self._writer: pa.ipc.RecordBatchFileWriter | None = None
-        self._batches = 0
-
-    def write(self, rows: pa.Table) -> None:
-        if self._writer is None:
-            self._file = tempfile.TemporaryFile(prefix="histetl-delta-")  # noqa: SIM115
-            self._writer = pa.ipc.new_file(pa.PythonFile(self._file, mode="w"), self._schema)
-        for batch in rows.to_batches():
-            self._writer.write_batch(batch)
-            self._batches += 1
-
-    def reader(self, keys: list[str], stored: pl.DataFrame | None) -> pa.RecordBatchReader:
-        """The rows spilled, without those whose `keys` are in `stored`."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._file is None:
-            return pa.RecordBatchReader.from_batches(self._schema, [])
-        self._file.seek(0)
-        ipc = pa.ipc.open_file(pa.PythonFile(self._file, mode="r"))
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            for i in range(ipc.num_record_batches):
-                batch = ipc.get_batch(i)
-                if stored is not None:
-                    index = _frame(pa.Table.from_batches([batch]).select(keys)).with_row_index()
-                    keep = index.join(stored, on=keys, how="anti")["index"].sort()
-                    batch = batch.take(keep.to_arrow())
-                yield batch
-
-        return pa.RecordBatchReader.from_batches(self._schema, batches())
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        self._file = self._writer = None
-
-
 def lake_key(target: TableTarget) -> list[str]:
     """The primary key in the lake's columns (a timestamp by its exact X_ns)."""
     schema = pg_arrow_schema(target)
@@ -444,24 +458,15 @@ def lake_key(target: TableTarget) -> list[str]:
     return keys
 
 
-def _key_schema(target: TableTarget) -> pl.Schema:
-    return _frame(lake_schema(target).empty_table().select([PARTITION, *lake_key(target)])).schema
-
-
 def _frame(table: pa.Table) -> pl.DataFrame:
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
 
 
-def _stored_keys(
-    sink: DeltaSink, target: TableTarget, days: set[dt.date], dtable: DeltaTable | None = None
-) -> pl.DataFrame:
-    """The keys of the table's rows on these days (only those partitions are read), at
-    `dtable`'s version (default: the latest)."""
-    dtable = dtable or sink.open_table(target.name)
-    keys = [PARTITION, *lake_key(target)]
-    if dtable is None or not days:
-        return pl.DataFrame(schema=_key_schema(target))
-    ds = dtable.to_pyarrow_dataset()
-    return _frame(ds.to_table(columns=keys, filter=pc.field(PARTITION).isin(sorted(days))))
+def _span(keys: pl.DataFrame, ts: str) -> tuple[int, int]:
+    """The lowest and highest `ts` of a batch's keys."""
+    low, high = keys[ts].min(), keys[ts].max()
+    assert isinstance(low, int)
+    assert isinstance(high, int)
+    return low, high

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from deltalake import CommitProperties
 
+from histetl.targets.delta.ledger import LEDGER_KEY
 from tests.conftest import SAMPLES
 from tests.read.test_query import histetl, write_files
 from tests.targets.delta.test_sink import Lake
-from tests.targets.duckdb.test_sink import replay
+from tests.targets.duckdb.test_sink import replay, trades
 
 
 @pytest.fixture(scope="module", params=["local", "s3"])
@@ -101,3 +103,20 @@ def test_reading_a_lake_that_does_not_exist_is_one_line_and_makes_no_folder(
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == f"error: --db: no Delta lake at {missing}"
     assert not missing.exists()
+
+
+def test_query_on_a_lake_does_not_read_the_ledger(tmp_path: Path) -> None:
+    """The ledger (every commit's record) is read only by statements that name it: a lake
+    whose ledger record is unreadable still answers `query`."""
+    lake = Lake(f"delta:///{tmp_path / 'lake'}", str(tmp_path / "lake"))
+    subprocess.run(replay(lake.db, trades(tmp_path)[:1], tmp_path), check=True)
+    table = lake.table()
+    table.create_write_transaction(
+        [],
+        "append",
+        table.schema(),
+        ["date"],
+        commit_properties=CommitProperties(custom_metadata={LEDGER_KEY: "not a record"}),
+    )
+    rows = _stdout("query", "--schema", "trades", "--format", "csv", "--db", lake.db)
+    assert rows.count("\n") == 2001  # the header and every trade

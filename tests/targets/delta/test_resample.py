@@ -18,7 +18,7 @@ import pytest
 
 from histetl.read.resample import ResampleOptions, resample
 from histetl.synth import SynthSpec, record_dtype, write_dbn
-from histetl.targets.delta.commit import LEDGER_KEY
+from histetl.targets.delta.ledger import LEDGER_KEY
 from tests.read.test_query import DAYS, START, histetl, load
 from tests.targets.delta import test_sink
 from tests.targets.delta.test_sink import HISTETL, Lake
