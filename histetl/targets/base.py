@@ -229,18 +229,31 @@ class Reader(Protocol):
         """End the read transaction and close the connection the reader owns."""
 
 
+class SqlDelete(Protocol):
+    """What a SQL sink's reader adds for `replace_in_transaction`: DELETE in its dialect."""
+
+    def time_range(self, column: str, start_ns: int | None, end_ns: int | None) -> list[str]: ...
+    def delete(self, table: str, where: list[str]) -> int: ...
+
+
 def replace_in_transaction(
-    sink: Sink, target: TableTarget, rows: pa.Table, entry: LedgerEntry, delete: Callable[[], int]
+    sink: Sink,
+    reader: Callable[[], SqlDelete],
+    target: TableTarget,
+    window: tuple[int, int],
+    rows: pa.Table,
+    entry: LedgerEntry,
 ) -> tuple[int, LedgerEntry | None]:
-    """`Sink.replace_window` for a SQL sink: in one file transaction (`begin`), `delete` (the
-    window's rows, in the sink's dialect and transaction), then merge `rows` and commit with
-    `entry`; replayed in merge mode when the sink asks for it."""
+    """`Sink.replace_window` for a SQL sink: in one file transaction (`begin`), delete the
+    window's rows (through `reader()`, on the transaction's connection), then merge `rows` and
+    commit with `entry`; replayed in merge mode when the sink asks for it."""
     merge = False
     while True:
         load = sink.begin(target, entry.sha256, force=True, merge=merge)
         assert load is not None  # force: never skipped
         try:
-            replaced = delete()
+            sql = reader()  # after `begin`: the connection of the transaction begun
+            replaced = sql.delete(target.name, sql.time_range(target.time_column, *window))
             if not rows.num_rows and not replaced:
                 load.rollback()
                 return 0, None

@@ -198,11 +198,7 @@ class PostgresSink:
     def replace_window(
         self, target: TableTarget, window: tuple[int, int], rows: pa.Table, entry: LedgerEntry
     ) -> tuple[int, LedgerEntry | None]:
-        def delete() -> int:  # on the connection of the transaction begun
-            reader = self.reader()
-            return reader.delete(target.name, reader.time_range(target.time_column, *window))
-
-        return replace_in_transaction(self, target, rows, entry, delete)
+        return replace_in_transaction(self, self.reader, target, window, rows, entry)
 
     def reconnect(self) -> None:
         """Drop the connection; the next call connects again (one attempt: the caller's retry
