@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from histetl.errors import ConfigError, LoadError, first_line
+from histetl.interrupt import CANCEL, Interrupted
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -227,6 +229,22 @@ class Reader(Protocol):
 
     def close(self) -> None:
         """End the read transaction and close the connection the reader owns."""
+
+
+def stopped_by_signal(exc: BaseException) -> Interrupted | None:
+    """`Interrupted` when a driver error is a statement cancelled on request. ADBC takes SIGINT
+    itself during a blocking call (a COPY, a query) and answers it by cancelling the statement,
+    so histetl's own handler never sees the signal: that error is the Ctrl-C (or an operator's
+    pg_cancel_backend), and the run stops as after any other stop request."""
+    text = str(exc)
+    if not (
+        text.startswith("CANCELLED:")  # ADBC's status (DuckDB: "INTERRUPT Error: Interrupted!")
+        or "canceling statement due to user request" in text  # PostgreSQL's 57014
+    ):
+        return None
+    if CANCEL.signum is None:
+        CANCEL.signum = signal.SIGINT
+    return Interrupted(CANCEL.signum)
 
 
 class SqlDelete(Protocol):

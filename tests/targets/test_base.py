@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
+import signal
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +16,7 @@ import duckdb
 import pytest
 
 from histetl.errors import ConfigError, LoadError
+from histetl.interrupt import CANCEL, Interrupted
 from histetl.targets.base import (
     LEDGER_COLUMNS,
     LEDGER_SELECT,
@@ -25,6 +28,7 @@ from histetl.targets.base import (
     ledger_params,
     ledger_upsert_sql,
     local_path,
+    stopped_by_signal,
 )
 from histetl.targets.duckdb.sink import _LEDGER_DDL
 
@@ -192,3 +196,70 @@ def test_local_path_names_what_it_expected() -> None:
     assert caught.value.what == "bad DuckDB URI 'duckdb://a.duckdb'"
     assert caught.value.hint == "use duckdb:///file"
     assert caught.value.where == "--db"
+
+
+@contextlib.contextmanager
+def _sigint_after(seconds: float) -> Iterator[None]:
+    """SIGINT to this process after `seconds` (from a timer thread, as a terminal's Ctrl-C
+    would arrive), with a no-op handler in place so a signal outside the driver's call cannot
+    stop the test session; the stop flag it leaves is cleared afterwards."""
+    import threading
+
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+        CANCEL.reset()
+
+
+def _cancelled_by_ctrl_c(connect: Any, sql: str) -> BaseException:
+    """The driver error of a statement running when SIGINT arrives (ADBC takes the signal and
+    cancels the statement)."""
+    with connect() as conn, conn.cursor() as cur, _sigint_after(0.5):
+        try:
+            cur.execute(sql)
+            cur.fetchall()
+        except Exception as exc:  # the driver's error classes
+            return exc
+    raise AssertionError(f"{sql}: not cancelled by SIGINT")
+
+
+def _stop_of(error: BaseException) -> tuple[Interrupted | None, int | None]:
+    """What stopped_by_signal makes of `error`, and the stop flag it left (then cleared)."""
+    try:
+        return stopped_by_signal(error), CANCEL.signum
+    finally:
+        CANCEL.reset()
+
+
+def test_stopped_by_signal_when_ctrl_c_cancels_a_duckdb_statement_is_a_stop(
+    tmp_path: Path,
+) -> None:
+    import adbc_driver_duckdb.dbapi
+
+    def connect() -> Any:
+        return adbc_driver_duckdb.dbapi.connect(str(tmp_path / "t.duckdb"))
+
+    error = _cancelled_by_ctrl_c(connect, "SELECT sum(i * i) FROM range(20000000000) t(i)")
+    stop, flag = _stop_of(error)
+    assert isinstance(stop, Interrupted), error
+    assert (stop.exit_code, flag) == (130, signal.SIGINT)
+    assert _stop_of(LoadError("load failed: disk full")) == (None, None)
+
+
+@pytest.mark.postgres
+def test_stopped_by_signal_when_ctrl_c_cancels_a_postgres_statement_is_a_stop(
+    pg_server: Any,
+) -> None:
+    import adbc_driver_postgresql.dbapi
+
+    error = _cancelled_by_ctrl_c(
+        lambda: adbc_driver_postgresql.dbapi.connect(pg_server.uri), "SELECT pg_sleep(20)"
+    )
+    stop, flag = _stop_of(error)
+    assert isinstance(stop, Interrupted), error
+    assert flag == signal.SIGINT

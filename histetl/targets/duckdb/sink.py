@@ -38,7 +38,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from histetl.errors import ConfigError, LoadError
+from histetl.errors import ConfigError, HistetlError, LoadError
 from histetl.outputs import make_dir
 from histetl.sqltext import quote
 from histetl.targets.base import (
@@ -50,6 +50,7 @@ from histetl.targets.base import (
     ledger_params,
     ledger_upsert_sql,
     replace_in_transaction,
+    stopped_by_signal,
 )
 from histetl.targets.duckdb import duckdb_path
 from histetl.targets.duckdb.read import DuckDBReader
@@ -430,7 +431,9 @@ def _prepare_dir(path: Path) -> None:
         )
 
 
-def _load_error(what: str, table: str, exc: BaseException) -> LoadError:
+def _load_error(what: str, table: str, exc: BaseException) -> HistetlError:
+    if stop := stopped_by_signal(exc):
+        return stop
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     hint = (
         "DuckDB ran out of memory: load smaller files, or use PostgreSQL for very large loads"

@@ -29,12 +29,13 @@ from urllib.parse import quote, unquote
 from histetl.errors import (
     ConfigError,
     DatabaseTimeoutError,
+    HistetlError,
     LoadError,
     TerminalLoadError,
     TransientLoadError,
 )
 from histetl.secrets import SECRET_KEYS, _split_uri, dsn_dict, is_dsn, redact, scrub
-from histetl.targets.base import RetryPolicy
+from histetl.targets.base import RetryPolicy, stopped_by_signal
 
 _INT_PARAMS = (
     "connect_timeout",
@@ -179,7 +180,16 @@ def _dsn_quote(value: str) -> str:
 # -- driver errors ------------------------------------------------------------------------------
 
 Kind = Literal[
-    "transient", "auth", "missing", "permission", "parameter", "config", "lock", "timeout", "other"
+    "transient",
+    "auth",
+    "missing",
+    "permission",
+    "parameter",
+    "config",
+    "lock",
+    "timeout",
+    "cancelled",
+    "other",
 ]
 
 _TRANSIENT_STATES = ("40P01", "40001", "57P01", "57P02", "57P03", "53300", "08")
@@ -373,8 +383,9 @@ def driver_error(
     target: PgTarget,
     uris: tuple[str, ...],
     stalled_s: float | None = None,
-) -> LoadError | ConfigError:
-    """A one-line error naming host, user and database (never the password)."""
+) -> HistetlError:
+    """A one-line error naming host, user and database (never the password); `Interrupted`
+    for a statement cancelled on request (`stopped_by_signal`)."""
     text = str(exc).strip()
     message = text.splitlines()[0] if text else type(exc).__name__
     for uri in uris:
@@ -392,6 +403,8 @@ def driver_error(
             hint="the server stopped answering (stopped, overloaded or unreachable); check "
             "it and rerun (loaded files are skipped), or raise --db-timeout",
         )
+    if stop := stopped_by_signal(exc):
+        return stop
     kind = classify(exc)
     if kind == "transient":
         cls: type[LoadError] = (

@@ -36,7 +36,7 @@ from loguru import logger
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from histetl.errors import (
-    ConfigError,
+    HistetlError,
     LoadError,
     TransientLoadError,
 )
@@ -101,7 +101,7 @@ class PostgresSink:
         self._connect_retrying()
 
     # -- connection ----------------------------------------------------------------------------
-    def error(self, what: str, exc: BaseException) -> LoadError | ConfigError:
+    def error(self, what: str, exc: BaseException) -> HistetlError:
         stalled = self._guard is not None and self._guard.fired
         return driver_error(
             what,
