@@ -16,6 +16,16 @@ M = TypeVar("M", bound="BaseModel")
 
 DEFAULT_DB = "duckdb:///./histetl.duckdb"
 DB_ENV_VAR = "HISTETL_DB"
+CLUSTER_ENV = "HISTETL_CLUSTER"
+
+# Defaults the CLI shows in --help, here (a light module) so that the CLI's import chain loads
+# no target or options module: `RetryPolicy` and `ReplayOptions` take theirs from these.
+DB_RETRIES = 5
+DB_RETRY_MAX_WAIT_S = 30.0
+DB_TIMEOUT_S = 300.0
+LOCK_TIMEOUT_S = 300.0
+MAX_DB_WRITERS = 4
+DEFAULT_BATCH_SIZE = 100_000  # records per batch
 
 
 def default_db() -> str:

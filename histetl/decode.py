@@ -21,9 +21,9 @@ import zstandard
 
 from histetl import objstore
 from histetl.arrowutil import char_views, null_bitmap, string_views
+from histetl.config import DEFAULT_BATCH_SIZE
 from histetl.dbn import DBN_MAGIC, PRELUDE, SUPPORTED_SCHEMAS, ZSTD_MAGIC, ZSTD_SKIPPABLE
 from histetl.errors import DecodeError, UnsupportedSchemaError
-from histetl.options import DEFAULT_BATCH_SIZE
 from histetl.schemas import (
     DBN_VERSIONS,
     HASH_COLUMN,

@@ -1,4 +1,7 @@
-"""Log sinks. Only the CLI calls `configure`; library code just logs through loguru."""
+"""Log sinks. Only the CLI calls `configure`; library code just logs through loguru.
+
+loguru (which imports asyncio) is imported by `configure`, not here: `histetl --help` and the
+CLI's import chain stay light."""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ import logging.handlers
 import os
 import sys
 from pathlib import Path
-
-from loguru import logger
 
 LOG_DIR_ENV = "HISTETL_LOG_DIR"
 
@@ -66,6 +67,8 @@ def logger_level() -> int:
 
 def configure(verbose: bool = False, quiet: bool = False, json_logs: bool = False) -> None:
     global _level
+    from loguru import logger
+
     logger.remove()
     level = "DEBUG" if verbose else ("WARNING" if quiet else "INFO")
     _level = {"DEBUG": 10, "INFO": 20, "WARNING": 30}[level]

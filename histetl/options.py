@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from histetl.config import default_db
+from histetl.config import DEFAULT_BATCH_SIZE, MAX_DB_WRITERS, default_db
 from histetl.errors import ConfigError
 from histetl.outputs import check_output_dir
 from histetl.targets import RetryPolicy
 
-DEFAULT_BATCH_SIZE = 100_000
 MAX_BATCH_SIZE = 10_000_000  # records per batch: 5 GB of raw records at the widest (definition)
 
 
@@ -30,7 +29,7 @@ class ReplayOptions:
     db_retry: RetryPolicy = field(default_factory=RetryPolicy)
     workers: int = 1  # files loaded in parallel by this many processes (PostgreSQL targets)
     cluster: str | None = None  # run the files as tasks on Dask: tcp://HOST:PORT, local[:N]
-    max_db_writers: int = 4  # with cluster: files loading into the database at once
+    max_db_writers: int = MAX_DB_WRITERS  # with cluster: files loading into the database at once
 
     def check(self) -> None:
         """ConfigError for values out of range or a quarantine folder histetl cannot write,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from histetl.config import DEFAULT_BATCH_SIZE
 from histetl.errors import ConfigError
-from histetl.options import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, ReplayOptions
+from histetl.options import MAX_BATCH_SIZE, ReplayOptions
 
 
 def test_defaults_take_the_target_from_histetl_db_when_made(

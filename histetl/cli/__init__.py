@@ -5,8 +5,9 @@ Each command parses its options, calls one library function and prints its repor
 0 ok, 1 failed, 2 usage or configuration error, 3 finished with quarantined rows when
 --fail-on-quarantine is set.
 
-Start-up stays close to the interpreter's own: these modules import click, loguru and
-histetl's small modules only, and each command imports the stages it runs when it runs.
+Start-up stays close to the interpreter's own: these modules import click and histetl's
+small modules only (no loguru, no asyncio), and each command imports the stages it runs, and
+configures logging, when it runs: `histetl --help` and `histetl COMMAND --help` load neither.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import click
 
 from histetl import __version__
 from histetl.cli import database, generate, lake, load, read
-from histetl.logs import configure
+from histetl.cli.common import LOGGING
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,10 +27,13 @@ from histetl.logs import configure
 @click.option("-v", "--verbose", is_flag=True, help="Debug detail on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--log-json", is_flag=True, help="Logs as JSON lines (for log shippers).")
-def main(verbose: bool, quiet: bool, log_json: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, quiet: bool, log_json: bool) -> None:
     """histetl: load Databento historical data into DuckDB or TimescaleDB, validated and
     deduplicated."""
-    configure(verbose=verbose, quiet=quiet, json_logs=log_json)
+    # Logging is configured by the command when it runs (`handle_errors`), not here: a
+    # command's --help stops before, and then loguru is never imported.
+    ctx.meta[LOGGING] = {"verbose": verbose, "quiet": quiet, "json_logs": log_json}
     # At exit the interpreter's collections walk every object the stages' imports made
     # (Polars, Arrow, numpy), a few tenths of a second of a run, to free what the OS frees
     # anyway: freeze them first. The commands close their files and connections themselves.

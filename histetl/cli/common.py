@@ -1,7 +1,8 @@
 """What the commands share: the error-to-exit mapping, option decorators, and printing a run.
 
-Imports here stay light (click, loguru and histetl's own small modules): `histetl --help`
-loads no stage.
+Imports here stay light (click and histetl's own small modules): `histetl --help` loads no
+stage, no loguru (asyncio) and no options, report or cluster module: the option defaults come
+from `histetl.config`, where `RetryPolicy` and `ReplayOptions` take theirs.
 """
 
 from __future__ import annotations
@@ -13,26 +14,47 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from loguru import logger
 
-from histetl.config import DB_ENV_VAR, default_db
+from histetl.config import (
+    CLUSTER_ENV,
+    DB_ENV_VAR,
+    DB_RETRIES,
+    DB_RETRY_MAX_WAIT_S,
+    DB_TIMEOUT_S,
+    LOCK_TIMEOUT_S,
+    MAX_DB_WRITERS,
+    default_db,
+)
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, HistetlError
-from histetl.options import ReplayOptions
-from histetl.pipeline.cluster import CLUSTER_ENV
-from histetl.report import FileReport, RunReport
-from histetl.targets import RetryPolicy
 
 if TYPE_CHECKING:
     from histetl.pipeline.replay import Replayer
+    from histetl.report import FileReport, RunReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+LOGGING = "histetl.logging"  # the group's -v/-q/--log-json, in the click context's meta
+
+
+def configure_logging() -> None:
+    """Set up the log sinks the group's options asked for (loguru loads here, when a command
+    runs: a command's --help stops before). Nothing when the command runs without the group."""
+    context = click.get_current_context(silent=True)
+    settings = context.meta.get(LOGGING) if context is not None else None
+    if settings is not None:
+        from histetl.logs import configure
+
+        configure(**settings)
+
+
 def handle_errors(func: F) -> F:
-    """Turn library errors into a message on stderr and the error's exit code."""
+    """Configure logging, then run the command, turning library errors into a message on
+    stderr and the error's exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        configure_logging()
         try:
             return func(*args, **kwargs)
         except HistetlError as exc:
@@ -53,30 +75,30 @@ def db_option(func: F) -> F:
 
 
 def db_retry_options(func: F) -> F:
-    """--db-retries and --db-retry-max-wait (RetryPolicy's defaults)."""
+    """--db-retries and --db-retry-max-wait (RetryPolicy's defaults, from histetl.config)."""
     func = click.option(
         "--db-retry-max-wait",
         type=click.FloatRange(min=0),
-        default=RetryPolicy.max_wait_s,
+        default=DB_RETRY_MAX_WAIT_S,
         show_default=True,
         help="Longest backoff between attempts, in seconds.",
     )(func)
     return click.option(
         "--db-retries",
         type=click.IntRange(min=1),
-        default=RetryPolicy.max_attempts,
+        default=DB_RETRIES,
         show_default=True,
         help="Attempts when the database is unreachable or drops the connection.",
     )(func)
 
 
 def db_timeout_options(func: F) -> F:
-    """--db-timeout and --lock-timeout (RetryPolicy's defaults; `connect_timeout` is a URI
-    parameter, default 10 s)."""
+    """--db-timeout and --lock-timeout (RetryPolicy's defaults, from histetl.config;
+    `connect_timeout` is a URI parameter, default 10 s)."""
     func = click.option(
         "--lock-timeout",
         type=click.FloatRange(min=0),
-        default=RetryPolicy.lock_timeout_s,
+        default=LOCK_TIMEOUT_S,
         show_default=True,
         metavar="SECONDS",
         help="Longest wait for another loader's lock (PostgreSQL day/table locks, the DuckDB "
@@ -85,7 +107,7 @@ def db_timeout_options(func: F) -> F:
     return click.option(
         "--db-timeout",
         type=click.FloatRange(min=0),
-        default=RetryPolicy.timeout_s,
+        default=DB_TIMEOUT_S,
         show_default=True,
         metavar="SECONDS",
         help="Longest the PostgreSQL server may stay silent on a statement (no answer, no "
@@ -97,7 +119,7 @@ def cluster_options(func: F) -> F:
     func = click.option(
         "--max-db-writers",
         type=click.IntRange(min=1),
-        default=ReplayOptions.max_db_writers,
+        default=MAX_DB_WRITERS,
         show_default=True,
         help="With --cluster: at most this many files load into the database at once.",
     )(func)
@@ -138,6 +160,8 @@ def fail_on_quarantine_option(func: F) -> F:
 
 
 def print_file(report: FileReport) -> None:
+    from loguru import logger
+
     if report.status == "failed":
         logger.error("{} failed: {}", report.path, report.error)
     elif report.status == "skipped":

@@ -8,7 +8,6 @@ import click
 
 from histetl.cli.common import db_option, db_retry_options, handle_errors, target
 from histetl.errors import ConfigError
-from histetl.targets import RetryPolicy, TimescaleOptions
 
 
 @click.group()
@@ -65,6 +64,7 @@ def db_init(
         if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
     )
     from histetl.pipeline.replay import init_db
+    from histetl.targets import RetryPolicy, TimescaleOptions
 
     options = TimescaleOptions(chunk_interval, compress_after, retain_for, given)
     shown = init_db(target(db), options, RetryPolicy(db_retries, db_retry_max_wait))
@@ -79,6 +79,7 @@ def db_init(
 def status(db: str | None, limit: int, db_retries: int, db_retry_max_wait: float) -> None:
     """Show the load ledger: what was loaded when, from which files, with which counts."""
     from histetl.pipeline.replay import ledger
+    from histetl.targets import RetryPolicy
 
     retry = RetryPolicy(db_retries, db_retry_max_wait)
     entries = ledger(target(db), retry)[-limit:]

@@ -10,7 +10,6 @@ import click
 from histetl.cli.common import handle_errors
 from histetl.dbn import SUPPORTED_SCHEMAS
 from histetl.errors import ConfigError
-from histetl.outputs import OutputError, check_output
 
 
 @click.command()
@@ -99,6 +98,7 @@ def synth(
     no_symbology: bool,
 ) -> None:
     """Write a realistic synthetic DBN file (.dbn, or zstd with .dbn.zst)."""
+    from histetl.outputs import OutputError, check_output
     from histetl.synth import Shapes, SynthSpec, write_dbn  # generator: only when used
 
     known = Shapes().counts()

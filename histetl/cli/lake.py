@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from histetl.cli.common import db_option, handle_errors, target
-from histetl.targets import need_deltalake
 
 _NO_TABLES = "no tables in the lake yet: nothing to do"
 _tables_option = click.option(
@@ -43,6 +42,8 @@ def optimize_command(
 ) -> None:
     """Compact each table's small data files into larger ones (a new table version: the
     data, the ledger and what is already loaded stay as they are)."""
+    from histetl.targets import need_deltalake
+
     uri = target(db)
     need_deltalake()
     from histetl.targets.delta.lake import optimize
@@ -84,6 +85,8 @@ def vacuum_command(
 ) -> None:
     """Delete data files that no table version within the retention needs (files replaced
     by optimize, left by killed runs). A dry run unless --apply."""
+    from histetl.targets import need_deltalake
+
     uri = target(db)
     need_deltalake()
     from histetl.targets.delta.lake import vacuum

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from loguru import logger
 
 from histetl.cli.common import (
     cluster_options,
@@ -24,14 +23,15 @@ from histetl.cli.common import (
     target,
     write_page,
 )
-from histetl.cli.progress import Progress
-from histetl.config import DB_ENV_VAR
+from histetl.config import DB_ENV_VAR, DEFAULT_BATCH_SIZE
 from histetl.errors import EXIT_FAILED
-from histetl.interrupt import CANCEL, Interrupted, stop_on_signals
-from histetl.options import ReplayOptions
-from histetl.outputs import check_output, write_json
-from histetl.report import RunReport
-from histetl.targets import RetryPolicy
+
+if TYPE_CHECKING:
+    from histetl.options import ReplayOptions
+    from histetl.report import RunReport
+
+# The commands import what they run when they run: `histetl COMMAND --help` loads no stage,
+# no loguru and no options, report, outputs or signal module.
 
 
 @click.command()
@@ -82,7 +82,7 @@ from histetl.targets import RetryPolicy
 @click.option(
     "--batch-size",
     type=int,
-    default=ReplayOptions.batch_size,
+    default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Records per batch, 1 to 10,000,000; memory follows this, not the file size.",
 )
@@ -111,6 +111,10 @@ def replay(
     html_path: Path | None,
 ) -> None:
     """Reprocess DBN files (paths, directories or globs) offline, exactly as a run would."""
+    from histetl.options import ReplayOptions
+    from histetl.outputs import check_output
+    from histetl.targets import RetryPolicy
+
     options = ReplayOptions(
         db=target(db),
         batch_size=batch_size,
@@ -136,6 +140,8 @@ def replay(
                 print_file(file_report)
             finish(skipped, report_path, fail_on_quarantine)
             return
+    from histetl.cli.progress import Progress
+    from histetl.interrupt import stop_on_signals
     from histetl.pipeline.replay import Replayer
     from histetl.source.files import expand_paths
 
@@ -156,6 +162,7 @@ def replay(
 
 def _skipped_run(options: ReplayOptions, patterns: tuple[str, ...]) -> RunReport | None:
     """The ledger pre-check (histetl.precheck), stoppable by SIGINT/SIGTERM at once."""
+    from histetl.interrupt import CANCEL, Interrupted, stop_on_signals
     from histetl.precheck import skipped_run
 
     try:
@@ -179,6 +186,7 @@ def _skipped_run(options: ReplayOptions, patterns: tuple[str, ...]) -> RunReport
 def demo(db: str | None, directory: Path) -> None:
     """Generate sample Databento-style data (ES/NQ futures) and load it, end to end."""
     from histetl.demo import summary, write_demo_files  # generator: only when used
+    from histetl.options import ReplayOptions
     from histetl.pipeline.replay import Replayer
 
     uri = target(db)
@@ -198,6 +206,8 @@ def demo(db: str | None, directory: Path) -> None:
 
 
 def _print_chunk(item: Any) -> None:
+    from loguru import logger
+
     chunk = item.chunk
     if item.status == "failed":
         logger.error("{} failed: {}", chunk.relpath, item.error)
@@ -256,7 +266,9 @@ def run_command(
     Complete chunks are never fetched again and files already loaded are skipped, so a rerun
     (after a crash, or from cron) only does what is missing.
     """
+    from histetl.interrupt import stop_on_signals
     from histetl.jobs import load_job_file
+    from histetl.outputs import check_output, write_json
     from histetl.pipeline.run import RunOptions, run_jobs
     from histetl.source.databento.lock import LockBusyError
     from histetl.source.databento.plan import format_plans

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import click
 
 from histetl.cli.common import db_option, handle_errors, report_option, target
 from histetl.errors import EXIT_FAILED, ConfigError, HistetlError
-from histetl.outputs import check_output
 
 
 @click.command()
@@ -28,6 +26,8 @@ from histetl.outputs import check_output
 @handle_errors
 def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
     """List quarantine files, or show one (rule counts and a sample of rows)."""
+    import shutil
+
     import polars as pl
 
     from histetl.quarantine import (
@@ -159,6 +159,7 @@ def query_command(
     Rows are ordered by the index timestamp (ts_recv, ts_event for bars), instrument_id and
     record_hash. An empty result is not an error: it says so on stderr and exits 0.
     """
+    from histetl.outputs import check_output
     from histetl.read.query import QueryOptions, export, split_list
 
     options = QueryOptions(
@@ -252,6 +253,7 @@ def verify_command(
     Duplicate keys, rows breaking the active error rules, row counts against the load ledger,
     bars missing inside trading sessions, instruments without definitions.
     """
+    from histetl.outputs import check_output
     from histetl.read.verify import CHECKS, VerifyOptions, verify
 
     options = VerifyOptions(

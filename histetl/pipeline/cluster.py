@@ -32,12 +32,10 @@ if TYPE_CHECKING:
     from histetl.options import ReplayOptions
     from histetl.pipeline.workers import Task
 
-CLUSTER_ENV = "HISTETL_CLUSTER"
 INSTALL_HINT = "--cluster needs the cluster extra: pip install 'histetl[cluster]'"
 CONNECT_TIMEOUT_S = 10.0  # to reach the scheduler
 WORKERS_TIMEOUT_S = 30.0  # for the first worker to join it (a LocalCluster's to start)
 TASK_RETRIES = 2  # reruns of a task that raised; a dead worker's task is rescheduled anyway
-DEFAULT_MAX_DB_WRITERS = 4
 
 _TCP = re.compile(r"^tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
 _LOCAL = re.compile(r"^local(?::(?P<n>\d+))?$")

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from histetl.config import DEFAULT_BATCH_SIZE
 from histetl.dbn import table_name
 from histetl.errors import SourceError
 from histetl.interrupt import CANCEL, Interrupted
 from histetl.jobs import JobFile, RawDir, plan_chunks
-from histetl.options import DEFAULT_BATCH_SIZE, ReplayOptions
+from histetl.options import ReplayOptions
 from histetl.precheck import ledger_hits
 from histetl.report import FileReport, RunReport, new_run_id
 from histetl.source.databento.client import DatabentoApi, api_key

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from histetl.config import DB_RETRIES, DB_RETRY_MAX_WAIT_S, DB_TIMEOUT_S, LOCK_TIMEOUT_S
 from histetl.errors import ConfigError, LoadError, first_line
 from histetl.interrupt import CANCEL, Interrupted
 
@@ -49,11 +50,11 @@ class RetryPolicy:
       on the day/table locks, DuckDB's file lock); 0 waits forever.
     """
 
-    max_attempts: int = 5
-    max_wait_s: float = 30.0
+    max_attempts: int = DB_RETRIES
+    max_wait_s: float = DB_RETRY_MAX_WAIT_S
     connect_timeout_s: float = 10.0
-    timeout_s: float = 300.0
-    lock_timeout_s: float = 300.0
+    timeout_s: float = DB_TIMEOUT_S
+    lock_timeout_s: float = LOCK_TIMEOUT_S
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 
 from histetl.cli import main
+from histetl.cli.common import handle_errors
 from histetl.jobs import JobFile, JobSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,21 @@ def test_every_command_has_help_text_and_a_readme_section(
     assert re.search(rf"^### `histetl {re.escape(top)}`", readme, re.MULTILINE), (
         f"README.md has no '### `histetl {top}`' section"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "command"),
+    [(n, c) for n, c in commands() if not isinstance(c, click.Group)],
+    ids=lambda c: str(c),
+)
+def test_every_command_runs_through_handle_errors_which_configures_logging(
+    name: str, command: click.Command
+) -> None:
+    # the group only records -v/-q/--log-json; `handle_errors` applies them when the command
+    # runs: a command without it would log with loguru's defaults and print tracebacks
+    wrapper_code = handle_errors(lambda: None).__code__
+    assert command.callback is not None, name
+    assert command.callback.__code__ is wrapper_code, name
 
 
 def test_validate_only_and_quarantine_listing(

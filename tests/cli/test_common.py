@@ -1,9 +1,11 @@
-"""histetl.cli.common: a library error becomes one line and its exit code; finish() prints the
-run, writes its report and picks the exit code; the target default; one log line per file."""
+"""histetl.cli.common: a library error becomes one line and its exit code; the group's log
+options take effect when a command runs (not on its --help); finish() prints the run, writes
+its report and picks the exit code; the target default; one log line per file."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -11,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 from loguru import logger
 
+import histetl.logs
+from histetl.cli import main
 from histetl.cli.common import (
     db_option,
     fail_on_quarantine_option,
@@ -21,6 +25,7 @@ from histetl.cli.common import (
     target,
 )
 from histetl.errors import ConfigError, LoadError
+from histetl.logs import logger_level
 from histetl.report import FileReport, RunReport
 
 
@@ -99,6 +104,35 @@ def test_finish_exits_1_when_a_file_failed_before_the_quarantine_code() -> None:
     result = CliRunner().invoke(command(report), ["--fail-on-quarantine"])
     assert result.exit_code == 1
     assert result.stderr == "1 file(s) failed; see the messages above\n"
+
+
+@pytest.fixture
+def _log_sinks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The CLI's log file under tmp_path/logs; the level and loguru's sinks reset after."""
+    monkeypatch.setenv("HISTETL_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setattr(histetl.logs, "_level", histetl.logs._level)
+    yield tmp_path / "logs"
+    logger.remove()
+
+
+@pytest.mark.usefixtures("_log_sinks")
+def test_the_group_log_options_are_applied_when_the_command_runs_not_on_its_help(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "no-quarantine"
+    empty.mkdir()
+    runner = CliRunner()
+
+    helped = runner.invoke(main, ["-v", "quarantine", "--help"])
+    assert helped.exit_code == 0, helped.output
+    assert (logger_level(), (tmp_path / "logs").exists()) == (20, False)
+
+    ran = runner.invoke(main, ["-v", "quarantine", str(empty)])
+    assert ran.exit_code == 0, ran.output
+    assert logger_level() == 10
+    assert (tmp_path / "logs" / "histetl.log").exists()
+    ran = runner.invoke(main, ["-q", "quarantine", str(empty)])
+    assert logger_level() == 30
 
 
 def test_target_is_the_option_else_histetl_db_else_the_local_duckdb_file(
