@@ -117,8 +117,9 @@ def open_reader(uri: str) -> Reader:
     if backend_of(uri) == "delta":
         need_deltalake()
         from histetl.targets.delta.read import DeltaReader
+        from histetl.targets.delta.sink import existing_lake
 
-        return DeltaReader(uri)
+        return DeltaReader(existing_lake(uri))
     if backend_of(uri) == "duckdb":
         from histetl.targets.duckdb.read import open_duckdb
 

@@ -29,13 +29,8 @@ from histetl import objstore
 from histetl.errors import ConfigError, LoadError, first_line
 from histetl.interrupt import CANCEL, stop_on_signals
 from histetl.targets import backend_of
-from histetl.targets.delta.sink import (
-    KEEP_LOG,
-    NO_LOG_CLEANUP,
-    PARTITION,
-    DeltaSink,
-    existing_lake,
-)
+from histetl.targets.delta.layout import KEEP_LOG, NO_LOG_CLEANUP, PARTITION
+from histetl.targets.delta.sink import DeltaSink, existing_lake
 
 RETENTION_KEY = "delta.deletedFileRetentionDuration"
 DEFAULT_RETENTION_HOURS = 7 * 24  # Delta's default for RETENTION_KEY

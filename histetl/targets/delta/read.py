@@ -11,7 +11,7 @@ partition column is the lake's own and is not shown."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -19,10 +19,13 @@ import pyarrow as pa
 from histetl import objstore
 from histetl.sqltext import quote
 from histetl.targets.base import LEDGER_COLUMNS, LEDGER_TABLE, DbColumn, SqlReader
-from histetl.targets.delta.sink import PARTITION, existing_lake
+from histetl.targets.delta.layout import PARTITION
 from histetl.targets.duckdb.read import duckdb_column
 from histetl.targets.postgres.read import folded_column
 from histetl.targets.postgres.schema import NS_SUFFIX
+
+if TYPE_CHECKING:
+    from histetl.targets.delta.sink import DeltaSink
 
 _LEDGER_SCHEMA = pa.schema(
     [
@@ -37,8 +40,7 @@ _SCAN = "histetl_scan_"  # the registered dataset behind each table's view
 
 
 class DeltaReader(SqlReader):
-    def __init__(self, uri: str) -> None:
-        lake = existing_lake(uri)
+    def __init__(self, lake: DeltaSink) -> None:
         self._datasets: dict[str, Any] = {}
         for name in lake.table_names():
             table = lake.open_table(name)

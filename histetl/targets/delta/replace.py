@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
@@ -22,15 +23,11 @@ from deltalake import write_deltalake
 from histetl.sqltext import quote
 from histetl.targets.base import LedgerEntry, TableTarget
 from histetl.targets.delta.commit import commit_retrying, ledger_commit
-from histetl.targets.delta.sink import (
-    KEEP_LOG,
-    PARTITION,
-    DeltaSink,
-    lake_key,
-    lake_schema,
-    to_lake_arrow,
-)
+from histetl.targets.delta.layout import KEEP_LOG, PARTITION, lake_key, lake_schema, to_lake_arrow
 from histetl.targets.postgres.schema import NS_SUFFIX
+
+if TYPE_CHECKING:
+    from histetl.targets.delta.sink import DeltaSink
 
 _DAY_NS = 86_400 * 10**9
 _EPOCH = dt.date(1970, 1, 1)

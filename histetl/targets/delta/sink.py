@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from deltalake import DeltaTable, PostCommitHookProperties
+from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 from loguru import logger
@@ -46,8 +46,17 @@ from loguru import logger
 from histetl import objstore
 from histetl.errors import ConfigError, HistetlError, LoadError
 from histetl.outputs import make_dir
-from histetl.targets.base import LedgerEntry, Reader, TableTarget, local_path
+from histetl.targets.base import LedgerEntry, Reader, TableTarget
 from histetl.targets.delta.commit import commit_retrying, ledger_commit
+from histetl.targets.delta.layout import (
+    KEEP_LOG,
+    NO_LOG_CLEANUP,
+    PARTITION,
+    delta_location,
+    lake_key,
+    lake_schema,
+    to_lake_arrow,
+)
 from histetl.targets.delta.ledger import (
     app_id,
     commit_path,
@@ -55,42 +64,10 @@ from histetl.targets.delta.ledger import (
     records,
 )
 from histetl.targets.delta.spill import KEYS_IN_MEMORY, KeyLog, RowSpill
-from histetl.targets.postgres.schema import pg_arrow_schema, to_pg_arrow
 
-PARTITION = "date"
-# Checkpoints as usual, but never the clean-up of expired commit files: they hold the ledger
-# (the table property for every writer; the hook option for tables made without it).
-NO_LOG_CLEANUP = {"delta.enableExpiredLogCleanup": "false"}
-KEEP_LOG = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 # Row groups of 128Ki rows: the Parquet writer buffers a row group's rows (1Mi by default)
 _ROW_GROUP = 1 << 17  # rows per Parquet row group
 _ROWS_PER_FILE = 1 << 22  # rows per Parquet data file
-
-
-def delta_location(uri: str) -> str:
-    """The lake's root: a local path (delta:///...) or s3://bucket/prefix (delta+s3://...)."""
-    scheme, rest = uri.split(":", 1)
-    if scheme.lower() == "delta+s3":
-        return objstore.check_url(f"s3:{rest}", "--db")
-    return local_path(
-        uri,
-        "Delta Lake",
-        "use delta:///relative/lake, delta:////absolute/lake or delta+s3://bucket/prefix",
-    )
-
-
-def lake_schema(target: TableTarget) -> pa.Schema:
-    return pg_arrow_schema(target).append(pa.field(PARTITION, pa.date32(), nullable=False))
-
-
-def to_lake_arrow(batch: pa.Table, target: TableTarget) -> pa.Table:
-    """The PostgreSQL layout plus the partition column (UTC date of the index timestamp)."""
-    table = to_pg_arrow(batch, target)
-    ts = batch.column(target.time_column).cast(pa.timestamp("ns", tz="UTC"))
-    days = pc.cast(pc.divide(pc.cast(ts, pa.int64()), 86_400_000_000_000), pa.int32())
-    return table.append_column(
-        pa.field(PARTITION, pa.date32(), nullable=False), days.cast(pa.date32())
-    )
 
 
 def existing_lake(uri: str) -> DeltaSink:
@@ -134,7 +111,7 @@ class DeltaSink:
         """The lake as it is now (a snapshot of each table's current version)."""
         from histetl.targets.delta.read import DeltaReader
 
-        return DeltaReader(self.uri)
+        return DeltaReader(self)
 
     def replace_window(
         self, target: TableTarget, window: tuple[int, int], rows: pa.Table, entry: LedgerEntry
@@ -447,15 +424,6 @@ class _Part:
             True,
             json.dumps({"numRecords": self.rows}),
         )
-
-
-def lake_key(target: TableTarget) -> list[str]:
-    """The primary key in the lake's columns (a timestamp by its exact X_ns)."""
-    schema = pg_arrow_schema(target)
-    keys = []
-    for col in target.key:
-        keys.append(col + "_ns" if f"{col}_ns" in schema.names else col)
-    return keys
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 
 from histetl.pipeline.replay import ledger
 from histetl.synth import SynthSpec, write_dbn
-from histetl.targets.delta.sink import KEEP_LOG
+from histetl.targets.delta.layout import KEEP_LOG
 from tests.targets.delta import test_sink as test_delta
 from tests.targets.delta.test_sink import Lake
 from tests.targets.duckdb.test_sink import HISTETL, replay
