@@ -253,7 +253,6 @@ def _anchor(job_file: JobFile, base: Path) -> JobFile:
         return p if p.is_absolute() else base / p
 
     raw_dir = job_file.raw_dir
-
     db = job_file.db
     path = file_path(db) if db is not None else None
     if db is not None and path is not None and path != ":memory:":  # relative: the job file's

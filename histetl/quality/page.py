@@ -77,12 +77,12 @@ def _counts(doc: dict[str, Any]) -> list[str]:
     """The count columns of the page: `loaded` where rows can be loaded (not in a
     validate-only run), `valid` (valid rows not loaded) only where some file has them."""
     files = [f for table in doc["tables"] for f in table["files"]]
-    keep_loaded = doc["run"].get("mode") != "validate-only" or any(f["loaded"] for f in files)
-    keep_valid = any(f["valid"] for f in files)
+    shown = {
+        "loaded": doc["run"].get("mode") != "validate-only" or any(f["loaded"] for f in files),
+        "valid": any(f["valid"] for f in files),
+    }
     return [
-        k
-        for k in ("records", "loaded", "duplicates", "quarantined", "valid")
-        if (k != "loaded" or keep_loaded) and (k != "valid" or keep_valid)
+        k for k in ("records", "loaded", "duplicates", "quarantined", "valid") if shown.get(k, True)
     ]
 
 

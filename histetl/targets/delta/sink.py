@@ -219,7 +219,7 @@ class DeltaSink:
         prior = self.ensure_table(target).transaction_version(app_id(sha256))
         if not force and prior is not None:
             return None
-        return DeltaFileLoad(self, target, sha256, prior, self.keys_in_memory)
+        return DeltaFileLoad(self, target, sha256, prior)
 
     def reconnect(self) -> None:
         """Nothing to reconnect: every table is opened anew."""
@@ -232,16 +232,12 @@ class DeltaFileLoad:
     """Spills the file's new rows (Arrow IPC, in the lake layout) to a temporary file as the
     batches stream, and appends them in one commit that streams them back. Memory holds a
     batch and a bounded number of keys, never the file's rows or all of its keys: each batch
-    is checked against the earlier keys of the file (`KeyLog`, on disk past `keys_in_memory`)
-    and the table's keys (read from the table) in its own span of the index timestamp."""
+    is checked against the earlier keys of the file (`KeyLog`, on disk past the sink's
+    `keys_in_memory`) and the table's keys (read from the table) in its own span of the index
+    timestamp."""
 
     def __init__(
-        self,
-        sink: DeltaSink,
-        target: TableTarget,
-        sha256: str,
-        prior: int | None,
-        keys_in_memory: int = KEYS_IN_MEMORY,
+        self, sink: DeltaSink, target: TableTarget, sha256: str, prior: int | None
     ) -> None:
         self._sink = sink
         self._target = target
@@ -249,7 +245,7 @@ class DeltaFileLoad:
         self._prior = prior  # the file's transaction version when the load began
         self._key = lake_key(target)  # the index timestamp (exact ns) first: it sets the day
         self._spill = RowSpill(lake_schema(target))
-        self._seen = KeyLog(self._key[0], keys_in_memory)
+        self._seen = KeyLog(self._key[0], sink.keys_in_memory)
         self._spilled = 0
         self._checked: ds.Dataset | None = None  # the table at the version checked against
         self._checked_at: int | None = None

@@ -180,16 +180,7 @@ def _dsn_quote(value: str) -> str:
 # -- driver errors ------------------------------------------------------------------------------
 
 Kind = Literal[
-    "transient",
-    "auth",
-    "missing",
-    "permission",
-    "parameter",
-    "config",
-    "lock",
-    "timeout",
-    "cancelled",
-    "other",
+    "transient", "auth", "missing", "permission", "parameter", "config", "lock", "timeout", "other"
 ]
 
 _TRANSIENT_STATES = ("40P01", "40001", "57P01", "57P02", "57P03", "53300", "08")
