@@ -78,6 +78,14 @@ class Cancel:
         if self._raising:
             raise _StopNow(self.signum)
 
+    def stopped(self, signum: int) -> Interrupted:
+        """The stop of a signal a library took for itself (ADBC and Polars answer SIGINT
+        during their calls by cancelling them, and histetl's handler never sees it): recorded
+        as if the handler had, so that nothing else starts."""
+        if self.signum is None:
+            self.signum = signum
+        return Interrupted(self.signum)
+
     def check(self) -> None:
         """Raise `Interrupted` if a stop was requested."""
         if self.signum is not None:

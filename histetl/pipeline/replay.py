@@ -7,6 +7,7 @@ the middle) in bounded batches, so memory follows the batch size, not the file s
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -174,6 +175,8 @@ class Replayer:
             retrying(attempt)
         except Interrupted:
             raise  # rolled back; the run stops
+        except KeyboardInterrupt:  # Polars' engine took the SIGINT (in any thread): rolled back
+            raise CANCEL.stopped(signal.SIGINT) from None
         except HistetlError as exc:
             report = _failed(report, exc)
         report.seconds = time.perf_counter() - started

@@ -243,9 +243,7 @@ def stopped_by_signal(exc: BaseException) -> Interrupted | None:
         or "canceling statement due to user request" in text  # PostgreSQL's 57014
     ):
         return None
-    if CANCEL.signum is None:
-        CANCEL.signum = signal.SIGINT
-    return Interrupted(CANCEL.signum)
+    return CANCEL.stopped(signal.SIGINT)
 
 
 class SqlDelete(Protocol):

@@ -494,3 +494,47 @@ def test_quarantine_folder_on_a_full_disk_fails_the_file_and_loads_nothing_of_it
     assert report.files[0].loaded == 0
     assert litter == []
     assert rows(tmp_path, "trades").num_rows == 20  # only the good file
+
+
+class _InterruptedMidFile:
+    """An observer raising KeyboardInterrupt at the third batch, as Polars does when it takes
+    a SIGINT during a query (in the pipeline's threads, where histetl's handler never runs)."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def file_started(self, report: object) -> None: ...
+    def file_finished(self, report: object) -> None: ...
+
+    def batch(self, report: object, spec: object, valid: object, invalid: object) -> None:
+        self.batches += 1
+        if self.batches == 3:
+            raise KeyboardInterrupt
+
+
+def test_replay_when_a_library_raises_keyboardinterrupt_stops_and_loads_nothing(
+    tmp_path: Path,
+) -> None:
+    import signal
+
+    from histetl.interrupt import CANCEL, Interrupted
+
+    path = tmp_path / "t.dbn"
+    write_dbn(SynthSpec(schema="trades", records=5_000), path)
+    db = tmp_path / "t.duckdb"
+    replayer = Replayer(
+        ReplayOptions(db=f"duckdb:///{db}", quarantine_dir=tmp_path / "q", batch_size=1_000)
+    )
+    replayer.observer = _InterruptedMidFile()  # type: ignore[assignment]
+    try:
+        with pytest.raises(Interrupted) as caught:
+            replayer.run([path])
+        assert (caught.value.exit_code, CANCEL.signum) == (
+            130,
+            signal.SIGINT,
+        )  # nothing else starts
+    finally:
+        CANCEL.reset()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM trades").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM histetl_ledger").fetchall() == [(0,)]
