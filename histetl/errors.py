@@ -15,6 +15,14 @@ EXIT_USAGE = 2
 EXIT_QUARANTINED = 3
 
 
+FULL_DISK_HINT = "the disk is full: free space there and rerun"
+
+
+def full_disk(exc: BaseException) -> bool:
+    """Whether a failure is the operating system's ENOSPC, however a driver words around it."""
+    return "no space left on device" in str(exc).lower()
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (its class name when it has none), for
     one-line errors that wrap a library's multi-line message."""

@@ -17,7 +17,14 @@ import re
 from pathlib import Path
 from typing import IO, Any, cast
 
-from histetl.errors import ConfigError, HistetlError, LoadError, TransientLoadError
+from histetl.errors import (
+    FULL_DISK_HINT,
+    ConfigError,
+    HistetlError,
+    LoadError,
+    TransientLoadError,
+    full_disk,
+)
 from histetl.secrets import redact, scrub_env
 
 SCHEME = "s3://"
@@ -105,7 +112,8 @@ def storage_error(exc: BaseException, where: str) -> HistetlError:
         )
     lines = [line.strip(" ↳") for line in text.splitlines() if line.strip(" ↳")]
     first = lines[0] if lines else type(exc).__name__
-    return LoadError(f"storage request failed: {first}", where=where)
+    hint = FULL_DISK_HINT if full_disk(exc) else None
+    return LoadError(f"storage request failed: {first}", where=where, hint=hint)
 
 
 _FILESYSTEMS: dict[int, Any] = {}  # per process: s3fs's event-loop thread does not survive fork

@@ -3,6 +3,9 @@ errors are worth retrying."""
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 
 from histetl.errors import (
@@ -20,6 +23,7 @@ from histetl.errors import (
     TransientSourceError,
     UnsupportedSchemaError,
     first_line,
+    full_disk,
 )
 
 
@@ -79,3 +83,9 @@ def test_first_line_keeps_the_first_line_its_class_name_when_empty_and_caps_the_
     assert first_line(RuntimeError("   \n ")) == "RuntimeError"
     assert first_line(RuntimeError("x" * 500)) == "x" * 300
     assert first_line(RuntimeError("abcdef"), limit=3) == "abc"
+
+
+def test_full_disk_is_enospc_in_the_words_of_the_os_or_of_a_driver_wrapping_it() -> None:
+    assert full_disk(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    assert full_disk(RuntimeError('Could not write file "x.wal": No space left on device'))
+    assert not full_disk(OSError(errno.EACCES, os.strerror(errno.EACCES)))

@@ -79,12 +79,13 @@ def db_init(
 def status(db: str | None, limit: int, db_retries: int, db_retry_max_wait: float) -> None:
     """Show the load ledger: what was loaded when, from which files, with which counts."""
     from histetl.pipeline.replay import ledger
-    from histetl.targets import RetryPolicy
+    from histetl.targets import RetryPolicy, display
 
     retry = RetryPolicy(db_retries, db_retry_max_wait)
-    entries = ledger(target(db), retry)[-limit:]
+    uri = target(db)
+    entries = ledger(uri, retry)[-limit:]
     if not entries:
-        click.echo("nothing loaded yet")
+        click.echo(f"nothing loaded yet into {display(uri)}")
         return
     for e in entries:
         click.echo(

@@ -46,6 +46,7 @@ from histetl.targets import (
     TableTarget,
     TimescaleOptions,
     canonical_targets,
+    file_path,
     open_sink,
     redact,
 )
@@ -437,6 +438,11 @@ def init_db(
 
 
 def ledger(uri: str, retry: RetryPolicy | None = None) -> list[LedgerEntry]:
+    """The load ledger, oldest first. A database file or lake not made yet has loaded nothing
+    and is not created by asking."""
+    path = file_path(uri)
+    if path is not None and path != ":memory:" and not Path(path).exists():
+        return []
     sink = open_sink(uri, retry)
     try:
         return sink.ledger()

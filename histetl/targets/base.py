@@ -8,6 +8,7 @@ import datetime as dt
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from histetl.config import DB_RETRIES, DB_RETRY_MAX_WAIT_S, DB_TIMEOUT_S, LOCK_TIMEOUT_S
@@ -351,6 +352,24 @@ def local_path(uri: str, what: str, hint: str) -> str:
     path = file_path(uri)
     if not path:
         raise ConfigError(f"bad {what} URI {uri!r}", where="--db", hint=hint)
+    relative = Path(path)
+    if (
+        not relative.is_absolute()
+        and not path.startswith("./")
+        and len(relative.parts) > 1
+        and not Path(relative.parts[0]).exists()
+        and (Path("/") / relative).parent.is_dir()
+    ):
+        # duckdb:///tmp/x.duckdb names tmp/x.duckdb here; a folder tree made in the current
+        # folder that mirrors an existing absolute one is almost always a missing slash
+        scheme = uri.partition(":")[0]
+        raise ConfigError(
+            f"{uri} names {path} in the current folder, which has no {relative.parts[0]}/ "
+            f"(three slashes: a relative path)",
+            where="--db",
+            hint=f"for /{path} write {scheme}:////{path}; to create it here write "
+            f"{scheme}:///./{path}",
+        )
     return path
 
 

@@ -20,11 +20,22 @@ def test_status_shows_the_ledger(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    assert runner.invoke(main, ["status"]).output.strip() == "nothing loaded yet"
+    assert runner.invoke(main, ["status"]).output.strip() == (
+        "nothing loaded yet into duckdb:///./histetl.duckdb"
+    )
+    assert not (tmp_path / "histetl.duckdb").exists()  # asking creates nothing
     assert runner.invoke(main, ["replay", str(trades_dbn)]).exit_code == 0
     status = runner.invoke(main, ["status"])
     assert "trades" in status.output
     assert "loaded=298" in status.output
+
+
+def test_status_of_a_lake_not_made_yet_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    result = CliRunner().invoke(main, ["status", "--db", f"delta:///{lake}"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"nothing loaded yet into delta:///{lake}\n"
+    assert not lake.exists()
 
 
 @pytest.mark.parametrize("command", [["status"], ["db", "init"]], ids=["status", "db-init"])

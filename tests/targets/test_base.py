@@ -198,6 +198,37 @@ def test_local_path_names_what_it_expected() -> None:
     assert caught.value.where == "--db"
 
 
+def test_local_path_with_three_slashes_before_an_existing_absolute_folder_asks_which_was_meant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    written = str(tmp_path / "x.duckdb").lstrip("/")  # duckdb:///tmp/...: relative
+    with pytest.raises(ConfigError) as caught:
+        local_path(f"duckdb:///{written}", "DuckDB", "use duckdb:///file")
+
+    assert caught.value.where == "--db"
+    assert f"names {written} in the current folder" in caught.value.what
+    assert caught.value.hint == (
+        f"for /{written} write duckdb:////{written}; to create it here write duckdb:///./{written}"
+    )
+    assert not (elsewhere / written.split("/")[0]).exists()
+
+
+def test_local_path_keeps_a_relative_path_that_is_explicit_or_has_no_absolute_twin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    written = str(tmp_path / "x.duckdb").lstrip("/")
+    assert local_path(f"duckdb:///./{written}", "DuckDB", "-") == f"./{written}"
+    assert local_path("delta:///no-such-top-folder/lake", "Delta Lake", "-") == (
+        "no-such-top-folder/lake"
+    )
+    (tmp_path / written.split("/")[0]).mkdir()  # the folder exists here: it is meant
+    assert local_path(f"duckdb:///{written}", "DuckDB", "-") == written
+
+
 @contextlib.contextmanager
 def _sigint_after(seconds: float) -> Iterator[None]:
     """SIGINT to this process after `seconds` (from a timer thread, as a terminal's Ctrl-C

@@ -38,7 +38,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from histetl.errors import ConfigError, HistetlError, LoadError
+from histetl.errors import FULL_DISK_HINT, ConfigError, HistetlError, LoadError, full_disk
 from histetl.outputs import make_dir
 from histetl.sqltext import quote
 from histetl.targets.base import (
@@ -435,9 +435,9 @@ def _load_error(what: str, table: str, exc: BaseException) -> HistetlError:
     if stop := stopped_by_signal(exc):
         return stop
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    hint = (
-        "DuckDB ran out of memory: load smaller files, or use PostgreSQL for very large loads"
-        if "memory" in str(exc).lower()
-        else None
-    )
+    hint = None
+    if full_disk(exc):
+        hint = FULL_DISK_HINT
+    elif "memory" in str(exc).lower():
+        hint = "DuckDB ran out of memory: load smaller files, or use PostgreSQL for large loads"
     return LoadError(f"{what}: {first}", where=f"DuckDB table {table}", hint=hint)
