@@ -84,6 +84,8 @@ def validate_model(model: type[M], data: Any, source: str) -> M:
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
+            elif error["type"] == "value_error":  # our validators' own words, not pydantic's
+                message = message.removeprefix("Value error, ")
             problems.append(f"{yaml_path(loc)}: {message}")
         raise ConfigError(
             "; ".join(problems), where=source, hint="see the configuration reference in README.md"

@@ -115,9 +115,9 @@ jobs:
         ),
         ({"jobs": []}, "jobs: List should have at least 1 item"),
         ({}, "jobs: Field required"),
-        ({"jobs": [JOB, JOB]}, "jobs: Value error, job names must be unique; repeated: es"),
-        ({"jobs": [JOB], "db": "mysql://x"}, "db: Value error, use duckdb:///"),
-        ({"jobs": [JOB], "databento": {"gateway": "localhost"}}, "databento.gateway: Value error"),
+        ({"jobs": [JOB, JOB]}, "jobs: job names must be unique; repeated: es"),
+        ({"jobs": [JOB], "db": "mysql://x"}, "db: use duckdb:///"),
+        ({"jobs": [JOB], "databento": {"gateway": "localhost"}}, "databento.gateway: must be"),
     ],
 )
 def test_bad_keys_are_named_by_their_yaml_path(data: dict[str, Any], message: str) -> None:
@@ -139,8 +139,7 @@ def test_raw_dir_on_s3_is_kept_as_a_url_and_never_anchored(
 
 def test_raw_dir_with_another_scheme_is_refused_in_one_line_saying_what_works() -> None:
     assert error({"jobs": [JOB], "raw_dir": "gs://bucket/raw"}).splitlines()[0] == (
-        "job.yaml: raw_dir: Value error, gs:// is not supported: raw_dir is a local folder or "
-        "s3://bucket/prefix"
+        "job.yaml: raw_dir: gs:// is not supported: raw_dir is a local folder or s3://bucket/prefix"
     )
 
 
@@ -153,10 +152,10 @@ def test_raw_dir_with_credentials_in_the_url_is_refused_without_showing_them() -
 
 def test_unknown_schema_lists_the_supported_ones() -> None:
     message = job_error(schema="trade")
-    assert "jobs[0].schema: Value error, unknown schema 'trade'; supported: " in message
+    assert "jobs[0].schema: unknown schema 'trade'; supported: " in message
     assert "ohlcv-1d" in message
     message = job_error(schema=None, schemas=["trades", "bogus"])
-    assert "jobs[0].schemas: Value error, unknown schema 'bogus'" in message
+    assert "jobs[0].schemas: unknown schema 'bogus'" in message
     assert "jobs:" not in message.replace("jobs[0]", "")
 
 
@@ -226,7 +225,7 @@ def test_dates_resolve_to_utc(spec: Any, expected: dt.datetime) -> None:
 @pytest.mark.parametrize("bad", ["tomorrow", "today-3", "today-1m", "2023-13-01", "last week"])
 def test_bad_dates_name_the_key_and_the_accepted_forms(bad: str) -> None:
     message = job_error(start=bad)
-    assert "jobs[0].start: Value error" in message
+    assert f"jobs[0].start: '{bad}' is not a date" in message
     assert "today-Nd" in message
 
 

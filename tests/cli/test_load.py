@@ -169,7 +169,7 @@ def test_a_database_password_is_never_printed(
     ("edit", "message"),
     [
         (("symbols: [ES.c.0]", "symbol: [ES.c.0]"), "jobs[0].symbol: unknown key"),
-        (("schema: trades", "schema: trade"), "jobs[0].schema: Value error, unknown schema"),
+        (("schema: trades", "schema: trade"), "jobs[0].schema: unknown schema"),
         (("chunk_days: 1", "chunk_days: 0"), "jobs[0].chunk_days: Input should be greater"),
         (("raw_dir: raw", "raw_dirs: raw"), "raw_dirs: unknown key"),
     ],
