@@ -14,6 +14,7 @@ import email.utils
 import functools
 import io
 import os
+import re
 import socket
 import time
 import warnings
@@ -196,9 +197,9 @@ class DatabentoApi:
             return TransientSourceError(f"download interrupted: {text}")
         module = type(exc).__module__
         if isinstance(exc, OSError) and module.startswith(("requests", "urllib3")):
-            return TransientSourceError(f"connection error: {text}")
+            return TransientSourceError(f"connection error: {connection_reason(text)}")
         if isinstance(exc, socket.timeout | ConnectionError):
-            return TransientSourceError(f"connection error: {text}")
+            return TransientSourceError(f"connection error: {connection_reason(text)}")
         if isinstance(exc, OSError):
             return SourceError(
                 f"cannot write the download: {exc.strerror or text}",
@@ -237,6 +238,26 @@ def _query(chunk: Chunk) -> dict[str, Any]:
     request = chunk.request()
     return {k: request[k] for k in ("dataset", "schema", "symbols", "stype_in", "start", "end")}
 
+
+_HOST = re.compile(r"host='([^']+)', port=(\d+)")
+
+
+def connection_reason(text: str) -> str:
+    """The one reason inside requests' and urllib3's nested repr of a failed connection
+    (HTTPSConnectionPool(...): Max retries exceeded ... (Caused by NameResolutionError(...)))."""
+    host = _HOST.search(text)
+    name = host[1] if host else "the API host"
+    where = f"{host[1]}:{host[2]}" if host else "the API"
+    lowered = text.lower()
+    if "failed to resolve" in lowered or "name or service not known" in lowered:
+        return f"cannot resolve {name} (DNS)"
+    if "connection refused" in lowered:
+        return f"connection refused by {where}"
+    if "timed out" in lowered:
+        return f"no answer from {where} (timed out)"
+    if "connection reset" in lowered or "connection aborted" in lowered:
+        return f"connection to {where} was cut"
+    return text
 
 def _server_message(exc: Any) -> str:
     """The API's own words: `case: message` from the JSON body, else the client's message,

@@ -12,7 +12,7 @@ import pytest
 
 from histetl.errors import ConfigError, SourceError
 from histetl.jobs import DatabentoSettings
-from histetl.source.databento.client import DatabentoApi, api_key
+from histetl.source.databento.client import DatabentoApi, api_key, connection_reason
 from histetl.source.databento.download import inspect_download
 from tests.pipeline.test_run import Sleeps
 from tests.source.databento.conftest import RECORDS, chunks, make_api
@@ -188,6 +188,17 @@ def test_an_unreachable_gateway_is_a_connection_error_retried_then_given_up(
     assert api.gateway == url
     with pytest.raises(SourceError) as caught:
         api.record_count(chunks()[0])
-    assert caught.value.what.startswith("connection error: ")
-    assert caught.value.what.endswith("(gave up after 2 attempts)")
+    port = url.rsplit(":", 1)[1]
+    assert caught.value.what == (
+        f"connection error: connection refused by 127.0.0.1:{port} (gave up after 2 attempts)"
+    )
     assert len(sleeps) == 1
+
+
+def test_connection_reason_is_the_one_reason_inside_requests_nested_message() -> None:
+    import requests
+
+    with pytest.raises(requests.ConnectionError) as caught:
+        requests.get("http://histetl-test.invalid/", timeout=5)  # .invalid never resolves
+    assert connection_reason(str(caught.value)) == "cannot resolve histetl-test.invalid (DNS)"
+    assert connection_reason("something else entirely") == "something else entirely"
