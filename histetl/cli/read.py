@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import IO
 
 import click
 
@@ -159,7 +160,7 @@ def query_command(
     Rows are ordered by the index timestamp (ts_recv, ts_event for bars), instrument_id and
     record_hash. An empty result is not an error: it says so on stderr and exits 0.
     """
-    from histetl.outputs import check_output
+    from histetl.outputs import OutputError, check_output
     from histetl.read.query import QueryOptions, export, split_list
 
     options = QueryOptions(
@@ -173,17 +174,40 @@ def query_command(
     )
     if output is not None:
         check_output(output, "-o")
-    stdout = sys.stdout.buffer if output is None else None
-    result = export(options, fmt, stdout, output)
+    stdout = _binary_stdout() if output is None else None
+    try:
+        result = export(options, fmt, stdout, output)
+    except OutputError:
+        if stdout is not None:
+            _drop_stdout()  # what stdout still buffers cannot be written either
+        raise
     if result.reader_gone:  # `histetl query ... | head`: stop quietly, like other tools
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         return
     if result.rows == 0:
         click.echo(f"no rows for {result.description}", err=True)
     elif output is not None:
         click.echo(f"wrote {result.rows} rows to {output}", err=True)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what it buffers
+    neither fails nor prints at exit."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _binary_stdout() -> IO[bytes]:
+    """stdout for bytes, buffered even under PYTHONUNBUFFERED: there it is a raw FileIO,
+    whose write may take only part of what it is given (a full disk) and say so only in its
+    return value; a buffered writer writes it all or raises."""
+    import io
+
+    out = sys.stdout.buffer
+    if isinstance(out, io.RawIOBase):
+        return open(out.fileno(), "wb", closefd=False)  # stdout stays open
+    return out
 
 
 @click.command("verify")

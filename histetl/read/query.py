@@ -20,8 +20,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from histetl.errors import ConfigError
-from histetl.outputs import open_output
+from histetl.errors import ConfigError, first_line
+from histetl.outputs import OutputError, open_output
 from histetl.read.database import Database, spec_for
 from histetl.sqltext import literal, quote
 from histetl.times import format_ns, parse_time
@@ -312,7 +312,15 @@ def write_result(
             return _write_to(result, fmt, handle)
     if out is None:
         raise ConfigError("no output given", where="-o")
-    return _write_to(result, fmt, out)
+    try:
+        return _write_to(result, fmt, out)
+    except OSError as exc:  # a closed pipe stops quietly (_write_text); anything else fails
+        raise OutputError(
+            f"cannot write the rows to stdout: {exc.strerror or first_line(exc)}",
+            where="query",
+            hint="check the free space where stdout goes, or write a file with -o (an existing "
+            "file is left unchanged when writing fails)",
+        ) from None
 
 
 def _write_to(result: QueryResult, fmt: str, out: IO[bytes]) -> int:

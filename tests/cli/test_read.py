@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from histetl.cli import main
+from tests.cli.conftest import HISTETL
 
 
 def histetl(*args: str | Path) -> Result:
@@ -37,6 +40,25 @@ def test_query_to_a_file_writes_every_row_and_says_so_on_stderr(
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(rows) == 298
     assert {"ts_recv", "price", "size", "instrument_id"} <= set(rows[0])
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("unbuffered", ["1", ""], ids=["PYTHONUNBUFFERED", "buffered"])
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_query_to_a_full_disk_on_stdout_fails_in_one_line(
+    loaded: str, tmp_path: Path, fmt: str, unbuffered: str
+) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    with open("/dev/full", "wb") as full:  # every write: ENOSPC
+        done = subprocess.run(
+            [*HISTETL, "query", "--db", loaded, "--schema", "trades", "--format", fmt],
+            stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(
+        "error: query: cannot write the rows to stdout: No space left on device"
+    ), done.stderr
+    assert done.stderr.count("\n") == 2  # the error and its hint: no traceback, no noise
 
 
 def test_query_to_a_path_under_a_file_is_refused_before_reading(

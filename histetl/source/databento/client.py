@@ -259,6 +259,7 @@ def connection_reason(text: str) -> str:
         return f"connection to {where} was cut"
     return text
 
+
 def _server_message(exc: Any) -> str:
     """The API's own words: `case: message` from the JSON body, else the client's message,
     else the start of the body."""
