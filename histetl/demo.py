@@ -60,10 +60,7 @@ def write_demo_files(raw_dir: Path) -> list[Path]:
         schema = spec.schema
         path = raw_dir / "GLBX.MDP3" / schema / f"glbx-mdp3-{DEMO_START:%Y%m%d}.{schema}.dbn.zst"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".partial")
-            write_dbn(spec, tmp)
-            tmp.replace(path)
+            write_dbn(spec, path)  # appears only when complete
         paths.append(path)
     return paths
 

@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from histetl.errors import ConfigError, HistetlError
+from histetl.outputs import write_bytes
 from histetl.quality.figures import DAY_NS, FigureOptions, TableFigures
 from histetl.quality.observer import FileFigures, ReportObserver
 from histetl.report import COUNTS, RunReport
@@ -350,21 +351,12 @@ def _status(
 
 
 def write(html: Path, doc: dict[str, Any]) -> tuple[Path, Path]:
-    """Write the page and its sidecar (each to a temporary file, then renamed)."""
+    """Write the sidecar, then the page (each appears only when complete: OutputError if
+    not), so a page on disk always has its figures beside it."""
     from histetl.quality.page import render
 
     text = render(doc)
     side = sidecar_path(html)
-    for path, body in ((html, text), (side, json.dumps(doc, default=str) + "\n")):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".partial")
-            tmp.write_text(body, encoding="utf-8")
-            tmp.replace(path)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot write the report: {exc.strerror or exc}",
-                where=str(path),
-                hint="choose a writable --html path",
-            ) from None
+    write_bytes(side, (json.dumps(doc, default=str) + "\n").encode(), "--html")
+    write_bytes(html, text.encode(), "--html")
     return html, side

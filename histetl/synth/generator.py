@@ -10,6 +10,7 @@ from typing import IO
 import numpy as np
 import zstandard
 
+from histetl.outputs import open_output
 from histetl.synth.reference import _Reference
 from histetl.synth.spec import (
     _BBO,
@@ -195,7 +196,8 @@ def _is_zstd(path: Path) -> bool:
 
 
 def write_dbn(spec: SynthSpec, path: Path | str, *, chunk_records: int = 1_000_000) -> SynthResult:
-    """Generate `spec` and write it to `path` (zstd-compressed if the name ends in `.zst`).
+    """Generate `spec` and write it to `path` (zstd-compressed if the name ends in `.zst`);
+    the file appears only when complete (`histetl.outputs.open_output`: OutputError if not).
 
     Records are generated in blocks of `BLOCK_RECORDS` and written once about `chunk_records`
     are buffered, so memory is bounded by max(chunk_records, BLOCK_RECORDS) records. The bytes
@@ -206,7 +208,7 @@ def write_dbn(spec: SynthSpec, path: Path | str, *, chunk_records: int = 1_000_0
     path = Path(path)
     synth = _Synth(spec)
     header = synth.metadata()
-    with path.open("wb") as raw:
+    with open_output(path) as raw:  # a temporary file renamed when complete
         if _is_zstd(path):
             compressor = zstandard.ZstdCompressor(level=3)
             with compressor.stream_writer(raw, closefd=False) as out:

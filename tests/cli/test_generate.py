@@ -78,7 +78,4 @@ def test_synth_when_more_bars_are_asked_than_fit_says_what_to_change(tmp_path: P
 
 def test_synth_on_a_full_disk_exits_1_in_one_line() -> None:
     code, _, err = synth("/dev/full", "--schema", "trades", "--records", "10")
-    assert (code, err) == (
-        1,
-        "error: histetl synth: cannot write /dev/full: No space left on device\n",
-    )
+    assert (code, err) == (1, "error: output: cannot write /dev/full: No space left on device\n")

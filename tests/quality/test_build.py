@@ -111,3 +111,21 @@ def test_file_spans_when_files_overlap_are_joined_and_none_when_a_file_is_gone(
         (day_ns("2023-12-20"), day_ns("2023-12-21")),
     ]
     assert file_spans([*paths, {"path": str(tmp_path / "gone.dbn")}]) is None
+
+
+def test_a_page_whose_sidecar_cannot_be_written_is_not_written_either(tmp_path: Path) -> None:
+    from histetl.quality.build import sidecar_path
+
+    dbn = tmp_path / "t.dbn"
+    write_dbn(SynthSpec(schema="trades", records=500), dbn)
+    html = tmp_path / "r.html"
+    sidecar_path(html).mkdir()  # a folder where the sidecar goes
+    done = subprocess.run(
+        [*HISTETL, "replay", "--validate-only", "--html", str(html), str(dbn)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.endswith(
+        f"error: --html: {sidecar_path(html)} is a folder\n  hint: give a file name\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.figures.json", "t.dbn"]
