@@ -8,7 +8,6 @@ loads every row, so timings compare the same work.
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +73,7 @@ class DataSet:
             )
         else:
             spec = SynthSpec(schema=schema, records=records, symbols=SYMBOLS, days=DAYS, seed=seed)
-        partial = path.with_name(f".{path.name}.{os.getpid()}{suffix}")
-        write_dbn(spec, partial)
-        partial.replace(path)
+        write_dbn(spec, path)  # appears only when complete
         self._made.add(path)
         return path
 
