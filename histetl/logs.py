@@ -10,6 +10,10 @@ import logging.handlers
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loguru import Record
 
 LOG_DIR_ENV = "HISTETL_LOG_DIR"
 
@@ -69,7 +73,14 @@ def configure(verbose: bool = False, quiet: bool = False, json_logs: bool = Fals
     global _level
     from loguru import logger
 
+    from histetl.textable import printable
+
     logger.remove()
+
+    def escape(record: Record) -> None:
+        record["message"] = printable(record["message"])
+
+    logger.configure(patcher=escape)
     level = "DEBUG" if verbose else ("WARNING" if quiet else "INFO")
     _level = {"DEBUG": 10, "INFO": 20, "WARNING": 30}[level]
     logger.add(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from histetl.textable import render
+from histetl.textable import printable, render
 
 
 def test_columns_align_left_by_default_and_right_where_asked() -> None:
@@ -33,3 +33,14 @@ def test_trailing_blanks_of_a_row_are_cut() -> None:
 
 def test_a_header_alone_renders_as_one_line() -> None:
     assert render([["a", "bb"]]) == "a  bb"
+
+
+def test_printable_escapes_control_characters_but_keeps_indented_continuation_lines() -> None:
+    assert printable("evil\nERROR fake.dbn") == "evil\\nERROR fake.dbn"
+    assert printable("red\x1b[31m\ttab\r\x7f") == "red\\x1b[31m\\ttab\\r\\x7f"
+    assert printable("what\n  hint: next") == "what\n  hint: next"
+    assert printable("plain: ünïcode €") == "plain: ünïcode €"
+
+
+def test_a_cell_is_always_one_line() -> None:
+    assert render([["file"], ["a\n  b"]]).splitlines() == ["file", "a\\n  b"]

@@ -26,6 +26,7 @@ from histetl.config import (
     default_db,
 )
 from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, HistetlError
+from histetl.textable import printable
 
 if TYPE_CHECKING:
     from histetl.pipeline.replay import Replayer
@@ -58,7 +59,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except HistetlError as exc:
-            click.echo(f"error: {exc.message}", err=True)
+            click.echo(f"error: {printable(exc.message)}", err=True)
             sys.exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
@@ -185,7 +186,8 @@ def finish(report: RunReport, report_path: Path | None, fail_on_quarantine: bool
         click.echo(f"report: {report_path}")
     quarantined = [f for f in report.files if f.quarantine_file]
     for f in quarantined:
-        click.echo(f"quarantined {f.quarantined} rows of {Path(f.path).name}: {f.quarantine_file}")
+        shown = printable(f"{Path(f.path).name}: {f.quarantine_file}")
+        click.echo(f"quarantined {f.quarantined} rows of {shown}")
     if report.failed:
         click.echo(f"{len(report.failed)} file(s) failed; see the messages above", err=True)
         sys.exit(EXIT_FAILED)

@@ -80,6 +80,7 @@ def status(db: str | None, limit: int, db_retries: int, db_retry_max_wait: float
     """Show the load ledger: what was loaded when, from which files, with which counts."""
     from histetl.pipeline.replay import ledger
     from histetl.targets import RetryPolicy, display
+    from histetl.textable import printable
 
     retry = RetryPolicy(db_retries, db_retry_max_wait)
     uri = target(db)
@@ -91,5 +92,5 @@ def status(db: str | None, limit: int, db_retries: int, db_retry_max_wait: float
         click.echo(
             f"{e.loaded_at:%Y-%m-%d %H:%M:%S}  {e.table:<12} records={e.records} "
             f"loaded={e.loaded} dup={e.duplicates} quar={e.quarantined}  "
-            f"run={e.run_id}  {e.path}"
+            f"run={e.run_id}  {printable(e.path)}"
         )

@@ -309,6 +309,25 @@ def test_replay_exit_codes(trades_dbn: Path, tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_a_file_name_with_a_newline_or_an_escape_cannot_forge_a_line_or_drive_the_terminal(
+    trades_dbn: Path, tmp_path: Path
+) -> None:
+    forged = tmp_path / "x\nERROR   forged.dbn"
+    forged.write_bytes(trades_dbn.read_bytes())
+    colour = tmp_path / "y\x1b[31m.dbn"
+    colour.write_bytes(b"not DBN")
+    result = cli("replay", str(forged), str(colour), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # the second is not a DBN file
+    output = result.stdout + result.stderr
+    assert "\x1b" not in output
+    assert not [line for line in output.splitlines() if line.startswith("ERROR   forged")]
+    assert "x\\nERROR   forged.dbn" in result.stdout  # the summary table, escaped
+    assert "x\\nERROR   forged.dbn: 301 records, 298 loaded" in result.stderr
+    assert "y\\x1b[31m.dbn" in result.stderr
+    status = cli("status", cwd=tmp_path)
+    assert status.stdout.rstrip().endswith("x\\nERROR   forged.dbn"), status.stdout
+
+
 def test_histetl_db_env_sets_the_default_target(trades_dbn: Path, tmp_path: Path) -> None:
     target = tmp_path / "elsewhere.duckdb"
     result = cli("replay", str(trades_dbn), cwd=tmp_path, env={"HISTETL_DB": f"duckdb:///{target}"})
