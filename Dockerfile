@@ -1,4 +1,5 @@
-# histetl with the Dask cluster extra: one image for the driver, the scheduler and the workers.
+# histetl with the Dask cluster and Delta Lake (lake) extras: one image for the driver, the
+# scheduler and the workers, loading into PostgreSQL/TimescaleDB, DuckDB or a Delta lake on S3.
 #   docker build -t histetl .
 #   docker run --rm -v "$PWD/raw:/data/raw" histetl replay /data/raw --validate-only
 # docker-compose.yml runs it as `dask scheduler` / `dask worker` beside TimescaleDB.
@@ -15,7 +16,7 @@ COPY histetl ./histetl
 COPY sql ./sql
 # the versions pinned in uv.lock (with hashes), then histetl itself
 RUN pip install uv \
-    && uv export --frozen --no-emit-project --extra cluster -o /tmp/requirements.txt \
+    && uv export --frozen --no-emit-project --extra cluster --extra lake -o /tmp/requirements.txt \
     && pip install --require-hashes -r /tmp/requirements.txt \
     && pip install --no-deps . \
     && pip uninstall -y uv && rm -rf /src /tmp/requirements.txt
