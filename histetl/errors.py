@@ -13,6 +13,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_QUARANTINED = 3
+EXIT_SIGINT = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 FULL_DISK_HINT = "the disk is full: free space there and rerun"

@@ -25,7 +25,7 @@ from histetl.config import (
     MAX_DB_WRITERS,
     default_db,
 )
-from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, HistetlError
+from histetl.errors import EXIT_FAILED, EXIT_QUARANTINED, EXIT_SIGINT, HistetlError
 from histetl.textable import printable
 
 if TYPE_CHECKING:
@@ -61,6 +61,9 @@ def handle_errors(func: F) -> F:
         except HistetlError as exc:
             click.echo(f"error: {printable(exc.message)}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C in a command without a stop of its own (query, ...)
+            click.echo("interrupted by SIGINT", err=True)
+            sys.exit(EXIT_SIGINT)
 
     return wrapper  # type: ignore[return-value]
 

@@ -312,6 +312,8 @@ class SqlReader:
         def batches() -> Iterator[pa.RecordBatch]:
             try:
                 yield from reader
+            except Exception as exc:  # a statement that fails while it streams
+                raise self._error(exc) from None
             finally:
                 cur.close()
 
@@ -342,7 +344,9 @@ class SqlReader:
                 conn.rollback()  # end the read transaction; nothing was written
             conn.close()
 
-    def _error(self, exc: BaseException) -> LoadError:
+    def _error(self, exc: BaseException) -> BaseException:
+        if stopped_by_signal(exc) is not None:  # the driver took a Ctrl-C: it is one
+            return KeyboardInterrupt()
         return LoadError(f"query failed: {first_line(exc)}", where=self.display)
 
 

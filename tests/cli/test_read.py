@@ -7,13 +7,16 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from histetl.cli import main
+from histetl.synth import SynthSpec, write_dbn
 from tests.cli.conftest import HISTETL
 
 
@@ -59,6 +62,23 @@ def test_query_to_a_full_disk_on_stdout_fails_in_one_line(
         "error: query: cannot write the rows to stdout: No space left on device"
     ), done.stderr
     assert done.stderr.count("\n") == 2  # the error and its hint: no traceback, no noise
+
+
+def test_ctrl_c_during_a_query_exits_130_in_one_line(tmp_path: Path) -> None:
+    dbn = tmp_path / "t.dbn"
+    write_dbn(SynthSpec(schema="trades", records=20_000), dbn)
+    db = f"duckdb:///{tmp_path / 'h.duckdb'}"
+    assert histetl("replay", dbn, "--db", db).exit_code == 0
+    query = subprocess.Popen(
+        [*HISTETL, "query", "--db", db, "--schema", "trades", "--format", "csv"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert query.stdout is not None
+    assert query.stdout.read(1000)  # it writes; the pipe fills up and the write blocks
+    time.sleep(0.5)
+    query.send_signal(signal.SIGINT)
+    _out, err = query.communicate(timeout=60)
+    assert (query.returncode, err.decode()) == (130, "interrupted by SIGINT\n")
 
 
 def test_query_to_a_path_under_a_file_is_refused_before_reading(

@@ -136,6 +136,10 @@ def test_sql_reader_streams_lists_tables_and_counts(adbc: Any) -> None:
 
 def test_sql_reader_turns_a_failed_statement_into_one_load_error(adbc: Any) -> None:
     reader = SqlReader(adbc, "duckdb:///shown.duckdb", owned=False)
+    late = reader.stream("SELECT CASE WHEN x > 4500 THEN error('late ' || x) ELSE x END FROM t")
+    with pytest.raises(LoadError, match="query failed: .*late 4501"):  # while it streams
+        late.read_all()
+    adbc.rollback()
 
     with pytest.raises(LoadError) as caught:
         reader.stream("SELECT * FROM missing_table")
@@ -280,6 +284,14 @@ def test_stopped_by_signal_when_ctrl_c_cancels_a_duckdb_statement_is_a_stop(
     assert isinstance(stop, Interrupted), error
     assert (stop.exit_code, flag) == (130, signal.SIGINT)
     assert _stop_of(LoadError("load failed: disk full")) == (None, None)
+
+
+def test_sql_reader_when_ctrl_c_cancels_its_statement_raises_keyboard_interrupt(
+    adbc: Any,
+) -> None:
+    reader = SqlReader(adbc, "duckdb:///r.duckdb", owned=False)
+    with _sigint_after(0.5), pytest.raises(KeyboardInterrupt):
+        reader.count("SELECT count(*) FROM range(20000000000) t(i) WHERE i * 7 % 13 = 1")
 
 
 @pytest.mark.postgres
