@@ -137,7 +137,7 @@ def test_sql_reader_streams_lists_tables_and_counts(adbc: Any) -> None:
 def test_sql_reader_turns_a_failed_statement_into_one_load_error(adbc: Any) -> None:
     reader = SqlReader(adbc, "duckdb:///shown.duckdb", owned=False)
     late = reader.stream("SELECT CASE WHEN x > 4500 THEN error('late ' || x) ELSE x END FROM t")
-    with pytest.raises(LoadError, match="query failed: .*late 4501"):  # while it streams
+    with pytest.raises(LoadError, match=r"query failed: .*late 4501"):  # while it streams
         late.read_all()
     adbc.rollback()
 
