@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import struct
+import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -54,21 +55,40 @@ def _fixed(type_: pa.DataType, value: bytes) -> pa.Array:
     return pa.Array.from_buffers(type_, 1, [None, pa.py_buffer(value)])
 
 
+_SHARED_LOCK = threading.Lock()
+_SHARED: dict[str, adbc.AdbcDatabase] = {}  # at most one: the last target connected to
+
+
+def _connection(target: str, conninfo: str) -> adbc.AdbcConnection:
+    """A new connection to `conninfo`, through the process's `AdbcDatabase` for `target` (the
+    URI as given, before histetl adds timeouts). The driver's database connects once to read
+    the server's types (pg_type, pg_attribute: about 0.1 s, more with many tables); the
+    pre-check, the sink and its reconnects then reuse it, each connection with its own
+    conninfo (the driver connects with the database's current `uri`)."""
+    with _SHARED_LOCK:
+        db = _SHARED.get(target)
+        if db is None:
+            db = adbc_driver_postgresql.connect(conninfo)
+            for old in _SHARED.values():
+                with contextlib.suppress(RuntimeError):  # still open connections keep it
+                    old.close()
+            _SHARED.clear()
+            _SHARED[target] = db
+        else:
+            db.set_options(uri=conninfo)
+        return adbc.AdbcConnection(db)  # libpq connects here
+
+
 class Connection:
     """One libpq connection in a transaction (autocommit off): `cursor`, `commit`,
-    `rollback`, `close`."""
+    `rollback`, `close`. `target` is the URI as given (it names the shared database)."""
 
-    def __init__(self, conninfo: str) -> None:
-        self._db = adbc_driver_postgresql.connect(conninfo)
+    def __init__(self, conninfo: str, target: str) -> None:
+        self._conn = _connection(target, conninfo)
         try:
-            self._conn = adbc.AdbcConnection(self._db)  # libpq connects here
-            try:
-                self._conn.set_autocommit(False)
-            except BaseException:
-                self._conn.close()
-                raise
+            self._conn.set_autocommit(False)
         except BaseException:
-            self._db.close()
+            self._conn.close()
             raise
         self._cursors: weakref.WeakSet[Cursor] = weakref.WeakSet()
         self._closed = False
@@ -94,10 +114,7 @@ class Connection:
             for cursor in list(self._cursors):
                 cursor.close()
         finally:
-            try:
-                self._conn.close()
-            finally:
-                self._db.close()
+            self._conn.close()
 
 
 class Cursor:

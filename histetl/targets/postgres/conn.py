@@ -366,7 +366,7 @@ def connect(uri: str, policy: RetryPolicy) -> tuple[Connection, StallGuard]:
 
     before = socket_fds()
     try:
-        conn = Connection(conninfo)
+        conn = Connection(conninfo, uri)
     except Exception as exc:  # the driver's error classes are not importable stably
         raise driver_error("cannot connect", exc, target, (uri, conninfo)) from None
     return conn, StallGuard(before)

@@ -10,10 +10,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from histetl.errors import LoadError
 from histetl.synth import SynthSpec, write_dbn
 from histetl.targets.base import RetryPolicy
+from histetl.targets.postgres import client
 from histetl.targets.postgres.client import _param
 from histetl.targets.postgres.conn import connect
+from tests.support.pgserver import free_port
 from tests.test_precheck import histetl
 
 AWARE = dt.datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC)
@@ -61,6 +64,36 @@ def test_parameters_round_trip_and_results_come_as_tuples_and_arrow(pg_uri: str)
     finally:
         conn.close()  # closes the cursor left open (ADBC refuses otherwise)
         guard.close()
+
+
+def test_connections_share_the_driver_database_each_with_its_own_settings(pg_uri: str) -> None:
+    def lock_timeout(policy: RetryPolicy) -> str:
+        conn, guard = connect(pg_uri, policy)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_setting('lock_timeout')")
+                (row,) = cur.fetchall()
+            conn.rollback()
+        finally:
+            conn.close()
+            guard.close()
+        return str(row[0])
+
+    assert lock_timeout(RetryPolicy(lock_timeout_s=7)) == "7s"
+    shared = dict(client._SHARED)
+    assert lock_timeout(RetryPolicy(lock_timeout_s=3)) == "3s"  # the second conninfo applies
+    assert shared == client._SHARED  # through the same database (its types read once)
+    assert list(shared) == [pg_uri]
+
+
+def test_a_server_that_cannot_be_reached_leaves_no_shared_database(pg_uri: str) -> None:
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    with pytest.raises(LoadError, match="cannot connect"):
+        connect(unreachable, RetryPolicy(max_attempts=1))
+    assert unreachable not in client._SHARED
+    conn, guard = connect(pg_uri, RetryPolicy())  # another target connects as before
+    conn.close()
+    guard.close()
 
 
 def test_a_failed_statement_keeps_the_server_sqlstate(pg_uri: str) -> None:
