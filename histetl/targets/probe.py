@@ -2,11 +2,11 @@
 ledger already holds, read without the sinks' driver stack (each target's `probe` module).
 
 ADBC's DB-API layer imports pandas, Polars and pyarrow.dataset, which cost more than a rerun's
-real work. These lookups use DuckDB's own module (read-only) and ADBC's low-level PostgreSQL
-API with the sink's timeouts and stall watchdog. They only ever answer "already loaded": a
-database file not made yet has loaded nothing, and any failure (a locked file, an unreachable
-server, a missing ledger) returns None. The caller then runs the pipeline, whose sink checks
-again under its lock and reports errors the usual way.
+real work. These lookups use DuckDB's own module (read-only) and the PostgreSQL sink's own
+client (ADBC's low-level API) with its timeouts and stall watchdog. They only ever answer
+"already loaded": a database file not made yet has loaded nothing, and any failure (a locked
+file, an unreachable server, a missing ledger) returns None. The caller then runs the
+pipeline, whose sink checks again under its lock and reports errors the usual way.
 """
 
 from __future__ import annotations

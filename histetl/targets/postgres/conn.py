@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, unquote
 
 from histetl.errors import (
@@ -36,6 +36,9 @@ from histetl.errors import (
 )
 from histetl.secrets import SECRET_KEYS, _split_uri, dsn_dict, is_dsn, redact, scrub
 from histetl.targets.base import RetryPolicy, stopped_by_signal
+
+if TYPE_CHECKING:
+    from histetl.targets.postgres.client import Connection
 
 _INT_PARAMS = (
     "connect_timeout",
@@ -353,16 +356,17 @@ class StallGuard:
         self._socket = None
 
 
-def connect(uri: str, policy: RetryPolicy) -> tuple[Any, StallGuard]:
+def connect(uri: str, policy: RetryPolicy) -> tuple[Connection, StallGuard]:
     """One connection attempt with histetl's timeouts; driver errors become LoadErrors
-    (TransientLoadError only for what retrying may fix). Used by the sink and the reader."""
+    (TransientLoadError only for what retrying may fix). Used by the sink, the reader and
+    the ledger pre-check."""
     target = parse_target(uri)
     conninfo = with_timeouts(uri, policy)
-    import adbc_driver_postgresql.dbapi as pg_dbapi
+    from histetl.targets.postgres.client import Connection
 
     before = socket_fds()
     try:
-        conn = pg_dbapi.connect(conninfo)
+        conn = Connection(conninfo, uri)
     except Exception as exc:  # the driver's error classes are not importable stably
         raise driver_error("cannot connect", exc, target, (uri, conninfo)) from None
     return conn, StallGuard(before)
