@@ -104,17 +104,19 @@ def instrument_groups(
     """A batch's rows per instrument key (publisher << 32 | instrument), in order of first
     appearance (None: every row), when it holds at most `MAX_GROUPS` instruments; else None.
     One comparison per instrument and row: no per-row key, no sort."""
-    if iid.min() == iid.max() and pub.min() == pub.max():
-        return [((int(pub[0]) << 32) | int(iid[0]), None)]
     if pub.min() == pub.max():
         column, high = iid, int(pub[0]) << 32
     else:
         column, high = (pub.astype(np.uint64) << np.uint64(32)) | iid.astype(np.uint64), 0
+    same = column == column[0]
+    if same.all():
+        return [(high | int(column[0]), None)]
     groups: list[tuple[int, I64 | None]] = []
     left: npt.NDArray[np.bool_] | None = None  # rows of no group yet
     at, seen = 0, 0
     while len(groups) < MAX_GROUPS:
-        same = column == column[at]
+        if at:
+            same = column == column[at]
         rows = np.flatnonzero(same)
         groups.append((high | int(column[at]), rows))
         seen += len(rows)
@@ -379,7 +381,7 @@ class Series:
             self.tick[k] = min(int(self.tick[k]), least + 1)
         bound = min(o.jump_k, o.jump_ticks) * float(self.tick[k])
         first = 1 if fresh else 0  # a first row ever has no change
-        if bound < 2**62:  # change > bound: below >= int(bound), an integer bound
+        if bound < 2**62 and int(below.max()) >= int(bound):  # change > bound, an integer
             for i in np.flatnonzero(below >= int(bound)).tolist():
                 lo = max(first, i - o.mad_window)
                 self._jump(k, int(ts[i]), int(prices[i]), int(step[i]), below[lo:i] + 1)
