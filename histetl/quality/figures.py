@@ -98,6 +98,7 @@ class TableFigures:
         self.code_iid = np.empty(0, dtype=np.int64)
         self.code_inst = np.empty(0, dtype=np.int64)
         self.code_symbol: list[str | None] = []
+        self._day_code: dict[tuple[int, int], int] = {}  # (instrument key, UTC day) -> code
         self.inst_symbol: list[str | None] = []
         self.volume = Sums(
             ["hour", "publisher_id", "instrument_id", "symbol"], {"records": "sum", "size": "sum"}
@@ -180,6 +181,8 @@ class TableFigures:
         one code for all of them when they lie in one UTC day."""
         first, last = (t[0], t[-1]) if ordered else (t.min(), t.max())
         d0, d1 = int(first) // DAY_NS, int(last) // DAY_NS
+        if d0 == d1 and (key, d0) in self._day_code:
+            return self._day_code[key, d0]
         day = None if d0 == d1 else t // DAY_NS - d0
         present = np.zeros(1, np.int64) if day is None else np.flatnonzero(np.bincount(day))
         keys = np.uint64(key) | ((present + d0).astype(np.uint64) & np.uint64(0xFFFF)) << np.uint64(
@@ -195,6 +198,7 @@ class TableFigures:
             at = first if rows is None else rows[first]
             self._register(frame, at, np.full(len(new), key, dtype=np.uint64))
         if day is None:
+            self._day_code[key, d0] = int(codes[0])
             return int(codes[0])
         per_day = np.zeros(d1 - d0 + 1, dtype=np.int64)
         per_day[present] = codes
@@ -224,11 +228,11 @@ class TableFigures:
         nh = hours.n
         records: npt.NDArray[Any]
         sizes: npt.NDArray[Any]
-        if isinstance(code, int) and hours.ordered:
+        if isinstance(code, int) and (hours.ordered or nh == 1):
             # one instrument-day, rows in time order (the usual batch): counts and sums per
             # hour from the hour boundaries, no per-row key
             present: I64 | None = np.array([code], dtype=np.int64)
-            if nh == 1:  # one hour: no boundaries
+            if nh == 1:  # one hour: no boundaries, in any order
                 records = np.array([len(hours.t)], dtype=np.int64)
                 sizes = np.zeros(1) if size is None else size.sum(dtype=_exact(size), keepdims=True)
                 nz = np.zeros(1, dtype=np.int64)
@@ -319,8 +323,8 @@ class TableFigures:
             ask, ask_ok = _decimal(frame.get_column("ask_px_00"))
             both = bid_ok & ask_ok
             flags = (both, both & (bid > ask), both & (bid == ask))
-            if hours.ordered and nh <= 24:  # counts per hour's rows: no per-row key
-                cuts = list(pairwise(hours.bounds().tolist()))
+            if nh == 1 or (hours.ordered and nh <= 24):  # per hour's rows: no per-row key
+                cuts = [(0, len(hours.t))] if nh == 1 else list(pairwise(hours.bounds().tolist()))
                 counts = [np.array([np.count_nonzero(w[a:b]) for a, b in cuts]) for w in flags]
             else:
                 counts = [
