@@ -7,9 +7,12 @@ bars missing inside sessions, price jumps and sequence regressions and gaps. Row
 file order per instrument; batches end anywhere without changing a figure.
 
 A batch of at most `MAX_GROUPS` instruments (the usual case) is split with one comparison per
-instrument and row (`instrument_groups`) and taken one instrument at a time, its state scalars;
-a batch of more is sorted by instrument once and taken as segments, its state gathered per row.
-Both give the same figures (tests/quality/test_series.py checks them against a reference).
+instrument and row (`instrument_groups`) and taken one instrument at a time (`Series.add_one`),
+its state scalars, and work the rows cannot change skipped after one reduction (no gap longer
+than the longest silence so far, no change over the jump bound, no sequence step below 0 or
+above 1); a batch of more is sorted by instrument once and taken as segments (`add_grouped`),
+its state gathered per row. Both give the same figures (tests/quality/test_series.py checks
+them against a reference).
 """
 
 from __future__ import annotations
