@@ -11,7 +11,7 @@ import polars as pl
 
 from histetl.quality.series import I64
 
-COMPACT_AT = 32  # partial aggregates kept before they are folded together
+COMPACT_AT = 128  # partial aggregates kept before they are folded together
 SUB_BITS = 3  # latency: 2**3 linear buckets per octave
 LAT_BUCKETS = 2 + (64 << SUB_BITS)  # negative, zero, then [1 ns, 2**63 ns)
 QUANTILES = (50, 90, 99)  # latency percentiles shown
