@@ -11,7 +11,8 @@ import polars as pl
 
 from histetl.quality.series import I64
 
-COMPACT_AT = 32  # partial aggregates kept before they are folded together
+COMPACT_AT = 128  # partial aggregates kept before they are folded together
+COMPACT_ROWS = 1 << 16  # ... or rows in them (many instruments: big parts)
 SUB_BITS = 3  # latency: 2**3 linear buckets per octave
 LAT_BUCKETS = 2 + (64 << SUB_BITS)  # negative, zero, then [1 ns, 2**63 ns)
 QUANTILES = (50, 90, 99)  # latency percentiles shown
@@ -19,18 +20,22 @@ QUANTILES = (50, 90, 99)  # latency percentiles shown
 
 class Sums:
     """Partial group-by sums (columns of numpy arrays; a string key as a list), folded
-    together in numpy every `COMPACT_AT` parts, so the state stays one row per key."""
+    together in numpy every `COMPACT_AT` parts or `COMPACT_ROWS` rows in parts, so the state
+    stays one row per key."""
 
     def __init__(self, keys: Sequence[str], how: dict[str, str]) -> None:
         assert set(how.values()) == {"sum"}, how
         self.keys, self.values = list(keys), list(how)
         self.parts: list[dict[str, Any]] = []
+        self._pending = 0  # rows in the parts added since the last fold
 
     def add(self, part: dict[str, Any]) -> None:
-        if len(part[self.keys[0]]) == 0:
+        rows = len(part[self.keys[0]])
+        if rows == 0:
             return
         self.parts.append(part)
-        if len(self.parts) >= COMPACT_AT:
+        self._pending += rows
+        if len(self.parts) >= COMPACT_AT or self._pending >= COMPACT_ROWS:
             self._fold()
 
     def merge(self, other: Sums) -> None:
@@ -38,6 +43,7 @@ class Sums:
             self.add(part)
 
     def _fold(self) -> dict[str, Any] | None:
+        self._pending = 0
         if not self.parts:
             return None
         if len(self.parts) == 1:

@@ -98,6 +98,7 @@ class TableFigures:
         self.code_iid = np.empty(0, dtype=np.int64)
         self.code_inst = np.empty(0, dtype=np.int64)
         self.code_symbol: list[str | None] = []
+        self._day_code: dict[tuple[int, int], int] = {}  # (instrument key, UTC day) -> code
         self.inst_symbol: list[str | None] = []
         self.volume = Sums(
             ["hour", "publisher_id", "instrument_id", "symbol"], {"records": "sum", "size": "sum"}
@@ -120,13 +121,13 @@ class TableFigures:
             self._samples(invalid)
 
     def _add(self, frame: pl.DataFrame, is_valid: bool) -> None:
-        ts = frame[self.ts]
+        ts = frame.get_column(self.ts)
         if ts.null_count():
             self.untimed += ts.null_count()
             frame = frame.filter(pl.col(self.ts).is_not_null())
             if not frame.height:
                 return
-            ts = frame[self.ts]
+            ts = frame.get_column(self.ts)
         t = ints(ts)
         ordered = ascending(t)
         first, last = (t[0], t[-1]) if ordered else (t.min(), t.max())
@@ -140,7 +141,10 @@ class TableFigures:
         self._hourly(frame, hours)
         size = self._traded_size(frame) if is_valid else None
         cols = self._traded(frame) if is_valid else None
-        pub, iid = frame["publisher_id"].to_numpy(), frame["instrument_id"].to_numpy()
+        pub, iid = (
+            frame.get_column("publisher_id").to_numpy(),
+            frame.get_column("instrument_id").to_numpy(),
+        )
         groups = instrument_groups(pub, iid)
         if groups is None:  # many instruments: a key per row
             per_row = self._codes(frame, t, pub, iid)
@@ -157,8 +161,7 @@ class TableFigures:
             code = self._instrument_codes(frame, rows, key, sub_t, ordered)
             self._volume(code, hours.take(rows, sub_t), _take(size, rows))
             if cols is not None:
-                one = np.broadcast_to(inst[k], len(sub_t))
-                self.series.add_grouped(sub_t, one, _ZERO, cols.take(rows), len(self.instruments))
+                self.series.add_one(int(inst[k]), sub_t, cols.take(rows), len(self.instruments))
 
     def _codes(
         self, frame: pl.DataFrame, t: I64, pub: npt.NDArray[Any], iid: npt.NDArray[Any]
@@ -178,6 +181,8 @@ class TableFigures:
         one code for all of them when they lie in one UTC day."""
         first, last = (t[0], t[-1]) if ordered else (t.min(), t.max())
         d0, d1 = int(first) // DAY_NS, int(last) // DAY_NS
+        if d0 == d1 and (key, d0) in self._day_code:
+            return self._day_code[key, d0]
         day = None if d0 == d1 else t // DAY_NS - d0
         present = np.zeros(1, np.int64) if day is None else np.flatnonzero(np.bincount(day))
         keys = np.uint64(key) | ((present + d0).astype(np.uint64) & np.uint64(0xFFFF)) << np.uint64(
@@ -193,6 +198,7 @@ class TableFigures:
             at = first if rows is None else rows[first]
             self._register(frame, at, np.full(len(new), key, dtype=np.uint64))
         if day is None:
+            self._day_code[key, d0] = int(codes[0])
             return int(codes[0])
         per_day = np.zeros(d1 - d0 + 1, dtype=np.int64)
         per_day[present] = codes
@@ -222,18 +228,23 @@ class TableFigures:
         nh = hours.n
         records: npt.NDArray[Any]
         sizes: npt.NDArray[Any]
-        if isinstance(code, int) and hours.ordered:
+        if isinstance(code, int) and (hours.ordered or nh == 1):
             # one instrument-day, rows in time order (the usual batch): counts and sums per
             # hour from the hour boundaries, no per-row key
             present: I64 | None = np.array([code], dtype=np.int64)
+            if nh == 1:  # one hour: no boundaries, in any order
+                records = np.array([len(hours.t)], dtype=np.int64)
+                sizes = np.zeros(1) if size is None else size.sum(dtype=_exact(size), keepdims=True)
+                nz = np.zeros(1, dtype=np.int64)
+                self._volume_rows(nz, present, nh, hours.h0, records, sizes)
+                return
             bounds = hours.bounds()
             records = np.diff(bounds)
             sizes = np.zeros(nh, dtype=np.float64)
             if size is not None:
                 some = np.flatnonzero(records)
-                exact = np.int64 if size.dtype.kind in "iub" else np.float64
-                sizes = np.zeros(nh, dtype=exact)
-                sizes[some] = np.add.reduceat(size, bounds[some], dtype=exact)
+                sizes = np.zeros(nh, dtype=_exact(size))
+                sizes[some] = np.add.reduceat(size, bounds[some], dtype=_exact(size))
         else:
             if isinstance(code, int):
                 code = np.full(len(hours.t), code, dtype=np.int64)
@@ -248,11 +259,22 @@ class TableFigures:
                 if size is not None
                 else np.zeros(len(records))
             )
-        nz = np.flatnonzero(records)
+        self._volume_rows(np.flatnonzero(records), present, nh, hours.h0, records, sizes)
+
+    def _volume_rows(
+        self,
+        nz: I64,
+        present: I64 | None,
+        nh: int,
+        h0: int,
+        records: npt.NDArray[Any],
+        sizes: npt.NDArray[Any],
+    ) -> None:
+        """The non-zero cells `nz` (code x hour) of a batch's counts, to the volume sums."""
         codes = nz // nh if present is None else present[nz // nh]
         self.volume.add(
             {
-                "hour": nz % nh + hours.h0,
+                "hour": nz % nh + h0,
                 "publisher_id": self.code_pub[codes],
                 "instrument_id": self.code_iid[codes],
                 "symbol": [self.code_symbol[c] for c in codes],
@@ -265,7 +287,7 @@ class TableFigures:
         """Latency and books per hour, whatever the instrument."""
         h0, nh = hours.h0, hours.n
         if self.has_latency:
-            lat = ints(frame["ts_recv"]) - ints(frame["ts_event"])
+            lat = ints(frame.get_column("ts_recv")) - ints(frame.get_column("ts_event"))
             self.lat_max = max(
                 int(lat.max()), self.lat_max if self.lat_max is not None else -(2**63)
             )
@@ -279,7 +301,9 @@ class TableFigures:
             if low <= 0:  # negative lat has the sign bit: very negative
                 np.maximum(bucket, 0, out=bucket)
                 bucket += lat == 0
-            if hours.ordered and nh <= 24:  # a histogram per hour's rows: no per-row key
+            if nh == 1:
+                hist = np.bincount(bucket, minlength=LAT_BUCKETS)
+            elif hours.ordered and nh <= 24:  # a histogram per hour's rows: no per-row key
                 hist = np.concatenate(
                     [
                         np.bincount(bucket[a:b], minlength=LAT_BUCKETS)
@@ -295,13 +319,17 @@ class TableFigures:
                  "n": hist[nz].astype(np.int64)}
             )  # fmt: skip
         if self.has_book:
-            bid, bid_ok = _decimal(frame["bid_px_00"])
-            ask, ask_ok = _decimal(frame["ask_px_00"])
+            bid, bid_ok = _decimal(frame.get_column("bid_px_00"))
+            ask, ask_ok = _decimal(frame.get_column("ask_px_00"))
             both = bid_ok & ask_ok
-            counts = [
-                np.bincount(hours.rel, weights=w, minlength=nh).astype(np.int64)
-                for w in (both, both & (bid > ask), both & (bid == ask))
-            ]
+            flags = (both, both & (bid > ask), both & (bid == ask))
+            if nh == 1 or (hours.ordered and nh <= 24):  # per hour's rows: no per-row key
+                cuts = [(0, len(hours.t))] if nh == 1 else list(pairwise(hours.bounds().tolist()))
+                counts = [np.array([np.count_nonzero(w[a:b]) for a, b in cuts]) for w in flags]
+            else:
+                counts = [
+                    np.bincount(hours.rel, weights=w, minlength=nh).astype(np.int64) for w in flags
+                ]
             quoted = np.flatnonzero(counts[0])
             self.books.add(
                 {"hour": quoted + h0, "quotes": counts[0][quoted], "crossed": counts[1][quoted],
@@ -312,13 +340,13 @@ class TableFigures:
         """Per row, its traded size (integers; floats when the column has nulls)."""
         schema = self.spec.schema
         if schema in ("trades", "tbbo"):
-            return frame["size"].to_numpy()
+            return frame.get_column("size").to_numpy()
         if schema in ("mbp-1", "mbp-10", "mbo"):
-            size = frame["size"].to_numpy()
+            size = frame.get_column("size").to_numpy()
             mask = self.trade_mask(frame)
             return size * mask if mask is not None else size
         if self.bar_ns or schema == "ohlcv-eod":
-            return frame["volume"].to_numpy()
+            return frame.get_column("volume").to_numpy()
         return None
 
     def _traded(self, frame: pl.DataFrame) -> Traded:
@@ -326,17 +354,17 @@ class TableFigures:
         prices = keep = seq = None
         if self.price_col is not None:
             mask = self.trade_mask(frame)
-            prices, valid = _decimal(frame[self.price_col])
+            prices, valid = _decimal(frame.get_column(self.price_col))
             keep = valid if mask is None else valid & mask
             keep = None if keep.all() else keep
         if self.has_sequence:
-            seq = frame["sequence"].to_numpy().astype(np.int64)
+            seq = frame.get_column("sequence").to_numpy().astype(np.int64)
         return Traded(prices, keep, seq)
 
     def trade_mask(self, frame: pl.DataFrame) -> npt.NDArray[np.bool_] | None:
         """Rows that are trades (mbp-1/mbp-10/mbo: action T); None: every row."""
         if self.spec.schema in ("mbp-1", "mbp-10", "mbo"):
-            return (frame["action"] == "T").to_numpy()
+            return (frame.get_column("action") == "T").to_numpy()
         return None
 
     def _samples(self, invalid: pl.DataFrame) -> None:
@@ -398,7 +426,9 @@ _TRADED_PRICE = frozenset({"trades", "tbbo", "mbp-1", "mbp-10", "mbo"})
 _MAX_HOURS = 24 * 62  # hours one batch may span before it is taken a day at a time
 
 
-_ZERO = np.zeros(1, dtype=np.int64)  # where the rows of a single instrument start
+def _exact(size: npt.NDArray[Any]) -> type[np.int64] | type[np.float64]:
+    """The dtype that sums traded sizes exactly (floats: a column with nulls)."""
+    return np.int64 if size.dtype.kind in "iub" else np.float64
 
 
 @overload

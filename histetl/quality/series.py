@@ -7,9 +7,12 @@ bars missing inside sessions, price jumps and sequence regressions and gaps. Row
 file order per instrument; batches end anywhere without changing a figure.
 
 A batch of at most `MAX_GROUPS` instruments (the usual case) is split with one comparison per
-instrument and row (`instrument_groups`) and taken one instrument at a time, its state scalars;
-a batch of more is sorted by instrument once and taken as segments, its state gathered per row.
-Both give the same figures (tests/quality/test_series.py checks them against a reference).
+instrument and row (`instrument_groups`) and taken one instrument at a time (`Series.add_one`),
+its state scalars, and work the rows cannot change skipped after one reduction (no gap longer
+than the longest silence so far, no change over the jump bound, no sequence step below 0 or
+above 1); a batch of more is sorted by instrument once and taken as segments (`add_grouped`),
+its state gathered per row. Both give the same figures (tests/quality/test_series.py checks
+them against a reference).
 """
 
 from __future__ import annotations
@@ -37,12 +40,17 @@ class Registry:
         self.keys: list[int] = []
         self._sorted = np.empty(0, dtype=np.uint64)
         self._index = np.empty(0, dtype=np.int64)
+        self._of: dict[int, int] = {}  # key -> index, for lookups of a few keys
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def lookup(self, keys: npt.NDArray[np.uint64]) -> tuple[I64, I64]:
         """Index per row, and the rows where a key was seen for the first time."""
+        if len(keys) <= 8:  # a few keys (the usual batch): a dict lookup each
+            known = [self._of.get(k, -1) for k in keys.tolist()]
+            if -1 not in known:
+                return np.array(known, dtype=np.int64), _NO_ROWS
         n = len(self._sorted)
         if n:
             pos = np.minimum(np.searchsorted(self._sorted, keys), n - 1)
@@ -54,7 +62,9 @@ class Registry:
             missing = np.arange(len(keys), dtype=np.int64)
         new, first = np.unique(keys[missing], return_index=True)
         order = np.argsort(first)  # appearance order
-        self.keys.extend(int(k) for k in new[order])
+        for k in new[order].tolist():
+            self._of[k] = len(self.keys)
+            self.keys.append(k)
         everything = np.array(self.keys, dtype=np.uint64)
         ranks = np.argsort(everything, kind="stable")
         self._sorted, self._index = everything[ranks], ranks.astype(np.int64)
@@ -97,17 +107,19 @@ def instrument_groups(
     """A batch's rows per instrument key (publisher << 32 | instrument), in order of first
     appearance (None: every row), when it holds at most `MAX_GROUPS` instruments; else None.
     One comparison per instrument and row: no per-row key, no sort."""
-    if iid.min() == iid.max() and pub.min() == pub.max():
-        return [((int(pub[0]) << 32) | int(iid[0]), None)]
     if pub.min() == pub.max():
         column, high = iid, int(pub[0]) << 32
     else:
         column, high = (pub.astype(np.uint64) << np.uint64(32)) | iid.astype(np.uint64), 0
+    same = column == column[0]
+    if same.all():
+        return [(high | int(column[0]), None)]
     groups: list[tuple[int, I64 | None]] = []
     left: npt.NDArray[np.bool_] | None = None  # rows of no group yet
     at, seen = 0, 0
     while len(groups) < MAX_GROUPS:
-        same = column == column[at]
+        if at:
+            same = column == column[at]
         rows = np.flatnonzero(same)
         groups.append((high | int(column[at]), rows))
         seen += len(rows)
@@ -205,30 +217,18 @@ class Series:
 
     def _holes(self, ts: I64, inst: I64, starts: I64) -> None:
         gap, _ = self._steps(ts, inst, starts, self.last_t)
-        floor = self.best[inst[0]] if len(starts) == 1 else self.best[inst]
-        candidates = np.flatnonzero(gap > floor)
+        candidates = np.flatnonzero(gap > self.best[inst])
         f = self.f
         if f.bar_ns is not None:
             late = gap > f.bar_ns
             self._bars(ts[late] - gap[late], ts[late], inst[late], f.bar_ns)
         if not len(candidates):
             return
-        if len(starts) == 1 and len(candidates) > 1:
-            # a silence is at most its gap: only gaps at least as long as the silence of the
-            # longest one can hold the longest silence
-            top = candidates[np.argmax(gap[candidates])]
-            hi, lo = ts[top : top + 1], ts[top : top + 1] - gap[top : top + 1]
-            least = covered(f.sessions(int(lo[0]), int(hi[0])), lo, hi)[0]
-            candidates = candidates[gap[candidates] >= least]
         hi, who = ts[candidates], inst[candidates]
         lo = hi - gap[candidates]
         silence = covered(f.sessions(int(lo.min()), int(hi.max())), lo, hi)
-        for k in np.unique(who) if len(starts) > 1 else who[:1]:
-            i = (
-                int(np.argmax(np.where(who == k, silence, -1)))
-                if len(starts) > 1
-                else int(np.argmax(silence))
-            )
+        for k in np.unique(who):
+            i = int(np.argmax(np.where(who == k, silence, -1)))
             if silence[i] > self.best[k]:
                 self.best[k], self.best_from[k], self.best_to[k] = silence[i], lo[i], hi[i]
 
@@ -255,48 +255,53 @@ class Series:
         seg_min = np.where(none, np.iinfo(np.int64).max, (least + np.uint64(1)).view(np.int64))
         who = inst[starts]
         self.tick[who] = np.minimum(self.tick[who], seg_min)
-        tick = self.tick[inst[0]] if len(starts) == 1 else self.tick[inst]
-        limit = min(o.jump_k, o.jump_ticks)
-        if len(starts) == 1:  # an integer bound: no float per row
-            bound = limit * float(tick)
-            candidates = np.flatnonzero(change > int(bound)) if bound < 2**62 else _NO_ROWS
-        else:
-            candidates = np.flatnonzero(change > limit * tick)
+        candidates = np.flatnonzero(change > min(o.jump_k, o.jump_ticks) * self.tick[inst])
         for i in candidates:
-            k = int(inst[i])
             seg = int(starts[np.searchsorted(starts, i, side="right") - 1])
-            window = change[max(seg, i - o.mad_window) : i][have[max(seg, i - o.mad_window) : i]]
-            if len(window) < o.mad_window and k in self.recent:
-                window = np.concatenate([self.recent[k], window])[-o.mad_window :]
-            mad = float(np.median(window)) if len(window) >= 10 else float("nan")
-            d, tk = int(change[i]), int(self.tick[k])
-            by_tick = d > o.jump_ticks * tk
-            if not by_tick and not (mad > 0 and d > o.jump_k * mad):
-                continue
-            self.jump_count += 1
-            self.jumps.append(
-                {
-                    "instrument": k,
-                    "t": int(ts[i]),
-                    "prev_p": int(prices[i] - step[i]) / 1e9,
-                    "p": int(prices[i]) / 1e9,
-                    "d": d / 1e9,
-                    "ticks": d / tk,
-                    "mad": mad / 1e9 if mad == mad else None,
-                    "reason": f"> {o.jump_ticks} ticks"
-                    if by_tick
-                    else f"> {o.jump_k:g} x median change",
-                }
+            lo = max(seg, i - o.mad_window)
+            self._jump(
+                int(inst[i]), int(ts[i]), int(prices[i]), int(step[i]), change[lo:i][have[lo:i]]
             )
         if len(self.jumps) > 4 * o.max_listed:
             self._trim()
         ends = np.append(starts[1:], len(prices))
         for s, e in zip(starts, ends, strict=True):
-            k = int(inst[s])
-            tail = change[max(s, e - o.mad_window) : e][have[max(s, e - o.mad_window) : e]]
-            if len(tail) < o.mad_window and k in self.recent:
-                tail = np.concatenate([self.recent[k], tail])[-o.mad_window :]
-            self.recent[k] = tail
+            lo = max(s, e - o.mad_window)
+            self._tail(int(inst[s]), change[lo:e][have[lo:e]])
+
+    def _jump(self, k: int, t: int, p: int, step: int, window: I64) -> None:
+        """List the change `step` to price `p` of instrument `k` at `t` if it is a jump
+        (`window`: this batch's changes before it, at most `mad_window`)."""
+        o = self.f.options
+        if len(window) < o.mad_window and k in self.recent:
+            window = np.concatenate([self.recent[k], window])[-o.mad_window :]
+        mad = float(np.median(window)) if len(window) >= 10 else float("nan")
+        d, tk = abs(step), int(self.tick[k])
+        by_tick = d > o.jump_ticks * tk
+        if not by_tick and not (mad > 0 and d > o.jump_k * mad):
+            return
+        self.jump_count += 1
+        self.jumps.append(
+            {
+                "instrument": k,
+                "t": t,
+                "prev_p": (p - step) / 1e9,
+                "p": p / 1e9,
+                "d": d / 1e9,
+                "ticks": d / tk,
+                "mad": mad / 1e9 if mad == mad else None,
+                "reason": f"> {o.jump_ticks} ticks"
+                if by_tick
+                else f"> {o.jump_k:g} x median change",
+            }
+        )
+
+    def _tail(self, k: int, tail: I64) -> None:
+        """Keep the last `mad_window` changes of instrument `k` (`tail`: this batch's)."""
+        window = self.f.options.mad_window
+        if len(tail) < window and k in self.recent:
+            tail = np.concatenate([self.recent[k], tail])[-window:]
+        self.recent[k] = tail
 
     def _trim(self) -> None:
         self.jumps = sorted(self.jumps, key=lambda j: -j["ticks"])[: self.f.options.max_listed]
@@ -304,27 +309,104 @@ class Series:
     def _sequence(self, ts: I64, seq: I64, inst: I64, starts: I64) -> None:
         step, fresh = self._steps(seq, inst, starts, self.last_seq)
         n = len(self.seq)
-        if len(starts) == 1:
-            k = inst[0]
-            self.seq[k, 0] += len(seq) - len(fresh)
-            back = step < 0
-            self.seq[k, 1] += int(np.count_nonzero(back))
-            self.seq[k, 2] += int(np.count_nonzero(step > 1))
-        else:
-            self.seq[:, 0] += np.bincount(inst, minlength=n) - np.bincount(inst[fresh], minlength=n)
-            back = step < 0
-            self.seq[:, 1] += np.bincount(inst[back], minlength=n)
-            self.seq[:, 2] += np.bincount(inst[step > 1], minlength=n)
+        self.seq[:, 0] += np.bincount(inst, minlength=n) - np.bincount(inst[fresh], minlength=n)
+        back = step < 0
+        self.seq[:, 1] += np.bincount(inst[back], minlength=n)
+        self.seq[:, 2] += np.bincount(inst[step > 1], minlength=n)
         largest = np.maximum.reduceat(step, starts) - 1
         who = inst[starts]
         self.seq[who, 3] = np.maximum(self.seq[who, 3], largest)
         room = self.f.options.max_listed - len(self.regressions)
         listed = np.flatnonzero(back)[:room] if room > 0 and back.any() else _NO_ROWS
-        for i in listed:
-            self.regressions.append(
-                {"instrument": int(inst[i]), "t": int(ts[i]), "prev": int(seq[i] - step[i]),
-                 "sequence": int(seq[i])}
-            )  # fmt: skip
+        self._regressions(inst[listed], ts[listed], seq[listed], step[listed])
+
+    def _regressions(self, inst: I64, ts: I64, seq: I64, step: I64) -> None:
+        for k, t, s, d in zip(inst.tolist(), ts.tolist(), seq.tolist(), step.tolist(), strict=True):
+            self.regressions.append({"instrument": k, "t": t, "prev": s - d, "sequence": s})
+
+    # -- one instrument's rows (a batch of a few instruments): its state scalars ----------------
+    def add_one(self, k: int, ts: I64, cols: Traded, n_inst: int) -> None:
+        """The rows of instrument `k` in file order: the figures of `add_grouped` with one
+        segment, with fewer passes over the rows."""
+        self._size(n_inst)
+        self._holes_one(k, ts)
+        if cols.prices is not None:
+            keep = cols.keep
+            if keep is None:
+                self._jumps_one(k, ts, cols.prices)
+            elif keep.any():
+                self._jumps_one(k, ts[keep], cols.prices[keep])
+        if cols.seq is not None:
+            self._sequence_one(k, ts, cols.seq)
+
+    def _step_one(self, k: int, values: I64, last: I64) -> tuple[I64, bool]:
+        """`_steps` of one instrument's rows; True: its first row ever (step 0)."""
+        step = np.empty_like(values)
+        np.subtract(values[1:], values[:-1], out=step[1:])
+        before = int(last[k])
+        fresh = before == NONE
+        step[0] = 0 if fresh else int(values[0]) - before
+        last[k] = values[-1]
+        return step, fresh
+
+    def _holes_one(self, k: int, ts: I64) -> None:
+        gap, _ = self._step_one(k, ts, self.last_t)
+        f = self.f
+        if f.bar_ns is not None:
+            late = gap > f.bar_ns
+            if late.any():
+                self._bars(ts[late] - gap[late], ts[late], np.full(int(late.sum()), k), f.bar_ns)
+        floor = int(self.best[k])
+        if int(gap.max()) <= floor:  # no gap can hold a longer silence
+            return
+        candidates = np.flatnonzero(gap > floor)
+        if len(candidates) > 1:
+            # a silence is at most its gap: only gaps at least as long as the silence of the
+            # longest one can hold the longest silence
+            top = int(candidates[np.argmax(gap[candidates])])
+            hi, lo = ts[top : top + 1], ts[top : top + 1] - gap[top : top + 1]
+            least = covered(f.sessions(int(lo[0]), int(hi[0])), lo, hi)[0]
+            candidates = candidates[gap[candidates] >= least]
+        hi = ts[candidates]
+        lo = hi - gap[candidates]
+        silence = covered(f.sessions(int(lo.min()), int(hi.max())), lo, hi)
+        i = int(np.argmax(silence))
+        if silence[i] > floor:
+            self.best[k], self.best_from[k], self.best_to[k] = silence[i], lo[i], hi[i]
+
+    def _jumps_one(self, k: int, ts: I64, prices: I64) -> None:
+        o = self.f.options
+        step, fresh = self._step_one(k, prices, self.last_p)
+        below = np.abs(step)  # |change| - 1 as unsigned: the smallest is the smallest non-zero
+        below -= 1
+        least = int(below.view(np.uint64).min())
+        if least != 2**64 - 1:
+            self.tick[k] = min(int(self.tick[k]), least + 1)
+        bound = min(o.jump_k, o.jump_ticks) * float(self.tick[k])
+        first = 1 if fresh else 0  # a first row ever has no change
+        if bound < 2**62 and int(below.max()) >= int(bound):  # change > bound, an integer
+            for i in np.flatnonzero(below >= int(bound)).tolist():
+                lo = max(first, i - o.mad_window)
+                self._jump(k, int(ts[i]), int(prices[i]), int(step[i]), below[lo:i] + 1)
+            if len(self.jumps) > 4 * o.max_listed:
+                self._trim()
+        self._tail(k, below[max(first, len(below) - o.mad_window) :] + 1)
+
+    def _sequence_one(self, k: int, ts: I64, seq: I64) -> None:
+        step, fresh = self._step_one(k, seq, self.last_seq)
+        low, high = int(step.min()), int(step.max())
+        row = self.seq[k]
+        row[0] += len(seq) - fresh
+        if high > 1:
+            row[2] += int(np.count_nonzero(step > 1))
+        row[3] = max(int(row[3]), high - 1)
+        if low < 0:
+            back = step < 0
+            row[1] += int(np.count_nonzero(back))
+            room = self.f.options.max_listed - len(self.regressions)
+            if room > 0:
+                listed = np.flatnonzero(back)[:room]
+                self._regressions(np.full(len(listed), k), ts[listed], seq[listed], step[listed])
 
 
 def combine_series(parts: list[dict[str, Any]], max_listed: int) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The latency percentiles of histogram segments against a reference that expands every count."""
+"""The latency percentiles of histogram segments against a reference that expands every count;
+partial sums folded while they stream."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 import numpy as np
 
-from histetl.quality.aggregates import bucket_edge, percentiles
+from histetl.quality.aggregates import COMPACT_AT, COMPACT_ROWS, Sums, bucket_edge, percentiles
 
 
 def _reference(bucket: list[int], n: list[int]) -> dict[str, object]:
@@ -35,3 +36,16 @@ def test_percentiles_of_each_segment_equal_the_expanded_reference() -> None:
     got = percentiles(bucket, n, starts)
     assert got == [_reference(b.tolist(), c.tolist()) for b, c in segments]
     assert [row["negative"] for row in got] == [0, 0, 10_000, 10_000, 10_000, 0]
+
+
+def test_sums_fold_after_a_number_of_parts_or_of_rows() -> None:
+    few = Sums(["hour"], {"n": "sum"})
+    for i in range(COMPACT_AT + 1):  # one-row parts of 4 keys: folded once, 4 rows then 1 part
+        few.add({"hour": np.array([i % 4]), "n": np.array([1])})
+    assert (len(few.parts), few.rows) == (2, 5)
+    big = Sums(["hour"], {"n": "sum"})
+    keys = np.arange(COMPACT_ROWS // 2 + 1)
+    for _ in range(3):  # parts of many keys: folded at the rows, long before COMPACT_AT parts
+        big.add({"hour": keys, "n": np.ones(len(keys), dtype=np.int64)})
+    assert (len(big.parts), big.rows) == (2, 2 * len(keys))
+    assert big.compact()["n"].to_list() == [3] * len(keys)

@@ -70,6 +70,44 @@ def test_figures_do_not_depend_on_where_batches_end(tbbo: Path, tmp_path: Path) 
     assert a["latency"]["per_hour"] == b["latency"]["per_hour"]
 
 
+class _Batches:
+    """Keeps every batch's valid rows (the pipeline's BatchObserver protocol)."""
+
+    def __init__(self) -> None:
+        self.valid: list[pl.DataFrame] = []
+
+    def file_started(self, report: FileReport) -> None:
+        self.valid.clear()
+
+    def batch(self, report: FileReport, spec: Any, valid: pl.DataFrame, _: pl.DataFrame) -> None:
+        self.valid.append(valid)
+
+    def file_finished(self, report: FileReport) -> None:
+        pass
+
+
+def test_hourly_figures_do_not_depend_on_the_row_order_in_a_batch(
+    tbbo: Path, tmp_path: Path
+) -> None:
+    # in time order, counts come from each hour's rows (one hour: the whole batch); out of
+    # order, from a key per row (one hour: the whole batch again)
+    replayer = Replayer(ReplayOptions(validate_only=True, batch_size=300, quarantine_dir=tmp_path))
+    batches = replayer.observer = _Batches()
+    replayer.run([tbbo])
+    hours = [b["ts_recv"].dt.truncate("1h").n_unique() for b in batches.valid]
+    assert 1 in hours  # both kinds of batch
+    assert max(hours) > 1
+    spec, empty = table_spec("tbbo"), pl.DataFrame()
+    ordered, shuffled = (TableFigures(spec, "GLBX.MDP3", FigureOptions()) for _ in range(2))
+    for i, batch in enumerate(batches.valid):
+        ordered.add(batch, empty)
+        shuffled.add(batch.sample(fraction=1.0, shuffle=True, seed=i), empty)
+    a, b = ordered.to_dict(), shuffled.to_dict()
+    assert sum(x["crossed"] + x["locked"] for x in a["books"]) > 0
+    for key in ("volume", "books", "latency"):
+        assert a[key] == b[key], key
+
+
 def test_figure_state_does_not_grow_with_the_number_of_batches(tmp_path: Path) -> None:
     sizes = {}
     for records in (10_000, 100_000):
