@@ -115,7 +115,8 @@ def db_timeout_options(func: F) -> F:
         show_default=True,
         metavar="SECONDS",
         help="Longest the PostgreSQL server may stay silent on a statement (no answer, no "
-        "progress) before the connection is dropped and retried. 0 disables.",
+        "progress) before the connection is dropped and retried; a lock wait goes on while the "
+        "server answers new connections. 0 disables.",
     )(func)
 
 

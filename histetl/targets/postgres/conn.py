@@ -7,8 +7,9 @@ loader's locks and `idle_in_transaction_session_timeout` frees locks a stuck cli
 server that is alive but silent (a stopped postmaster and backends: the kernel still ACKs) is
 caught by `StallGuard`: when a statement gets no answer and makes no progress for
 `timeout_s`, it shuts the connection's socket down, so the blocked libpq call returns an error
-instead of waiting forever. Parameters the URI (or PGOPTIONS / PGCONNECT_TIMEOUT) already sets
-win over these defaults.
+instead of waiting forever. A lock wait, silent while another loader holds the lock, goes on
+as long as the server answers a fresh connection's first message. Parameters the URI (or
+PGOPTIONS / PGCONNECT_TIMEOUT) already sets win over these defaults.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import os
 import re
 import socket
 import stat
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote
 
 from histetl.errors import (
@@ -294,26 +296,40 @@ def socket_fds() -> dict[int, int]:
 
 class StallGuard:
     """Shuts a connection's socket down when a guarded call makes no progress for its
-    deadline, so libpq's blocking wait returns an error. `touch()` marks progress."""
+    deadline, so libpq's blocking wait returns an error. `touch()` marks progress.
+
+    A lock wait is silent by nature (the server answers when another loader lets go), so a
+    watch with a longer `wait_s` asks, each time the deadline passes, whether the server
+    answers the first step of a fresh connection on the same address (`server_answers`): a
+    live one does within milliseconds and the wait goes on, up to `wait_s`; a stopped one
+    does not, and the socket is shut down."""
 
     def __init__(self, before: dict[int, int]) -> None:
         new = {fd: ino for fd, ino in socket_fds().items() if before.get(fd) != ino}
         self._socket = next(iter(new.items())) if len(new) == 1 else None
+        self._peer = _peer_of(self._socket[0]) if self._socket is not None else None
         self._lock = threading.Lock()
-        self._deadline: float | None = None
+        self._deadline: float | None = None  # when the current silence becomes too long
+        self._until: float | None = None  # a lock wait's end, however the server answers
         self._seconds = 0.0
+        self._watch = 0  # which watch is armed: an answer that comes late arms no other one
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.fired = False
 
     @contextlib.contextmanager
-    def watch(self, seconds: float) -> Iterator[None]:
+    def watch(self, seconds: float, wait_s: float | None = None) -> Iterator[None]:
+        """Guard the block: `seconds` of silence end it, or for a lock wait (`wait_s` longer
+        than `seconds`, inf for no limit) silence while the server no longer answers."""
         if seconds <= 0 or self._socket is None:
             yield
             return
+        now = time.monotonic()
         with self._lock:
+            self._watch += 1
             self._seconds = seconds
-            self._deadline = time.monotonic() + seconds
+            self._deadline = now + seconds
+            self._until = now + wait_s if wait_s is not None and wait_s > seconds else None
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="histetl-pg-watch", daemon=True)
             self._thread.start()
@@ -321,7 +337,7 @@ class StallGuard:
             yield
         finally:
             with self._lock:
-                self._deadline = None
+                self._deadline = self._until = None
 
     def touch(self) -> None:
         with self._lock:
@@ -331,11 +347,21 @@ class StallGuard:
     def _run(self) -> None:
         while not self._stop.wait(0.2):
             with self._lock:
-                due = self._deadline is not None and time.monotonic() > self._deadline
+                now, watch = time.monotonic(), self._watch
+                due = self._deadline is not None and now > self._deadline
+                until, seconds = self._until, self._seconds
+                ask = due and self._peer is not None and until is not None and now < until
                 if due:
                     self._deadline = None
-            if due:
-                self._fire()
+            if ask and self._peer is not None and server_answers(*self._peer, seconds):
+                with self._lock:  # alive: a lock wait goes on, unless its watch ended
+                    if watch == self._watch and self._until is not None:
+                        self._deadline = min(time.monotonic() + seconds, self._until)
+            elif due:
+                with self._lock:
+                    current = watch == self._watch
+                if current:
+                    self._fire()
 
     def _fire(self) -> None:
         if self._socket is None:
@@ -354,6 +380,33 @@ class StallGuard:
     def close(self) -> None:
         self._stop.set()
         self._socket = None
+
+
+_SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # the protocol's first message: "SSL, or not?"
+PROBE_TIMEOUT_S = 10.0
+
+
+def _peer_of(fd: int) -> tuple[int, Any] | None:
+    """The (address family, address) of the server a connection's socket talks to."""
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as dup:
+        return dup.family, dup.getpeername()
+    return None
+
+
+def server_answers(family: int, address: Any, timeout_s: float) -> bool:
+    """Whether the PostgreSQL server at `address` answers an SSLRequest (one byte, 'S' or
+    'N', before any authentication) within `timeout_s` (at most PROBE_TIMEOUT_S). A stopped
+    server or hung host accepts the TCP connection in the kernel and never answers. The
+    server logs nothing for a connection that ends there."""
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.settimeout(min(timeout_s, PROBE_TIMEOUT_S))
+            probe.connect(address)
+            probe.sendall(_SSL_REQUEST)
+            probe.recv(1)  # an answer, or the server closing: either way it is there
+            return True
+    except OSError:  # refused, unreachable, or no answer in time
+        return False
 
 
 def connect(uri: str, policy: RetryPolicy) -> tuple[Connection, StallGuard]:

@@ -28,6 +28,7 @@ Load path, one transaction per file:
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -144,18 +145,21 @@ class PostgresSink:
         return self._conn
 
     @contextlib.contextmanager
-    def guarded(self, seconds: float | None = None) -> Iterator[StallGuard | None]:
-        """Run a blocking call under the stall watchdog (default: --db-timeout)."""
+    def guarded(self, wait_s: float | None = None) -> Iterator[StallGuard | None]:
+        """Run a blocking call under the stall watchdog: --db-timeout of silence ends it, or
+        for a lock wait (`wait_s`) silence while the server no longer answers at all."""
         guard = self._guard
         if guard is None:
             yield None
             return
-        with guard.watch(self.retry.timeout_s if seconds is None else seconds):
+        with guard.watch(self.retry.timeout_s, wait_s):
             yield guard
 
     def _lock_wait_s(self) -> float:
-        lock, silent = self.retry.lock_timeout_s, self.retry.timeout_s
-        return 0.0 if lock <= 0 or silent <= 0 else lock + silent
+        """A lock statement's longest wait while the server answers: its lock_timeout, plus
+        --db-timeout for the answer (no limit with --lock-timeout 0)."""
+        lock = self.retry.lock_timeout_s
+        return math.inf if lock <= 0 else lock + self.retry.timeout_s
 
     def execute(
         self, sql: str, params: tuple[Any, ...] = (), wait_s: float | None = None

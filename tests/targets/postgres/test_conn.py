@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg.conninfo
@@ -12,7 +14,7 @@ import pytest
 from histetl.errors import ConfigError
 from histetl.synth import SynthSpec, write_dbn
 from histetl.targets import RetryPolicy
-from histetl.targets.postgres.conn import classify, parse_target, with_timeouts
+from histetl.targets.postgres.conn import classify, parse_target, server_answers, with_timeouts
 from tests.support.pgserver import PgServer
 
 HISTETL = [sys.executable, "-m", "histetl.cli"]
@@ -134,3 +136,20 @@ def test_replay_when_uri_has_an_unknown_parameter_is_a_config_error(
     assert result.returncode == 2, result.stderr
     assert 'cannot connect: invalid URI query parameter: "bogus"' in result.stderr
     assert "attempt" not in result.stderr
+
+
+def test_server_answers_when_postgres_listens_and_not_when_silent_or_gone(
+    pg_server: PgServer,
+) -> None:
+    """The stall watchdog's question during a lock wait: a live server answers an SSLRequest
+    at once; a socket that accepts (in the kernel) but never reads, like a stopped server,
+    does not within the timeout; a closed port refuses."""
+    assert server_answers(socket.AF_INET, (pg_server.host, pg_server.port), 5.0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # never accepted, never answered
+        started = time.monotonic()
+        assert not server_answers(socket.AF_INET, silent.getsockname(), 0.5)
+        assert 0.4 < time.monotonic() - started < 5
+        address = silent.getsockname()
+    assert not server_answers(socket.AF_INET, address, 0.5)

@@ -4,6 +4,7 @@ that restarts mid-run, a deadlock with another session. Faults that need a serve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -80,6 +81,31 @@ def wait_for_ledger(uri: str, n: int, proc: subprocess.Popen[str], timeout: floa
     raise AssertionError(f"no {n} ledger rows after {timeout} s")
 
 
+@contextlib.contextmanager
+def running(command: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """The command started, and killed at the end if it is still running."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def pause_until_exit(
+    server: PgServer, proc: subprocess.Popen[str], timeout: float
+) -> tuple[str, float]:
+    """SIGSTOP the server until `proc` ends: its stderr, and the seconds it took."""
+    server.pause()
+    paused = time.monotonic()
+    try:
+        _out, err = proc.communicate(timeout=timeout)
+    finally:
+        server.resume()
+    return err, time.monotonic() - paused
+
+
 def assert_one_clean_load(uri: str, files: int) -> None:
     assert rows(uri, "SELECT count(*), count(DISTINCT (ts_recv_ns, record_hash)) FROM trades") == [
         (files * RECORDS, files * RECORDS)
@@ -131,17 +157,9 @@ def test_replay_when_server_stops_answering_mid_run_fails_cleanly_then_rerun_con
     command = replay(
         uri, paths, tmp_path, "--db-timeout", "3", "--db-retries", "2", "--db-retry-max-wait", "0.2"
     )
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with running(command) as proc:
         wait_for_ledger(private_pg.uri, 1, proc)
-        private_pg.pause()
-        paused = time.monotonic()
-        _out, err = proc.communicate(timeout=120)
-        elapsed = time.monotonic() - paused
-    finally:
-        private_pg.resume()
-        if proc.poll() is None:
-            proc.kill()
+        err, elapsed = pause_until_exit(private_pg, proc, timeout=120)
     assert proc.returncode == 1, err
     assert elapsed < 90, err
     assert "Traceback" not in err
@@ -156,6 +174,37 @@ def test_replay_when_server_stops_answering_mid_run_fails_cleanly_then_rerun_con
     rerun = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert_one_clean_load(private_pg.uri, len(paths))
+
+
+def test_replay_when_server_stops_answering_during_a_lock_wait_fails_after_the_db_timeout(
+    private_pg: PgServer, tmp_path: Path
+) -> None:
+    """A silent lock wait is normal (another loader holds the lock): only a server that does
+    not answer a fresh handshake either is a stopped one. Waiting for --lock-timeout (300 s)
+    plus --db-timeout first was the CI hang of 2026-12-04, when the SIGSTOP above landed
+    during a lock statement."""
+    (path,) = trade_files(tmp_path, 1, 100)
+    load_seed(private_pg.uri, tmp_path)
+    uri = private_pg.uri + "?connect_timeout=2"
+    command = replay(uri, [path], tmp_path, "--db-timeout", "3", "--db-retries", "1")
+    with psycopg.connect(private_pg.uri, autocommit=False) as other:  # holds the table's lock
+        other.execute("SELECT pg_advisory_xact_lock(hashtextextended('histetl:load:trades', 0))")
+        with running(command) as proc:
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            deadline = time.monotonic() + 60
+            while rows(private_pg.uri, waiting) != [(1,)]:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(4)  # longer than --db-timeout: a live server's silent lock wait goes on
+            assert proc.poll() is None, proc.communicate()
+            err, elapsed = pause_until_exit(private_pg, proc, timeout=60)
+    assert proc.returncode == 1, err
+    assert elapsed < 20, err
+    assert "no answer from the server for 3 s (--db-timeout)" in err, err
+    assert "Traceback" not in err
+    rerun = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
 
 
 @pytest.mark.parametrize(
@@ -181,6 +230,7 @@ def test_replay_when_server_restarts_mid_run_retries_or_fails_cleanly_and_rerun_
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()
     assert "Traceback" not in err, err
     assert "AttributeError" not in err, err
     assert "retrying" in err
@@ -266,6 +316,7 @@ def _deadlock_and_check(
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()
         other.close()
     assert done.is_set()
     assert proc.returncode == 0, err
