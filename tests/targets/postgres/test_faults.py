@@ -176,17 +176,28 @@ def test_replay_when_server_stops_answering_mid_run_fails_cleanly_then_rerun_con
     assert_one_clean_load(private_pg.uri, len(paths))
 
 
+@pytest.mark.parametrize("lock_timeout", ["300", "0"], ids=["default-lock-timeout", "no-limit"])
 def test_replay_when_server_stops_answering_during_a_lock_wait_fails_after_the_db_timeout(
-    private_pg: PgServer, tmp_path: Path
+    private_pg: PgServer, tmp_path: Path, lock_timeout: str
 ) -> None:
     """A silent lock wait is normal (another loader holds the lock): only a server that does
     not answer a fresh handshake either is a stopped one. Waiting for --lock-timeout (300 s)
     plus --db-timeout first was the CI hang of 2026-12-04, when the SIGSTOP above landed
-    during a lock statement."""
+    during a lock statement; with --lock-timeout 0 the wait was not watched at all."""
     (path,) = trade_files(tmp_path, 1, 100)
     load_seed(private_pg.uri, tmp_path)
     uri = private_pg.uri + "?connect_timeout=2"
-    command = replay(uri, [path], tmp_path, "--db-timeout", "3", "--db-retries", "1")
+    command = replay(
+        uri,
+        [path],
+        tmp_path,
+        "--db-timeout",
+        "3",
+        "--db-retries",
+        "1",
+        "--lock-timeout",
+        lock_timeout,
+    )
     with psycopg.connect(private_pg.uri, autocommit=False) as other:  # holds the table's lock
         other.execute("SELECT pg_advisory_xact_lock(hashtextextended('histetl:load:trades', 0))")
         with running(command) as proc:
