@@ -64,6 +64,9 @@ class RetrySettings(_Model):
 class DatabentoSettings(_Model):
     key_env_var: str = Field(default=DEFAULT_KEY_ENV_VAR, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     gateway: str | None = None
+    # the longest the API may take to accept a connection, or stay silent within a response
+    # (a long download that keeps streaming is never cut); then the request is retried
+    timeout_s: float = Field(default=100.0, gt=0, le=3600)
     retry: RetrySettings = Field(default_factory=RetrySettings)
 
     @field_validator("key_env_var")

@@ -4,11 +4,13 @@ at the job file, and the plan of chunks."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from histetl.config import validate_model
 from histetl.errors import ConfigError
@@ -346,3 +348,27 @@ def test_job_spec_builds_from_python() -> None:
     spec = JobSpec.model_validate({**JOB, "chunk_days": 3})
     assert spec.chunk_days == 3
     assert len(plan_chunks(spec)) == 1
+
+
+def test_the_readme_job_file_reference_lists_every_key_and_no_other() -> None:
+    """The README's table of job-file keys is checked against the models."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    section = readme.split("### Job file", 1)[1].split("\n### ", 1)[0]
+    documented = set()
+    for row in section.splitlines():
+        if row.startswith("| `"):
+            documented.update(re.findall(r"`([a-z_.\[\]]+)`", row.split("|")[1]))
+
+    def keys(model: type[BaseModel], prefix: str) -> set[str]:
+        out = set()
+        for name, field in model.model_fields.items():
+            key = prefix + (field.alias or name)
+            inner = field.annotation
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                out |= keys(inner, key + ".")
+            else:
+                out.add(key)
+        return out
+
+    expected = keys(JobFile, "") - {"jobs"} | keys(JobSpec, "jobs[].") | {"jobs"}
+    assert documented == expected

@@ -76,6 +76,7 @@ class DatabentoApi:
         self._key = key
         self._key_env_var = settings.key_env_var
         self._gateway = settings.gateway
+        self._timeout_s = settings.timeout_s
         self.retry: RetrySettings = settings.retry
         self._sleep = sleep
 
@@ -92,7 +93,12 @@ class DatabentoApi:
         """Made on first use: a run with nothing to fetch never imports the client."""
         import databento
 
-        return databento.Historical(key=self._key, gateway=self.gateway)
+        client = databento.Historical(key=self._key, gateway=self.gateway)
+        for api in (client.batch, client.metadata, client.symbology, client.timeseries):
+            # requests' connect and read timeouts, per request (annotated int; requests takes
+            # any number of seconds)
+            api.TIMEOUT = self._timeout_s  # type: ignore[assignment]
+        return client
 
     def __repr__(self) -> str:  # never show the client (it holds the key)
         return f"DatabentoApi(gateway={redact(self.gateway)!r})"

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import time
 from pathlib import Path
 
 import pytest
 
 from histetl.errors import ConfigError, SourceError
-from histetl.jobs import DatabentoSettings
+from histetl.jobs import DatabentoSettings, RetrySettings
 from histetl.source.databento.client import DatabentoApi, api_key, connection_reason
 from histetl.source.databento.download import inspect_download
 from tests.pipeline.test_run import Sleeps
@@ -202,3 +203,35 @@ def test_connection_reason_is_the_one_reason_inside_requests_nested_message() ->
         requests.get("http://histetl-test.invalid/", timeout=5)  # .invalid never resolves
     assert connection_reason(str(caught.value)) == "cannot resolve histetl-test.invalid (DNS)"
     assert connection_reason("something else entirely") == "something else entirely"
+
+
+@pytest.mark.parametrize("endpoint", ["metadata.get_record_count", "timeseries.get_range"])
+def test_a_gateway_that_stops_answering_is_given_up_on_after_timeout_s(
+    gw: FakeGateway, tmp_path: Path, endpoint: str
+) -> None:
+    """An API that accepts the request and then says nothing: each attempt ends after
+    `databento.timeout_s` (the client's own default is 100 s), and is retried."""
+    gw.script(endpoint, Scripted(delay=2), Scripted(delay=2))
+    sleeps = Sleeps()
+    settings = DatabentoSettings(
+        gateway=gw.url, timeout_s=0.5, retry=RetrySettings(max_attempts=2, max_wait_s=1)
+    )
+    api = DatabentoApi(gw.api_key, settings, sleep=sleeps)
+
+    def request() -> object:
+        if endpoint == "timeseries.get_range":
+            return api.download(chunks()[0], tmp_path / "x.dbn.zst", RECORDS[0])
+        return api.record_count(chunks()[0])
+
+    started = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        request()
+    # two attempts of 0.5 s (the backoff is recorded, not slept); unbounded, they take 2 s each
+    assert time.monotonic() - started < 3.5
+    port = gw.url.rsplit(":", 1)[1]
+    assert caught.value.what == (
+        f"connection error: no answer from 127.0.0.1:{port} (timed out) (gave up after 2 attempts)"
+    )
+    assert len(sleeps) == 1
+    assert endpoints(gw) == [endpoint] * 2
+    assert not (tmp_path / "x.dbn.zst").exists()
