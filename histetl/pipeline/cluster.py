@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "--cluster needs the cluster extra: pip install 'histetl[cluster]'"
 CONNECT_TIMEOUT_S = 10.0  # to reach the scheduler
-WORKERS_TIMEOUT_S = 30.0  # for the first worker to join it (a LocalCluster's to start)
+WORKERS_TIMEOUT_S = 30.0  # for the first worker to join (a LocalCluster's to start), and the
+# longest a run waits with no worker left before it fails (its tasks would wait forever)
 TASK_RETRIES = 2  # reruns of a task that raised; a dead worker's task is rescheduled anyway
 
 _TCP = re.compile(r"^tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
@@ -139,9 +140,12 @@ def run_on_cluster(
         future = None
         try:
             finished = distributed.as_completed(futures, loop=client.loop)
+            workers = _WorkerWatch(client)
             while not finished.is_empty():
                 CANCEL.check()  # SIGINT/SIGTERM: cancel the futures (below) and stop
                 if not finished.has_ready():
+                    if workers.gone_for() > WORKERS_TIMEOUT_S:  # tasks would wait forever
+                        raise _no_workers(spec, len(done), len(paths))
                     time.sleep(0.1)
                     continue
                 for future in finished.next_batch(block=False):
@@ -301,6 +305,36 @@ def _client(spec: ClusterSpec) -> Iterator[Any]:
             cluster.close()
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+class _WorkerWatch:
+    """How long the scheduler has had no worker at all (asked at most once a second)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._asked = 0.0
+        self._none_since: float | None = None
+
+    def gone_for(self) -> float:
+        now = time.monotonic()
+        if now - self._asked >= 1.0:
+            self._asked = now
+            if self._client.nthreads():
+                self._none_since = None
+            elif self._none_since is None:
+                self._none_since = now
+        return 0.0 if self._none_since is None else now - self._none_since
+
+
+def _no_workers(spec: ClusterSpec, done: int, total: int) -> LoadError:
+    return LoadError(
+        f"no Dask worker left on the scheduler at {spec.uri} for {WORKERS_TIMEOUT_S:.0f}s; "
+        f"{done} of {total} files finished",
+        where="--cluster",
+        hint="every finished file is committed with its ledger row (a file a dying worker had "
+        "started is rolled back): start workers (`dask worker ADDRESS`) and rerun the same "
+        "command to load the rest",
+    )
 
 
 def _lost(spec: ClusterSpec, done: int, total: int, exc: Exception | None) -> LoadError:

@@ -24,6 +24,7 @@ from histetl.config import validate_model
 from histetl.errors import ConfigError
 from histetl.jobs import JobFile
 from histetl.options import ReplayOptions
+from histetl.pipeline.cluster import WORKERS_TIMEOUT_S
 from histetl.pipeline.replay import Replayer
 from histetl.source.files import expand_paths
 from histetl.synth import Defects, SynthSpec, write_dbn
@@ -338,6 +339,42 @@ def test_replay_on_cluster_when_a_worker_is_killed_mid_file_equals_one_clean_loa
         expected_totals = local_replay(paths, local_uri, tmp_path)
         expected = contents(local_uri)
     assert report_of(tmp_path / "r.json")["totals"] == expected_totals
+    assert contents(pg) == expected
+
+
+def test_replay_on_cluster_when_its_last_worker_dies_fails_after_a_wait_and_rerun_converges(
+    pg: str, pg_server: PgServer, tmp_path: Path
+) -> None:
+    """With no worker left, the tasks would wait for one forever (a cron run that never
+    ends): the run fails once the scheduler has had none for WORKERS_TIMEOUT_S."""
+    paths = files(tmp_path / "raw", 2, records=6000)
+    cluster = Dask(tmp_path / "dask")
+    try:
+        doomed = cluster.worker(
+            "doomed", env={"HISTETL_TEST_FAULT": "after_batch:1000"}, nanny=False
+        )
+        cluster.wait_for(1)
+        command = ["replay", "raw", "--db", pg, "--cluster", cluster.address]
+        result = histetl(*command, "--batch-size", "500", cwd=tmp_path)
+        assert doomed.wait(timeout=10) == -signal.SIGKILL
+        loaded_by_the_failed_run = ledger_rows(pg)
+        cluster.worker("healthy")
+        cluster.wait_for(1)
+        rerun = histetl(*command, cwd=tmp_path)
+    finally:
+        cluster.close()
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: --cluster: no Dask worker left on the scheduler at {cluster.address} for "
+        f"{WORKERS_TIMEOUT_S:.0f}s; 0 of 2 files finished"
+    ], result.stderr
+    assert "Traceback" not in result.stderr
+    assert loaded_by_the_failed_run == 0
+    assert rerun.returncode == 0, rerun.stderr
+    with fresh_schema(pg_server.uri) as (local_uri, _):
+        local_replay(paths, local_uri, tmp_path)
+        expected = contents(local_uri)
     assert contents(pg) == expected
 
 
