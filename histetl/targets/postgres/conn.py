@@ -312,7 +312,8 @@ class StallGuard:
         self._deadline: float | None = None  # when the current silence becomes too long
         self._until: float | None = None  # a lock wait's end, however the server answers
         self._seconds = 0.0
-        self._watch = 0  # which watch is armed: an answer that comes late arms no other one
+        self._watch = 0  # which watch: an answer that comes late arms no other one
+        self._armed = False  # a watch is on (none: the connection is idle, never shut down)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.fired = False
@@ -327,6 +328,7 @@ class StallGuard:
         now = time.monotonic()
         with self._lock:
             self._watch += 1
+            self._armed = True
             self._seconds = seconds
             self._deadline = now + seconds
             self._until = now + wait_s if wait_s is not None and wait_s > seconds else None
@@ -338,6 +340,7 @@ class StallGuard:
         finally:
             with self._lock:
                 self._deadline = self._until = None
+                self._armed = False
 
     def touch(self) -> None:
         with self._lock:
@@ -355,11 +358,11 @@ class StallGuard:
                     self._deadline = None
             if ask and self._peer is not None and server_answers(*self._peer, seconds):
                 with self._lock:  # alive: a lock wait goes on, unless its watch ended
-                    if watch == self._watch and self._until is not None:
+                    if watch == self._watch and self._armed and self._until is not None:
                         self._deadline = min(time.monotonic() + seconds, self._until)
             elif due:
                 with self._lock:
-                    current = watch == self._watch
+                    current = watch == self._watch and self._armed
                 if current:
                     self._fire()
 
@@ -396,8 +399,9 @@ def _peer_of(fd: int) -> tuple[int, Any] | None:
 def server_answers(family: int, address: Any, timeout_s: float) -> bool:
     """Whether the PostgreSQL server at `address` answers an SSLRequest (one byte, 'S' or
     'N', before any authentication) within `timeout_s` (at most PROBE_TIMEOUT_S). A stopped
-    server or hung host accepts the TCP connection in the kernel and never answers. The
-    server logs nothing for a connection that ends there."""
+    server or hung host accepts the TCP connection in the kernel and never answers. A live
+    one answers within milliseconds (0.5-7 ms here) and logs no error for a connection that
+    ends there (as for a client that declines SSL; `log_connections` shows it)."""
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.settimeout(min(timeout_s, PROBE_TIMEOUT_S))
