@@ -48,6 +48,7 @@ from histetl.targets import (
     canonical_targets,
     file_path,
     open_sink,
+    read_ledger,
     redact,
 )
 from histetl.validate import RuleBook, RuleSet
@@ -443,11 +444,7 @@ def ledger(uri: str, retry: RetryPolicy | None = None) -> list[LedgerEntry]:
     path = file_path(uri)
     if path is not None and path != ":memory:" and not Path(path).exists():
         return []
-    sink = open_sink(uri, retry)
-    try:
-        return sink.ledger()
-    finally:
-        sink.close()
+    return read_ledger(uri, retry)
 
 
 def replay(

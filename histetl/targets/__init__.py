@@ -112,6 +112,24 @@ def open_sink(
     return PostgresSink(uri, retry=retry, timescale=timescale)
 
 
+def read_ledger(uri: str, retry: RetryPolicy | None = None) -> list[LedgerEntry]:
+    """The load ledger, oldest first: PostgreSQL's read as `query` reads (a read-only role may
+    ask: nothing is migrated or created), the others' through their sink."""
+    if backend_of(uri) == "postgres":
+        from histetl.targets.postgres.read import open_postgres
+
+        reader = open_postgres(uri, retry or RetryPolicy())
+        try:
+            return reader.ledger()
+        finally:
+            reader.close()
+    sink = open_sink(uri, retry)
+    try:
+        return sink.ledger()
+    finally:
+        sink.close()
+
+
 def open_reader(uri: str) -> Reader:
     """Read access to what a target holds (query, verify, status, the quality page)."""
     if backend_of(uri) == "delta":

@@ -325,6 +325,15 @@ class SqlReader:
         ).read_all()
         return {str(name) for name in result.column(0).to_pylist()}
 
+    def ledger(self) -> list[LedgerEntry]:
+        """The load ledger, oldest first, read as a query reads it (nothing is created: a
+        read-only role may ask); empty when nothing was ever loaded here."""
+        if LEDGER_TABLE not in self.tables():
+            return []
+        table = self.stream(LEDGER_SELECT + " ORDER BY loaded_at, path").read_all()
+        rows = zip(*(column.to_pylist() for column in table.columns), strict=True)
+        return [LedgerEntry(*row) for row in rows]
+
     def count(self, sql: str) -> int:
         """Run a statement whose one result is a count (a DELETE's) in the open transaction."""
         cur = self._conn.cursor()

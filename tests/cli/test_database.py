@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import re
 import subprocess
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
+import psycopg
 import pytest
 from click.testing import CliRunner
 
 from histetl.cli import main
 from histetl.synth import SynthSpec, write_dbn
 from tests.cli.conftest import HISTETL
+from tests.support.pgserver import PgServer, fresh_schema
 
 
 def test_status_shows_the_ledger(
@@ -118,3 +122,34 @@ def test_status_limit_shows_the_newest_ledger_rows_one_a_line(
         rf"run=\S+  {re.escape(str(other.resolve()))}",
         newest[0],
     ), newest[0]
+
+
+def test_status_as_a_read_only_role_shows_the_ledger(
+    trades_dbn: Path, tmp_path: Path, pg_server: PgServer
+) -> None:
+    """An analyst's role may read, not create: `status` reads the ledger as `query` does
+    (it used to migrate first and fail with "permission denied for schema")."""
+    role = f"ro_{uuid.uuid4().hex[:8]}"
+    with fresh_schema(pg_server.uri) as (uri, schema):
+        loaded = subprocess.run(
+            [*HISTETL, "replay", str(trades_dbn), "--db", uri],
+            capture_output=True, text=True, cwd=tmp_path, check=False,
+        )  # fmt: skip
+        assert loaded.returncode == 0, loaded.stderr
+        with psycopg.connect(pg_server.uri, autocommit=True) as admin:
+            admin.execute(f"CREATE ROLE {role} LOGIN")
+            admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO {role}')
+            admin.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO {role}')
+        try:
+            as_reader = uri.replace(f"//{urlsplit(uri).username}@", f"//{role}@", 1)
+            status = subprocess.run(
+                [*HISTETL, "status", "--db", as_reader],
+                capture_output=True, text=True, cwd=tmp_path, check=False,
+            )  # fmt: skip
+        finally:
+            with psycopg.connect(pg_server.uri, autocommit=True) as admin:
+                admin.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM {role}')
+                admin.execute(f'REVOKE ALL ON SCHEMA "{schema}" FROM {role}')
+                admin.execute(f"DROP ROLE {role}")
+    assert status.returncode == 0, status.stderr
+    assert "  trades       records=301 loaded=298 dup=1 quar=2  run=" in status.stdout

@@ -40,6 +40,8 @@ from histetl.secrets import SECRET_KEYS, _split_uri, dsn_dict, is_dsn, redact, s
 from histetl.targets.base import RetryPolicy, stopped_by_signal
 
 if TYPE_CHECKING:
+    from tenacity import Retrying
+
     from histetl.targets.postgres.client import Connection
 
 _INT_PARAMS = (
@@ -411,6 +413,27 @@ def server_answers(family: int, address: Any, timeout_s: float) -> bool:
             return True
     except OSError:  # refused, unreachable, or no answer in time
         return False
+
+
+def connect_attempts(policy: RetryPolicy, label: str) -> Retrying:
+    """Attempts at connecting (and setting up): only transient failures are tried again, up
+    to policy.max_attempts, with capped and jittered exponential backoff between them."""
+    from loguru import logger
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+    from tenacity import wait_exponential_jitter as backoff
+
+    return Retrying(
+        retry=retry_if_exception_type(TransientLoadError),
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=backoff(multiplier=0.2, max=policy.max_wait_s, jitter=0.2),
+        before_sleep=lambda state: logger.warning(
+            "{} unreachable (attempt {} of {}), retrying",
+            label,
+            state.attempt_number,
+            policy.max_attempts,
+        ),
+        reraise=True,
+    )
 
 
 def connect(uri: str, policy: RetryPolicy) -> tuple[Connection, StallGuard]:

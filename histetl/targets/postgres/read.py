@@ -17,10 +17,15 @@ from histetl.targets.base import DbColumn, RetryPolicy, SqlReader
 from histetl.targets.postgres.schema import NS_SUFFIX
 
 
-def open_postgres(uri: str) -> PostgresReader:
-    from histetl.targets.postgres.conn import connect
+def open_postgres(uri: str, retry: RetryPolicy | None = None) -> PostgresReader:
+    """A read connection (errors name host, user and database, never secrets); one attempt,
+    or `retry`'s for a transient failure."""
+    from histetl.targets.postgres.conn import connect, connect_attempts, parse_target
 
-    conn, _guard = connect(uri, RetryPolicy())  # errors name host/user/db, never secrets
+    if retry is None:
+        conn, _guard = connect(uri, RetryPolicy())
+    else:
+        conn, _guard = connect_attempts(retry, parse_target(uri).label)(connect, uri, retry)
     return PostgresReader(conn, redact(uri))
 
 

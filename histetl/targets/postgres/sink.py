@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from histetl.errors import (
     HistetlError,
@@ -55,6 +55,7 @@ from histetl.targets.base import (
 from histetl.targets.postgres.conn import (
     StallGuard,
     connect,
+    connect_attempts,
     driver_error,
     parse_target,
     with_timeouts,
@@ -123,19 +124,7 @@ class PostgresSink:
 
     def _connect_retrying(self) -> None:
         """Connect (and migrate), retrying only transient failures with backoff."""
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientLoadError),
-            stop=stop_after_attempt(self.retry.max_attempts),
-            wait=wait_exponential_jitter(multiplier=0.2, max=self.retry.max_wait_s, jitter=0.2),
-            before_sleep=lambda state: logger.warning(
-                "{} unreachable (attempt {} of {}), retrying",
-                self.target.label,
-                state.attempt_number,
-                self.retry.max_attempts,
-            ),
-            reraise=True,
-        )
-        retrying(self._connect_once)
+        connect_attempts(self.retry, self.target.label)(self._connect_once)
 
     def _live(self) -> Any:
         """The connection; after a failed reconnect, one more attempt (a TransientLoadError
@@ -237,7 +226,10 @@ class PostgresSink:
             if version in done:
                 continue
             for statement in _statements(sql):
-                self.execute(statement)
+                try:
+                    self.execute(statement)
+                except LoadError as exc:
+                    raise _migration_error(exc, name, statement, self.target.label) from None
             self.execute(
                 f"INSERT INTO {_MIGRATIONS_TABLE} (version, name) VALUES ($1, $2)", (version, name)
             )
@@ -467,6 +459,24 @@ def _days(span: tuple[int | None, int | None]) -> range | None:
         return None
     days = range(start // _NS_PER_DAY, (end - 1) // _NS_PER_DAY + 1)
     return days if len(days) <= MAX_DAY_LOCKS else None
+
+
+def _migration_error(exc: LoadError, name: str, statement: str, where: str) -> LoadError:
+    """A migration statement the server refused, said as such: most often a table, view or
+    index of a histetl name that something else made. Transient and permission errors, and
+    a stop request, keep their own message and hint."""
+    if type(exc) is not LoadError:
+        return exc
+    prefix = r"^query failed: (?:Failed to execute query '.*?': )?(?:ERROR:\s+)?"
+    reason = re.sub(prefix, "", exc.what)
+    return LoadError(
+        f"cannot set up histetl's tables (migration {name}, at "
+        f"`{statement.strip().splitlines()[0]}`): {reason}",
+        where=where,
+        hint="a table, view or index of that name that histetl did not make? rename it, or "
+        "give histetl a schema of its own (CREATE SCHEMA histetl, and in the URI "
+        "?options=-csearch_path%3Dhistetl)",
+    )
 
 
 def _statements(sql: str) -> list[str]:

@@ -470,3 +470,40 @@ def test_replay_when_database_refuses_fails_at_once_with_what_to_do(
     assert reason in lines[0]
     assert hint in lines[1]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("ddl", "reason"),
+    [
+        ("CREATE TABLE trades (x int)", 'column "symbol" does not exist'),
+        ("CREATE VIEW trades AS SELECT 1 AS x", 'cannot create index on relation "trades"'),
+    ],
+    ids=["table", "view"],
+)
+def test_replay_when_a_table_of_a_histetl_name_is_someone_elses_says_so_and_sets_up_nothing(
+    pg_uri: str, tmp_path: Path, ddl: str, reason: str
+) -> None:
+    """Migration 002 creates every canonical table: a `trades` that something else made used
+    to fail as a bare "query failed: Failed to execute query 'CREATE INDEX ...'"."""
+    path = tmp_path / "t.dbn"
+    write_dbn(SynthSpec(schema="trades", records=10, seed=1), path)
+    with psycopg.connect(pg_uri, autocommit=True) as conn:
+        conn.execute(ddl)
+    result = subprocess.run(
+        [*HISTETL, "replay", str(path), "--db", pg_uri],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].endswith(
+        "cannot set up histetl's tables (migration 002_tables.sql, at `CREATE INDEX IF NOT "
+        f'EXISTS "trades_symbol_time" ON "trades" (symbol, "ts_recv")`): {reason}'
+    ), result.stderr
+    assert lines[1].startswith("  hint: a table, view or index of that name that histetl did")
+    assert "Traceback" not in result.stderr
+    with psycopg.connect(pg_uri) as conn:  # the migrations' transaction rolled back whole
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+            "current_schema()"
+        ).fetchall()
+    assert tables == [("trades",)]
