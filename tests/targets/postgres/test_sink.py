@@ -503,7 +503,6 @@ def test_replay_when_a_table_of_a_histetl_name_is_someone_elses_says_so_and_sets
     assert "Traceback" not in result.stderr
     with psycopg.connect(pg_uri) as conn:  # the migrations' transaction rolled back whole
         tables = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
-            "current_schema()"
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
         ).fetchall()
     assert tables == [("trades",)]
