@@ -276,7 +276,7 @@ HINTS: dict[str, str] = {
     "already loaded are skipped) or raise --lock-timeout",
     "timeout": "a statement ran longer than the server's statement_timeout; raise it "
     "(options=-c statement_timeout=...) or load smaller files",
-    "transient": "check that the server is up and reachable; rerun (loaded files are skipped)",
+    "transient": "check that the server is up and reachable, then rerun",
 }
 
 
@@ -436,10 +436,10 @@ def connect_attempts(policy: RetryPolicy, label: str) -> Retrying:
     )
 
 
-def connect(uri: str, policy: RetryPolicy) -> tuple[Connection, StallGuard]:
+def connect(uri: str, policy: RetryPolicy, loading: bool = False) -> tuple[Connection, StallGuard]:
     """One connection attempt with histetl's timeouts; driver errors become LoadErrors
-    (TransientLoadError only for what retrying may fix). Used by the sink, the reader and
-    the ledger pre-check."""
+    (TransientLoadError only for what retrying may fix). Used by the sink (`loading`), the
+    reader and the ledger pre-check."""
     target = parse_target(uri)
     conninfo = with_timeouts(uri, policy)
     from histetl.targets.postgres.client import Connection
@@ -448,7 +448,8 @@ def connect(uri: str, policy: RetryPolicy) -> tuple[Connection, StallGuard]:
     try:
         conn = Connection(conninfo, uri)
     except Exception as exc:  # the driver's error classes are not importable stably
-        raise driver_error("cannot connect", exc, target, (uri, conninfo)) from None
+        error = driver_error("cannot connect", exc, target, (uri, conninfo), loading=loading)
+        raise error from None
     return conn, StallGuard(before)
 
 
@@ -458,9 +459,11 @@ def driver_error(
     target: PgTarget,
     uris: tuple[str, ...],
     stalled_s: float | None = None,
+    loading: bool = False,
 ) -> HistetlError:
     """A one-line error naming host, user and database (never the password); `Interrupted`
-    for a statement cancelled on request (`stopped_by_signal`)."""
+    for a statement cancelled on request (`stopped_by_signal`). `loading`: a load's error,
+    whose rerun skips the files already loaded."""
     text = str(exc).strip()
     message = text.splitlines()[0] if text else type(exc).__name__
     for uri in uris:
@@ -485,7 +488,8 @@ def driver_error(
         cls: type[LoadError] = (
             DatabaseTimeoutError if "timeout expired" in message else TransientLoadError
         )
-        return cls(f"{what}: {message}", where=target.label, hint=HINTS["transient"])
+        hint = HINTS["transient"] + (" (loaded files are skipped)" if loading else "")
+        return cls(f"{what}: {message}", where=target.label, hint=hint)
     if kind == "parameter":  # libpq refused a parameter: a usage error, exit 2
         return ConfigError(f"{what}: {message}", where=target.label, hint=HINTS[kind])
     if kind in ("auth", "missing", "permission", "config"):

@@ -111,11 +111,12 @@ class PostgresSink:
             self.target,
             (self._uri, self._conninfo),
             self.retry.timeout_s if stalled else None,
+            loading=True,
         )
 
     def _connect_once(self) -> None:
         self.close()
-        self._conn, self._guard = connect(self._uri, self.retry)
+        self._conn, self._guard = connect(self._uri, self.retry, loading=True)
         try:
             self.migrate()
         except BaseException:
