@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from histetl.errors import ConfigError, LoadError, first_line
+from histetl.errors import ConfigError, LoadError
 from histetl.sqltext import quote, ts_literal
 from histetl.targets.base import DbColumn, SqlReader
-from histetl.targets.duckdb import duckdb_path
+from histetl.targets.duckdb import duckdb_path, is_locked, message, open_error
 
 
 def open_duckdb(uri: str) -> DuckDBReader:
@@ -26,8 +26,10 @@ def open_duckdb(uri: str) -> DuckDBReader:
     try:
         return DuckDBReader(duckdb_dbapi.connect(path), f"duckdb:///{path}")
     except Exception as exc:  # the ADBC driver raises its own error classes
+        if not is_locked(exc):
+            raise open_error(exc, path) from None
         raise LoadError(
-            f"cannot open DuckDB database: {first_line(exc)}",
+            f"cannot open DuckDB database: {message(exc)}",
             where=path,
             hint="another histetl process may be writing to it; try again after it",
         ) from None

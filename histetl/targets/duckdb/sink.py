@@ -52,7 +52,7 @@ from histetl.targets.base import (
     replace_in_transaction,
     stopped_by_signal,
 )
-from histetl.targets.duckdb import duckdb_path
+from histetl.targets.duckdb import duckdb_path, is_locked, message, open_error
 from histetl.targets.duckdb.read import DuckDBReader
 
 _STAGE = "histetl_stage"
@@ -170,7 +170,7 @@ class DuckDBSink:
         except Exception as exc:  # e.g. a read-only file
             self._conn.close()
             raise LoadError(
-                f"cannot write to the DuckDB database: {_first_line(exc)}",
+                f"cannot write to the DuckDB database: {message(exc)}",
                 where=self.path,
                 hint="check that the file is writable and is a DuckDB database",
             ) from None
@@ -185,12 +185,8 @@ class DuckDBSink:
                 return duckdb_dbapi.connect(self.path)
             except Exception as exc:  # the ADBC driver raises its own error classes
                 text = str(exc)
-                if "lock" not in text.lower():
-                    raise LoadError(
-                        f"cannot open DuckDB database: {_first_line(exc)}",
-                        where=self.path,
-                        hint="check the path, its permissions, and that it is a DuckDB file",
-                    ) from None
+                if not is_locked(exc):
+                    raise open_error(exc, self.path) from None
                 if not told:
                     told.append(True)
                     limit = f"up to {timeout_s:g} s" if timeout_s > 0 else "until it is free"
@@ -396,12 +392,6 @@ class DuckDBFileLoad:
 def _iso_ns(ns: int | None) -> str:
     """A timestamp in nanoseconds as DuckDB reads it: 2024-01-02T03:04:05.123456789."""
     return str(np.datetime_as_string(np.datetime64(ns, "ns")))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return first.replace("INTERNAL: ", "").replace("IO Error: ", "")
 
 
 def _holder(message: str) -> str:

@@ -76,6 +76,28 @@ def test_a_file_another_process_writes_is_one_load_error(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"hello\n", "exists, but it is not a valid DuckDB database file"),
+        (b"", "exists, but it is not a valid DuckDB database file"),
+        (None, "Could not read enough bytes from file"),
+    ],
+    ids=["text", "empty", "cut-short"],
+)
+def test_a_file_that_is_not_a_whole_duckdb_database_says_so_without_blaming_a_writer(
+    path: Path, tmp_path: Path, content: bytes | None, reason: str
+) -> None:
+    bad = tmp_path / "bad.duckdb"
+    bad.write_bytes(path.read_bytes()[:20_000] if content is None else content)
+    with pytest.raises(LoadError) as caught:
+        open_duckdb(f"duckdb:///{bad}")
+    assert caught.value.what.startswith("cannot open DuckDB database: ")
+    assert reason in caught.value.what
+    assert "Error: " not in caught.value.what  # the driver's class prefixes are dropped
+    assert caught.value.hint == "check the path, its permissions, and that it is a DuckDB file"
+
+
+@pytest.mark.parametrize(
     ("type_", "canonical"),
     [
         (pa.timestamp("ns", tz="Etc/UTC"), pa.timestamp("ns", tz="UTC")),
