@@ -62,7 +62,7 @@ def handle_errors(func: F) -> F:
             click.echo(f"error: {printable(exc.message)}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:  # Ctrl-C in a command without a stop of its own (query, ...)
-            click.echo("interrupted by SIGINT", err=True)
+            click.echo("error: interrupted by SIGINT", err=True)
             sys.exit(EXIT_SIGINT)
 
     return wrapper  # type: ignore[return-value]

@@ -78,7 +78,7 @@ def test_ctrl_c_during_a_query_exits_130_in_one_line(tmp_path: Path) -> None:
     time.sleep(0.5)
     query.send_signal(signal.SIGINT)
     _out, err = query.communicate(timeout=60)
-    assert (query.returncode, err.decode()) == (130, "interrupted by SIGINT\n")
+    assert (query.returncode, err.decode()) == (130, "error: interrupted by SIGINT\n")
 
 
 def test_query_to_a_path_under_a_file_is_refused_before_reading(
