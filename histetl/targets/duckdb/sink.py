@@ -19,9 +19,10 @@ it loads as before, without the cap.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,7 @@ class DuckDBSink:
         self.display = f"duckdb:///{self.path}"
         if self.path != ":memory:":
             _prepare_dir(Path(self.path))
+        self._lock_timeout_s = lock_timeout_s
         self._conn = self._connect(lock_timeout_s)
         self._created: dict[str, bool] = {}  # table -> has an index
         try:
@@ -217,20 +219,26 @@ class DuckDBSink:
             ) from None
 
     def ledger_entry(self, sha256: str, table: str) -> LedgerEntry | None:
-        with self._conn.cursor() as cur:
-            cur.execute(
-                LEDGER_SELECT + " WHERE sha256 = ? AND target_table = ?",
-                (sha256, table),
-            )
-            row = cur.fetchone()
-        self._conn.commit()
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(
+                    LEDGER_SELECT + " WHERE sha256 = ? AND target_table = ?",
+                    (sha256, table),
+                )
+                row = cur.fetchone()
+            self._conn.commit()
+        except Exception as exc:  # the driver's error classes
+            raise _load_error("reading the ledger failed", LEDGER_TABLE, exc) from None
         return LedgerEntry(*row) if row else None
 
     def ledger(self) -> list[LedgerEntry]:
-        with self._conn.cursor() as cur:
-            cur.execute(LEDGER_SELECT + " ORDER BY loaded_at, path")
-            rows = cur.fetchall()
-        self._conn.commit()
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(LEDGER_SELECT + " ORDER BY loaded_at, path")
+                rows = cur.fetchall()
+            self._conn.commit()
+        except Exception as exc:  # the driver's error classes
+            raise _load_error("reading the ledger failed", LEDGER_TABLE, exc) from None
         return [LedgerEntry(*row) for row in rows]
 
     def reader(self) -> DuckDBReader:
@@ -243,11 +251,16 @@ class DuckDBSink:
 
     def ensure_table(self, target: TableTarget) -> None:
         if target.name not in self._created:
-            with self._conn.cursor() as cur:
-                cur.execute(create_table_sql(target))
-                _add_new_columns(cur, target)
-                indexed = _has_index(cur, target.name)
-            self._conn.commit()
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute(create_table_sql(target))
+                    _add_new_columns(cur, target)
+                    indexed = _has_index(cur, target.name)
+                self._conn.commit()
+            except HistetlError:
+                raise
+            except Exception as exc:  # the driver's error classes
+                raise _load_error("creating the table failed", target.name, exc) from None
             self._created[target.name] = indexed
             if indexed:
                 logger.info(
@@ -275,7 +288,18 @@ class DuckDBSink:
             return None
         # an in-memory database has no file to write row groups to: it is not capped
         capped = not self._created[target.name] and self.path != ":memory:"
-        return DuckDBFileLoad(self._conn, target, capped)
+        return DuckDBFileLoad(self._conn, target, capped, self._reopen)
+
+    def _reopen(self) -> None:
+        """A new connection, after a commit that failed (a full disk, an I/O error): DuckDB
+        has ended the transaction the driver still counts as open, so the next file's
+        statements would each commit on their own. An in-memory database is kept as it is
+        (reopening it would lose it)."""
+        if self.path == ":memory:":
+            return
+        with contextlib.suppress(Exception):  # it may be unusable by now
+            self._conn.close()
+        self._conn = self._connect(self._lock_timeout_s)
 
     def reconnect(self) -> None:
         """A file database does not drop connections; nothing to do."""
@@ -285,9 +309,14 @@ class DuckDBSink:
 
 
 class DuckDBFileLoad:
-    def __init__(self, conn: Any, target: TableTarget, capped: bool) -> None:
-        """`capped`: run under `_MEMORY_LIMIT` until the commit or rollback."""
+    def __init__(
+        self, conn: Any, target: TableTarget, capped: bool, reopen: Callable[[], None]
+    ) -> None:
+        """`capped`: run under `_MEMORY_LIMIT` until the commit or rollback; `reopen`: the
+        sink's fresh connection, when a rollback finds no transaction (after a failed
+        commit)."""
         self._conn = conn
+        self._reopen = reopen
         self._target = target
         self._capped = capped
         columns = ", ".join(quote(f.name) for f in target.schema)
@@ -375,6 +404,7 @@ class DuckDBFileLoad:
             self._uncap()
         except Exception as exc:  # nothing to roll back after a failed commit
             logger.debug("DuckDB rollback: {}", exc)
+            self._reopen()
 
     def _uncap(self) -> None:
         if self._capped:

@@ -3,7 +3,9 @@ ends, and a bad path that is one clear line."""
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -167,6 +169,49 @@ def test_replay_when_duckdb_file_is_not_a_database_is_one_clear_line(tmp_path: P
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(f"error: {db_path}: cannot open DuckDB database:")
     assert "Traceback" not in result.stderr
+
+
+def test_replay_when_a_commit_cannot_be_written_fails_that_file_alone_and_rerun_converges(
+    tmp_path: Path,
+) -> None:
+    """A write error at COMMIT (here the file-size limit, as a full disk would) ends the
+    transaction inside DuckDB while the driver still counts it as open: the next file's
+    ledger read then failed with a ProgrammingError traceback ("No active transaction").
+    Each failing file is one line; the others load; with room again a rerun equals one
+    clean load."""
+    paths = []
+    for seed in range(4):
+        path = tmp_path / f"t{seed}.dbn"
+        day = SynthSpec.start.replace(day=1 + 2 * seed)
+        write_dbn(SynthSpec(schema="trades", records=20_000, seed=seed, start=day), path)
+        paths.append(path)
+    db = f"duckdb:///{tmp_path / 'h.duckdb'}"
+    limit = 2_500_000  # bytes: the WAL of some commits goes past it
+
+    def capped() -> None:  # pragma: no cover - runs in the child
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    full = subprocess.run(
+        [*replay(db, paths, tmp_path), "--report", str(tmp_path / "r.json")],
+        capture_output=True, text=True, check=False, preexec_fn=capped,
+    )  # fmt: skip
+    assert "Traceback" not in full.stderr, full.stderr
+    assert full.returncode == 1, full.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    status = {Path(f["path"]).name: (f["status"], f["loaded"]) for f in report["files"]}
+    failed = [name for name, (state, _) in status.items() if state == "failed"]
+    assert failed, status
+    assert len(failed) < len(paths), status
+    assert all(status[name][1] == 0 for name in failed)
+    errors = [line for line in full.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == len(failed), full.stderr
+    assert all("commit failed" in line and "File too large" in line for line in errors)
+    rerun = subprocess.run(replay(db, paths, tmp_path), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _stored(tmp_path) == (80_000, 80_000)
+    with duckdb.connect(str(tmp_path / "h.duckdb"), read_only=True) as con:
+        ledger = con.execute("SELECT loaded, duplicates FROM histetl_ledger").fetchall()
+    assert sorted(ledger) == [(20_000, 0)] * 4  # nothing of a failed file was kept
 
 
 def _load(tmp_path: Path, paths: list[Path], **options: object) -> RunReport:
