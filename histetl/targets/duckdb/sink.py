@@ -305,7 +305,10 @@ class DuckDBSink:
         """A file database does not drop connections; nothing to do."""
 
     def close(self) -> None:
-        self._conn.close()
+        try:
+            self._conn.close()  # the last connection checkpoints the WAL into the file
+        except Exception as exc:  # e.g. a full disk: what is committed stays in the WAL
+            logger.warning("closing {}: {}", self.path, message(exc))
 
 
 class DuckDBFileLoad:
