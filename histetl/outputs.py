@@ -22,7 +22,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -116,6 +116,37 @@ def check_output(path: Path, where: str) -> None:
             raise ConfigError(f"{path} is not writable", where=where)
         return
     check_output_dir(target.parent, where)
+
+
+def sidecar_path(html: Path) -> Path:
+    """The quality page's figures beside it: `report.html` -> `report.figures.json`."""
+    stem = html.name[: -len(html.suffix)] if html.suffix else html.name
+    return html.with_name(stem + ".figures.json")
+
+
+def check_outputs(
+    outputs: Iterable[tuple[str, Path | None]], inputs: Iterable[tuple[str, Path]] = ()
+) -> None:
+    """Before work: each output (option, path) can be written (`check_output`), and no two
+    of them, nor an output and an input, are one file (one would silently overwrite the
+    other). `--html` stands for its page and the page's figures sidecar."""
+    seen: dict[str, str] = {os.path.realpath(path): where for where, path in inputs}
+    for where, path in outputs:
+        if path is None:
+            continue
+        files = [(where, path)]
+        if where == "--html":
+            files.append(("--html's figures sidecar", sidecar_path(path)))
+        for name, file in files:
+            check_output(file, where)
+            real = os.path.realpath(file)
+            if real in seen:
+                raise ConfigError(
+                    f"{seen[real]} and {name} are the same file, {file}",
+                    where=where,
+                    hint="give each its own file name",
+                )
+            seen[real] = name
 
 
 @contextlib.contextmanager

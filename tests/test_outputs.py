@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from histetl.errors import ConfigError
-from histetl.outputs import OutputError, check_output, check_output_dir, open_output, write_json
+from histetl.outputs import (
+    OutputError,
+    check_output,
+    check_output_dir,
+    check_outputs,
+    open_output,
+    write_json,
+)
 
 
 def test_regular_file_is_replaced_atomically_and_keeps_its_mode(tmp_path: Path) -> None:
@@ -115,3 +122,29 @@ def test_temporary_files_of_a_killed_writer_are_removed_and_a_live_ones_kept(
         p.write_text("half")
     write_json(tmp_path / "r.json", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "r.json"])
+
+
+def test_two_outputs_or_an_output_and_an_input_that_are_one_file_are_refused(
+    tmp_path: Path,
+) -> None:
+    """`--report r.json --html r.json` wrote the page, then the report over it; the page's
+    sidecar can also meet the report, and `report R --html R` would overwrite its input."""
+    report, page = tmp_path / "r.json", tmp_path / "r.html"
+    (tmp_path / "link.json").symlink_to(report)
+    cases = [
+        ([("--report", report), ("--html", report)], [], "--report and --html"),
+        (
+            [("--report", tmp_path / "r.figures.json"), ("--html", page)],
+            [],
+            "--report and --html's figures sidecar",
+        ),
+        ([("--report", tmp_path / "link.json"), ("--html", report)], [], "--report and --html"),
+        ([("--html", report)], [("REPORT_FILE", report)], "REPORT_FILE and --html"),
+    ]
+    for outputs, inputs, who in cases:
+        with pytest.raises(ConfigError) as caught:
+            check_outputs(outputs, inputs)
+        assert caught.value.what.startswith(f"{who} are the same file, "), caught.value.what
+        assert caught.value.hint == "give each its own file name"
+    check_outputs([("--report", report), ("--html", page), ("--html", None)])  # all distinct
+    assert list(tmp_path.iterdir()) == [tmp_path / "link.json"]  # nothing written by checking

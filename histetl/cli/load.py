@@ -112,7 +112,7 @@ def replay(
 ) -> None:
     """Reprocess DBN files (paths, directories or globs) offline, exactly as a run would."""
     from histetl.options import ReplayOptions
-    from histetl.outputs import check_output
+    from histetl.outputs import check_outputs
     from histetl.targets import RetryPolicy
 
     options = ReplayOptions(
@@ -131,8 +131,7 @@ def replay(
         cluster=cluster or None,
         max_db_writers=max_db_writers,
     )
-    if report_path is not None:
-        check_output(report_path, "--report")
+    check_outputs([("--report", report_path), ("--html", html_path)])
     if html_path is None:
         skipped = _skipped_run(options, paths)  # a rerun that finds nothing new: no stage loads
         if skipped is not None:
@@ -268,14 +267,13 @@ def run_command(
     """
     from histetl.interrupt import stop_on_signals
     from histetl.jobs import load_job_file
-    from histetl.outputs import check_output, write_json
+    from histetl.outputs import check_outputs, write_json
     from histetl.pipeline.run import RunOptions, run_jobs
     from histetl.source.databento.lock import LockBusyError
     from histetl.source.databento.plan import format_plans
 
     jobs = load_job_file(job_file)
-    if report_path is not None:
-        check_output(report_path, "--report")
+    check_outputs([("--report", report_path), ("--html", html_path)], [("JOB_FILE", job_file)])
     options = RunOptions(
         jobs=job_names,
         dry_run=dry_run,

@@ -91,8 +91,10 @@ def quarantine(path: Path | None, quarantine_dir: Path, rows: int) -> None:
 @handle_errors
 def report_command(report_file: Path, html_path: Path, db: str | None) -> None:
     """Build the data-quality page of a saved run report (`replay/run --report FILE`)."""
+    from histetl.outputs import check_outputs
     from histetl.quality.build import from_report_file, write
 
+    check_outputs([("--html", html_path)], [("REPORT_FILE", report_file)])
     page, sidecar = write(html_path, from_report_file(report_file, db))
     click.echo(f"report page: {page} (figures: {sidecar})")
 

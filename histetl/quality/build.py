@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from histetl.errors import ConfigError, HistetlError
-from histetl.outputs import write_bytes
+from histetl.outputs import sidecar_path, write_bytes
 from histetl.quality.figures import DAY_NS, FigureOptions, TableFigures
 from histetl.quality.observer import FileFigures, ReportObserver
 from histetl.report import COUNTS, RunReport
@@ -26,12 +26,6 @@ from histetl.schemas import table_spec
 from histetl.validate import RuleBook
 
 FORMAT = "histetl-quality/1"
-
-
-def sidecar_path(html: Path) -> Path:
-    """`report.html` -> `report.figures.json`."""
-    stem = html.name[: -len(html.suffix)] if html.suffix else html.name
-    return html.with_name(stem + ".figures.json")
 
 
 def observe(replayer: Any) -> ReportObserver:

@@ -309,6 +309,21 @@ def test_replay_exit_codes(trades_dbn: Path, tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_replay_when_report_and_html_are_one_file_stops_before_any_work(
+    trades_dbn: Path, tmp_path: Path
+) -> None:
+    same = tmp_path / "out.json"
+    outputs = ("--report", str(same), "--html", str(same))
+    result = cli("replay", str(trades_dbn), *outputs, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"error: --html: --report and --html are the same file, {same}\n"
+        "  hint: give each its own file name\n"
+    )
+    assert not same.exists()
+    assert not (tmp_path / "histetl.duckdb").exists()  # nothing loaded
+
+
 def test_a_file_name_with_a_newline_or_an_escape_cannot_forge_a_line_or_drive_the_terminal(
     trades_dbn: Path, tmp_path: Path
 ) -> None:

@@ -114,18 +114,42 @@ def test_file_spans_when_files_overlap_are_joined_and_none_when_a_file_is_gone(
 
 
 def test_a_page_whose_sidecar_cannot_be_written_is_not_written_either(tmp_path: Path) -> None:
-    from histetl.quality.build import sidecar_path
+    from histetl.outputs import OutputError, sidecar_path
+    from histetl.quality.build import write
+
+    dbn, made = tmp_path / "t.dbn", tmp_path / "made.html"
+    write_dbn(SynthSpec(schema="trades", records=500), dbn)
+    done = subprocess.run(
+        [*HISTETL, "replay", "--validate-only", "--html", str(made), str(dbn)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(sidecar_path(made).read_text())  # the sidecar is the page's document
+    html = tmp_path / "r.html"
+    sidecar_path(html).mkdir()  # a folder where the sidecar goes (made while the run ran)
+    with pytest.raises(OutputError) as caught:
+        write(html, doc)
+    assert caught.value.message == (
+        f"--html: {sidecar_path(html)} is a folder\n  hint: give a file name"
+    )
+    assert not html.exists()
+
+
+def test_replay_html_whose_sidecar_cannot_be_written_stops_before_any_work(
+    tmp_path: Path,
+) -> None:
+    from histetl.outputs import sidecar_path
 
     dbn = tmp_path / "t.dbn"
     write_dbn(SynthSpec(schema="trades", records=500), dbn)
     html = tmp_path / "r.html"
-    sidecar_path(html).mkdir()  # a folder where the sidecar goes
+    sidecar_path(html).mkdir()
     done = subprocess.run(
         [*HISTETL, "replay", "--validate-only", "--html", str(html), str(dbn)],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
-    assert done.returncode == 1, done.stderr
-    assert done.stderr.endswith(
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
         f"error: --html: {sidecar_path(html)} is a folder\n  hint: give a file name\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.figures.json", "t.dbn"]

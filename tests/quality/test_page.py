@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from loguru import logger
 
 from histetl.cli import main
-from histetl.quality.build import sidecar_path
+from histetl.outputs import sidecar_path
 from histetl.synth import Defects, SynthSpec, write_dbn
 from tests.pipeline.test_run import N_TRADES, gateway, gw, trades, write_job
 from tests.support.fake_gateway import FakeGateway
