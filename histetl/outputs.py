@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import re
@@ -95,8 +96,8 @@ def _probe(folder: Path) -> str | None:
 def _target(path: Path, where: str, error: type[HistetlError]) -> tuple[Path, int | None]:
     """What `path` names (a symlink's target) and its mode, None when it does not exist yet;
     a folder, or a path that cannot be looked at, is an `error`."""
-    target = path.resolve() if path.is_symlink() else path
     try:
+        target = path.resolve() if path.is_symlink() else path
         mode: int | None = target.stat().st_mode
     except FileNotFoundError:
         mode = None
@@ -158,7 +159,7 @@ def open_output(path: Path, where: str = "output") -> Iterator[IO[bytes]]:
         with _through(path, target, where) as handle:
             yield handle
         return
-    tmp = target.with_name(f".{target.name}.{os.getpid()}{TMP_SUFFIX}")
+    tmp = target.with_name(f".{_tmp_stem(target)}.{os.getpid()}{TMP_SUFFIX}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(target)
@@ -177,7 +178,23 @@ def open_output(path: Path, where: str = "output") -> Iterator[IO[bytes]]:
             "an existing file is left unchanged",
         ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+_NAME_MAX = 255  # bytes in a file name (Linux, macOS)
+_STEM_MAX = _NAME_MAX - len(f"..{2**22}{TMP_SUFFIX}")  # room for the dots, a pid, the suffix
+
+
+def _tmp_stem(target: Path) -> str:
+    """The target's name in its temporary file's name: itself, or for a name too long to
+    carry the pid and suffix, its start and a digest of the whole (still unique)."""
+    name = target.name
+    raw = name.encode()
+    if len(raw) <= _STEM_MAX:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return raw[: _STEM_MAX - 13].decode(errors="ignore") + "~" + digest
 
 
 def pid_alive(pid: int) -> bool:
@@ -193,8 +210,9 @@ def pid_alive(pid: int) -> bool:
 
 def _remove_stale_temps(target: Path) -> None:
     """Temporary files of `target` that a killed writer left (its pid is gone)."""
-    pattern = re.compile(re.escape(f".{target.name}.") + r"(\d+)" + re.escape(TMP_SUFFIX) + "$")
-    for candidate in target.parent.glob(f".{glob.escape(target.name)}.*{TMP_SUFFIX}"):
+    stem = _tmp_stem(target)
+    pattern = re.compile(re.escape(f".{stem}.") + r"(\d+)" + re.escape(TMP_SUFFIX) + "$")
+    for candidate in target.parent.glob(f".{glob.escape(stem)}.*{TMP_SUFFIX}"):
         match = pattern.match(candidate.name)
         if match and not pid_alive(int(match[1])):
             with contextlib.suppress(OSError):

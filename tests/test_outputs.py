@@ -124,6 +124,22 @@ def test_temporary_files_of_a_killed_writer_are_removed_and_a_live_ones_kept(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "r.json"])
 
 
+def test_a_name_near_the_file_name_limit_is_written_and_one_past_it_is_one_error(
+    tmp_path: Path,
+) -> None:
+    """A legal 250-byte name could not be written (its temporary name was past 255 bytes),
+    and the clean-up of that temporary raised an OSError traceback."""
+    long = tmp_path / ("é" * 100 + "x" * 46 + ".json")  # 250 bytes in UTF-8
+    write_json(long, {"a": 1})
+    assert long.read_text() == '{\n  "a": 1\n}\n'
+    write_json(long, {})  # again: a stale temporary of it would be found by the same name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [long.name]
+    too_long = tmp_path / ("y" * 256)
+    with pytest.raises(OutputError) as caught:
+        write_json(too_long, {})
+    assert caught.value.what.endswith(": File name too long")
+
+
 def test_two_outputs_or_an_output_and_an_input_that_are_one_file_are_refused(
     tmp_path: Path,
 ) -> None:
