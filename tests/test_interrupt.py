@@ -20,8 +20,9 @@ import pytest
 
 from histetl.interrupt import CANCEL, Cancel, Interrupted, stop_on_signals
 from histetl.options import ReplayOptions
-from histetl.pipeline.replay import Replayer, ledger
+from histetl.pipeline.replay import Replayer
 from histetl.synth import Defects, SynthSpec, write_dbn
+from histetl.targets import read_ledger
 from tests.pipeline.test_run import gateway, gw, raw_files, trades, write_job
 from tests.support.fake_gateway import FakeGateway, Scripted
 from tests.support.pgserver import PgServer, fresh_schema
@@ -119,7 +120,7 @@ def count_rows(db: str, table: str) -> int:
 
 
 def loaded_files(db: str) -> list[str]:
-    return sorted(Path(e.path).name for e in ledger(db))
+    return sorted(Path(e.path).name for e in read_ledger(db))
 
 
 def assert_one_clean_load(tmp_path: Path, db: str, files: list[Path], *extra: str) -> None:
@@ -133,7 +134,7 @@ def assert_one_clean_load(tmp_path: Path, db: str, files: list[Path], *extra: st
     assert rerun.returncode == 0, rerun.stderr
     assert loaded_files(db) == sorted(f.name for f in files)
     assert count_rows(db, "trades") == len(files) * (RECORDS - DEFECTS)
-    assert [e.loaded for e in ledger(db)] == [RECORDS - DEFECTS] * len(files)
+    assert [e.loaded for e in read_ledger(db)] == [RECORDS - DEFECTS] * len(files)
 
 
 def litter(tmp_path: Path) -> list[str]:

@@ -78,13 +78,12 @@ def db_init(
 @handle_errors
 def status(db: str | None, limit: int, db_retries: int, db_retry_max_wait: float) -> None:
     """Show the load ledger: what was loaded when, from which files, with which counts."""
-    from histetl.pipeline.replay import ledger
-    from histetl.targets import RetryPolicy, display
+    from histetl.targets import RetryPolicy, display, read_ledger
     from histetl.textable import printable
 
     retry = RetryPolicy(db_retries, db_retry_max_wait)
     uri = target(db)
-    entries = ledger(uri, retry)[-limit:]
+    entries = read_ledger(uri, retry)[-limit:]
     if not entries:
         click.echo(f"nothing loaded yet into {display(uri)}")
         return

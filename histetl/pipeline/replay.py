@@ -46,9 +46,7 @@ from histetl.targets import (
     TableTarget,
     TimescaleOptions,
     canonical_targets,
-    file_path,
     open_sink,
-    read_ledger,
     redact,
 )
 from histetl.validate import RuleBook, RuleSet
@@ -436,15 +434,6 @@ def init_db(
         return sink.display
     finally:
         sink.close()
-
-
-def ledger(uri: str, retry: RetryPolicy | None = None) -> list[LedgerEntry]:
-    """The load ledger, oldest first. A database file or lake not made yet has loaded nothing
-    and is not created by asking."""
-    path = file_path(uri)
-    if path is not None and path != ":memory:" and not Path(path).exists():
-        return []
-    return read_ledger(uri, retry)
 
 
 def replay(

@@ -9,6 +9,7 @@ files it loaded. A reader presents the loaded tables in canonical types (`histet
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from histetl.errors import ConfigError
@@ -113,8 +114,12 @@ def open_sink(
 
 
 def read_ledger(uri: str, retry: RetryPolicy | None = None) -> list[LedgerEntry]:
-    """The load ledger, oldest first: PostgreSQL's read as `query` reads (a read-only role may
-    ask: nothing is migrated or created), the others' through their sink."""
+    """The load ledger, oldest first; asking creates nothing. A database file or lake not
+    made yet has loaded nothing; PostgreSQL's is read as `query` reads (a read-only role may
+    ask: nothing is migrated); the others' through their sink."""
+    path = file_path(uri)
+    if path is not None and path != ":memory:" and not Path(path).exists():
+        return []
     if backend_of(uri) == "postgres":
         from histetl.targets.postgres.read import open_postgres
 

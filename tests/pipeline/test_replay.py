@@ -19,11 +19,12 @@ import zstandard
 from histetl.decode import DbnFile
 from histetl.errors import ConfigError
 from histetl.options import ReplayOptions
-from histetl.pipeline.replay import Replayer, ledger
+from histetl.pipeline.replay import Replayer
 from histetl.report import RunReport
 from histetl.source.files import expand_paths
 from histetl.synth import SUPPORTED_SCHEMAS as SYNTH_SCHEMAS
 from histetl.synth import Defects, SynthSpec, write_dbn
+from histetl.targets import read_ledger
 from tests.conftest import sample_files, sample_params
 from tests.reference import decode_with_symbols, mismatches
 from tests.support.pgserver import PgServer, fresh_schema
@@ -257,7 +258,7 @@ def test_replay_when_zstd_file_truncated_exits_1_loads_nothing_of_it_and_the_oth
         result.stderr
     )
     assert "Traceback" not in result.stderr
-    assert [(Path(e.path).name, e.loaded) for e in ledger(db)] == [("good.dbn.zst", 100)]
+    assert [(Path(e.path).name, e.loaded) for e in read_ledger(db)] == [("good.dbn.zst", 100)]
     assert rows(tmp_path, "trades").num_rows == 100
     assert [p.name for p in tmp_path.rglob("*") if "cut" in p.name] == ["cut.dbn.zst"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from histetl.pipeline.replay import ledger
 from histetl.synth import SynthSpec, write_dbn
+from histetl.targets import read_ledger
 from histetl.targets.delta.layout import KEEP_LOG
 from tests.targets.delta import test_sink as test_delta
 from tests.targets.delta.test_sink import Lake
@@ -63,7 +63,7 @@ def test_load_optimize_vacuum_then_rerun_skips_every_file_and_tables_are_unchang
 ) -> None:
     paths = _one_day_files(tmp_path)
     subprocess.run(replay(lake.db, paths, tmp_path), check=True)
-    rows, entries = lake.rows(), ledger(lake.db)
+    rows, entries = lake.rows(), read_ledger(lake.db)
     before, days = len(lake.table().file_uris()), rows["date"].n_unique()
     assert before == len(paths) * days
 
@@ -80,7 +80,7 @@ def test_load_optimize_vacuum_then_rerun_skips_every_file_and_tables_are_unchang
     assert [f["status"] for f in json.loads(report.read_text())["files"]] == ["skipped"] * 3
     assert lake.table().version() == version  # nothing committed
     assert lake.rows().equals(rows)
-    assert ledger(lake.db) == entries
+    assert read_ledger(lake.db) == entries
 
 
 def test_lake_vacuum_without_apply_lists_the_files_and_deletes_none(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_the_ledger_survives_loads_and_maintenance_when_old_commit_files_expire(
     _ok(lake, "optimize")
     _ok(lake, "vacuum", "--retention-hours", "0", "--break-time-travel", "--apply")
     subprocess.run(replay(lake.db, paths[-1:], tmp_path), check=True)
-    assert sorted(e.path for e in ledger(lake.db)) == sorted(map(str, paths))
+    assert sorted(e.path for e in read_ledger(lake.db)) == sorted(map(str, paths))
     assert lake.table().metadata().configuration["delta.enableExpiredLogCleanup"] == "false"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from deltalake import CommitProperties, Transaction
 
-from histetl.pipeline.replay import ledger
+from histetl.targets import read_ledger
 from histetl.targets.delta.ledger import LEDGER_KEY, app_id
 from tests.targets.delta.test_sink import Lake
 from tests.targets.duckdb.test_sink import replay, trades
@@ -63,7 +63,7 @@ def test_rerun_in_a_lake_whose_transaction_versions_counted_loads_skips_by_the_h
     lake, (first, second) = _lake(tmp_path)
     scratch = Lake(f"delta:///{tmp_path / 'scratch'}", str(tmp_path / "scratch"))
     subprocess.run(replay(scratch.db, [second], tmp_path), check=True)
-    (entry,) = ledger(scratch.db)
+    (entry,) = read_ledger(scratch.db)
     subprocess.run(replay(lake.db, [first], tmp_path), check=True)
     fields = dataclasses.asdict(entry)
     fields["loaded_at"] = entry.loaded_at.isoformat()

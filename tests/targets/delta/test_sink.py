@@ -19,8 +19,8 @@ import pytest
 from deltalake import DeltaTable
 
 from histetl.faults import FAULT_ENV
-from histetl.pipeline.replay import ledger
 from histetl.synth import SynthSpec, write_dbn
+from histetl.targets import read_ledger
 from tests.conftest import SAMPLES
 from tests.support.pgserver import free_port
 from tests.support.s3server import SECRET_KEY, S3Server, start_s3
@@ -258,7 +258,7 @@ def test_two_writers_replaying_the_same_files_at_once_equal_one_clean_load(
         assert lake.rows().equals(expected)
         # what the two runs report as loaded is what the lake holds: no row counted twice
         assert sum(r["totals"]["loaded"] for r in reports) == expected.height
-        entries = ledger(lake.db)
+        entries = read_ledger(lake.db)
         assert sorted(e.path for e in entries) == sorted(map(str, paths))
         assert sum(e.loaded for e in entries) == expected.height
         assert sum(e.loaded + e.duplicates for e in entries) == sum(e.records for e in entries)
@@ -290,7 +290,7 @@ def test_sigkill_at_any_point_then_rerun_equals_one_clean_load(
     rerun = subprocess.run(command, capture_output=True, text=True, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert lake.rows().equals(clean_trades)
-    entries = ledger(lake.db)
+    entries = read_ledger(lake.db)
     assert sorted(e.path for e in entries) == sorted(map(str, paths))
     assert [(e.loaded, e.duplicates) for e in sorted(entries, key=lambda e: e.path)] == [
         (2000, 0),
@@ -316,7 +316,7 @@ def test_a_file_with_nothing_new_is_recorded_and_skipped_on_rerun(
         subprocess.run(command, check=True)
         files = json.loads(report.read_text())["files"]
         assert [f["status"] for f in files] == [status, status]
-    by_path = {e.path: e for e in ledger(lake.db)}
+    by_path = {e.path: e for e in read_ledger(lake.db)}
     assert (by_path[str(half)].loaded, by_path[str(half)].duplicates) == (0, 1000)
     assert by_path[str(empty)].records == 0
     assert lake.rows().height == 2000

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from histetl.options import ReplayOptions
-from histetl.pipeline.replay import Replayer, ledger
+from histetl.pipeline.replay import Replayer
+from histetl.targets import read_ledger
 from histetl.targets.delta.sink import DeltaSink
 from histetl.targets.delta.spill import KeyLog
 from tests.targets.delta.test_sink import Lake
@@ -77,5 +78,5 @@ def test_delta_load_when_in_file_duplicates_lie_past_the_key_threshold_counts_th
     clean, lake = lakes
     assert (report.records, report.loaded, report.duplicates) == (4000, 2000, 2000)
     assert lake.rows().equals(clean.rows())
-    (entry,) = ledger(lake.db)
+    (entry,) = read_ledger(lake.db)
     assert (entry.records, entry.loaded, entry.duplicates) == (4000, 2000, 2000)
